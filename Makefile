@@ -1,0 +1,32 @@
+# Quick start: `make demo` (train an optimal-sigma VAE on the shipped Frey Face) and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo test lint bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/sigmavae train --config configs/demo-frey.yaml
+	$(BIN)/sigmavae eval runs/demo-frey/checkpoints/last.ckpt --out runs/demo-frey/test-report.json
+	@echo "samples: runs/demo-frey/samples/  reconstructions: runs/demo-frey/reconstructions/  curves: runs/demo-frey/curves.png"
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/throughput.py
+
+clean:
+	rm -rf runs .pytest_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""sigmavae: variational autoencoders with calibrated decoders."""

@@ -1,0 +1,159 @@
+"""Registry of data sets: name -> loader function, plus :func:`load_dataset`.
+
+A new data set is one loader function and one registration::
+
+    @register_dataset("mine", "One paragraph: source, native size, splits, files under root.")
+    def load_mine(split, root, *, image_size, download, val_fraction, seed, my_option=1):
+        ...
+        return ImageDataset(images=..., name="mine", split=split)
+
+``split`` is already validated, ``root`` is a :class:`~pathlib.Path` or ``None``; set-specific
+keyword-only options (``my_option``) are passed through from :func:`load_dataset`'s ``**options``
+and unknown options are rejected with a list of the valid ones.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .dataset import SPLITS, ImageDataset
+from .errors import DataOptionError, EmptyDatasetError, SplitError, UnknownDatasetError
+from .splits import check_fraction
+from .transforms import check_image_size
+
+Loader = Callable[..., ImageDataset]
+
+#: Arguments every loader receives (keyword-only except ``split`` and ``root``).
+COMMON_ARGUMENTS = ("split", "root", "image_size", "download", "val_fraction", "seed")
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """One registered data set: its ``name``, ``loader`` and a one-paragraph ``description``."""
+
+    name: str
+    loader: Loader
+    description: str
+
+    @property
+    def options(self) -> tuple[str, ...]:
+        """Names of the set-specific keyword options the loader accepts."""
+        params = inspect.signature(self.loader).parameters
+        return tuple(p for p in params if p not in COMMON_ARGUMENTS)
+
+
+_REGISTRY: dict[str, DatasetSpec] = {}
+_BUILTINS_LOADED = False
+
+
+def register_dataset(name: str, description: str) -> Callable[[Loader], Loader]:
+    """Decorator registering ``loader`` under ``name`` (which must be new)."""
+
+    def wrap(loader: Loader) -> Loader:
+        if name in _REGISTRY and _REGISTRY[name].loader is not loader:
+            raise ValueError(f"data set {name!r} is already registered")
+        _REGISTRY[name] = DatasetSpec(
+            name=name, loader=loader, description=" ".join(description.split())
+        )
+        return loader
+
+    return wrap
+
+
+def _ensure_builtins() -> None:
+    global _BUILTINS_LOADED
+    if not _BUILTINS_LOADED:
+        importlib.import_module("sigmavae.data.builtin")
+        _BUILTINS_LOADED = True
+
+
+def dataset_names() -> list[str]:
+    """Sorted names of all registered data sets."""
+    _ensure_builtins()
+    return sorted(_REGISTRY)
+
+
+def get_spec(name: str) -> DatasetSpec:
+    """The :class:`DatasetSpec` of ``name``; :class:`UnknownDatasetError` lists valid names."""
+    _ensure_builtins()
+    if not isinstance(name, str) or name not in _REGISTRY:
+        raise UnknownDatasetError(
+            f"unknown data set {name!r}; valid names: {', '.join(sorted(_REGISTRY))}"
+        )
+    return _REGISTRY[name]
+
+
+def describe_dataset(name: str) -> str:
+    """One paragraph: source, native size, splits, what ``root`` must contain, how to get files."""
+    spec = get_spec(name)
+    opts = ", ".join(spec.options) or "none"
+    return f"{spec.description} Options: {opts}."
+
+
+def load_dataset(
+    name: str,
+    split: str,
+    root: str | Path | None = None,
+    *,
+    image_size: int | None = None,
+    download: bool = False,
+    val_fraction: float = 0.1,
+    seed: int = 0,
+    **options: Any,
+) -> ImageDataset:
+    """Load one split of a registered data set, decoded into memory.
+
+    Args:
+        name: one of :func:`dataset_names` (``"celeba"``, ``"cifar10"``, ``"folder"``, ``"frey"``,
+            ``"mnist"``, ``"npz"``, ``"svhn"``).
+        split: ``"train"``, ``"val"`` or ``"test"``.
+        root: where the files are (see :func:`describe_dataset`); ``None`` uses the set's default
+            (the packaged file for ``frey``, ``$SIGMAVAE_DATA`` or ``~/.cache/sigmavae/data`` for
+            the torchvision sets).
+        image_size: output side in pixels (square), or ``None`` for the set's default size.
+        download: let torchvision download missing files (needs internet).
+        val_fraction: fraction of the official train split carved into ``val`` where the set has
+            no official validation split (the rest is ``train``).
+        seed: seed of that carving (``torch.randperm`` on a CPU generator).
+        **options: set-specific options (see :func:`describe_dataset`).
+
+    Returns:
+        An :class:`ImageDataset` whose ``images`` are uint8 ``(N, C, H, W)`` on the CPU.
+
+    Raises:
+        UnknownDatasetError, SplitError, DataOptionError, DataNotFoundError, DataFormatError,
+        EmptyDatasetError (all subclasses of :class:`~sigmavae.data.errors.DataError`).
+    """
+    spec = get_spec(name)
+    if split not in SPLITS:
+        raise SplitError(f"unknown split {split!r} for {name}; valid splits: {', '.join(SPLITS)}")
+    image_size = check_image_size(image_size)
+    val_fraction = check_fraction("val_fraction", val_fraction)
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise DataOptionError(f"seed must be an integer, got {seed!r}")
+    if not isinstance(download, bool):
+        raise DataOptionError(f"download must be True or False, got {download!r}")
+    unknown = sorted(set(options) - set(spec.options))
+    if unknown:
+        valid = ", ".join(spec.options) or "none"
+        raise DataOptionError(
+            f"unknown option(s) {', '.join(unknown)} for data set {name!r}; valid options: {valid}"
+        )
+    root_path = None if root is None else Path(root).expanduser()
+    data = spec.loader(
+        split,
+        root_path,
+        image_size=image_size,
+        download=download,
+        val_fraction=val_fraction,
+        seed=seed,
+        **options,
+    )
+    if len(data) == 0:
+        raise EmptyDatasetError(f"{data.name}: split {split!r} is empty")
+    return data

@@ -1,0 +1,274 @@
+"""The likelihood-head abstraction shared by every decoder distribution.
+
+A *head* turns the raw output of a decoder network into a distribution ``p(x|z)`` over a batch of
+data (images ``(B, C, H, W)``, or any ``(B, C, *spatial)``). Conventions, for every head:
+
+* ``params`` has shape ``(B, head.param_channels(C), *spatial)`` and is laid out *parameter-major*:
+  channel ``j * C + c`` holds parameter ``j`` of data channel ``c`` (e.g. for ``per_pixel_sigma``
+  the first ``C`` channels are the means, the next ``C`` the log standard deviations).
+* The returned distribution has ``batch_shape == (B,)`` and ``event_shape == (C, *spatial)``; its
+  ``log_prob(x)`` has shape ``(B,)`` and is in **nats, summed over every data dimension**.
+* *Continuous* heads (``data_kind == "unit"``) model floats in ``[0, 1]`` (8-bit images divided by
+  255); *discrete* heads (``data_kind == "intensity"``) model integer intensities ``0..255``.
+  :meth:`LikelihoodHead.prepare_target` converts a ``uint8`` batch to whichever the head models.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import ClassVar, Literal
+
+import torch
+from torch import nn
+from torch.distributions import Distribution, Independent, constraints
+
+DataKind = Literal["unit", "intensity"]
+
+#: Number of intensity levels of 8-bit data.
+NUM_LEVELS = 256
+
+
+class LikelihoodInputError(ValueError):
+    """Raised when a head receives parameters or data of the wrong shape, dtype or range."""
+
+
+def check_data(value: torch.Tensor, data_kind: DataKind, what: str = "x") -> None:
+    """Validate data for a head; raise :class:`LikelihoodInputError` naming ``what`` if invalid.
+
+    ``unit``: a floating tensor with every value finite and in ``[0, 1]``.
+    ``intensity``: an integer tensor (or a floating one holding whole numbers) in ``0..255``.
+    """
+    if not isinstance(value, torch.Tensor):
+        raise LikelihoodInputError(f"{what} must be a torch.Tensor, got {type(value).__name__}")
+    if value.dim() < 2:
+        raise LikelihoodInputError(
+            f"{what} must have shape (B, C, ...) with a batch and a channel dimension, "
+            f"got shape {tuple(value.shape)}"
+        )
+    if value.numel() == 0:
+        raise LikelihoodInputError(f"{what} is empty (shape {tuple(value.shape)})")
+    if data_kind == "unit":
+        if not value.is_floating_point():
+            raise LikelihoodInputError(
+                f"{what} must be floating point in [0, 1] for a continuous head, got dtype "
+                f"{value.dtype}; convert 8-bit images with x.float() / 255 "
+                "(or head.prepare_target(x))"
+            )
+        lo, hi = torch.aminmax(value.detach())
+        lo, hi = float(lo), float(hi)
+        if not (math.isfinite(lo) and math.isfinite(hi)):
+            raise LikelihoodInputError(f"{what} contains NaN or infinite values")
+        if lo < 0.0 or hi > 1.0:
+            raise LikelihoodInputError(
+                f"{what} must lie in [0, 1] for a continuous head (8-bit images divided by "
+                f"255), got values in [{lo:.4g}, {hi:.4g}]"
+            )
+    else:
+        if value.dtype == torch.bool or value.is_complex():
+            raise LikelihoodInputError(f"{what} must hold integer intensities, got {value.dtype}")
+        v = value.detach()
+        if value.is_floating_point():
+            if not bool(torch.isfinite(v).all()):
+                raise LikelihoodInputError(f"{what} contains NaN or infinite values")
+            if not bool((v == v.round()).all()):
+                raise LikelihoodInputError(
+                    f"{what} must hold integer intensities 0..255 for a discrete head, got "
+                    "non-integer values; pass the uint8 image (not x / 255)"
+                )
+        lo, hi = torch.aminmax(v.to(torch.float32))
+        if float(lo) < 0 or float(hi) > NUM_LEVELS - 1:
+            raise LikelihoodInputError(
+                f"{what} must hold integer intensities in 0..255 for a discrete head, got "
+                f"values in [{float(lo):g}, {float(hi):g}]"
+            )
+
+
+class ImageLikelihood(Independent):
+    """A factorised distribution over whole data points: ``batch_shape (B,)``, event ``(C, ...)``.
+
+    It is a :class:`torch.distributions.Independent` over an element-wise ``base`` distribution,
+    so ``log_prob``, ``sample``, ``rsample`` (where the base has one), ``mean``, ``variance`` and
+    ``entropy`` behave exactly as in ``torch.distributions``. Added here:
+
+    * values passed to :meth:`log_prob` are validated (shape, dtype, range) with a clear error;
+    * :meth:`elementwise_log_prob` (nats per data dimension) and :meth:`elementwise_cdf`
+      (for calibration checks) expose the per-dimension quantities;
+    * ``sigma`` (the scale the head used, broadcastable to the data, or ``None``) and
+      ``effective_beta`` (a Python-free scalar tensor, or ``None``): for Gaussian heads the KL
+      weight of the equivalent beta-VAE, ``2 / mean(1 / sigma^2)`` over all data dimensions,
+      which is ``2 sigma^2`` for a shared sigma (the paper's Table 1 convention).
+    """
+
+    def __init__(
+        self,
+        base: Distribution,
+        data_kind: DataKind,
+        sigma: torch.Tensor | None = None,
+        validate: bool = True,
+    ) -> None:
+        ndims = len(base.batch_shape) - 1
+        super().__init__(base, ndims, validate_args=False)
+        self.data_kind: DataKind = data_kind
+        self.validate = validate
+        self.sigma = sigma
+        self.effective_beta = _effective_beta(sigma) if sigma is not None else None
+
+    @property
+    def support(self) -> constraints.Constraint:  # type: ignore[override]
+        return self.base_dist.support
+
+    def _check_value(self, value: torch.Tensor) -> None:
+        expected = self.batch_shape + self.event_shape
+        if not isinstance(value, torch.Tensor) or value.shape != expected:
+            shape = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value)
+            raise LikelihoodInputError(
+                f"x has shape {shape} but this distribution is over data of shape "
+                f"{tuple(expected)} (B, C, ...)"
+            )
+        check_data(value, self.data_kind)
+
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        """Log-likelihood of each data point, shape ``(B,)``, nats summed over all dimensions."""
+        return self.elementwise_log_prob(value).flatten(1).sum(1)
+
+    def elementwise_log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        """Log-likelihood of each data dimension, shape ``(B, C, ...)``, nats."""
+        if self.validate:
+            self._check_value(value)
+        return self.base_dist.log_prob(value)
+
+    def elementwise_cdf(self, value: torch.Tensor) -> torch.Tensor:
+        """``P(X <= value)`` per data dimension, shape ``(B, C, ...)``."""
+        if self.validate:
+            self._check_value(value)
+        return self.base_dist.cdf(value)
+
+
+def _effective_beta(sigma: torch.Tensor) -> torch.Tensor:
+    """``2 / mean(sigma^-2)``: the beta of the beta-VAE with the same average weight on the SSE."""
+    sigma = sigma.detach()
+    return 2.0 / sigma.pow(-2).mean()
+
+
+class LikelihoodHead(nn.Module):
+    """Base class: maps decoder outputs ``params`` to a distribution over the data.
+
+    Subclasses set the class attributes and implement :meth:`params_per_channel` and
+    :meth:`distribution`. ``head(params, target=x)`` validates the shapes and ``x`` and returns
+    an :class:`ImageLikelihood`. ``target`` is needed only by heads whose parameters depend on the
+    data (the optimal-sigma heads); others ignore it apart from validating it.
+    """
+
+    #: Registry name of the head (public API, used by the CLI).
+    name: ClassVar[str] = ""
+    #: ``"unit"``: floats in [0, 1]; ``"intensity"``: integers 0..255.
+    data_kind: ClassVar[DataKind] = "unit"
+    #: Whether ``-log_prob`` of test data (with the head in eval mode) is a valid upper bound on
+    #: the negative log-likelihood. ``False`` heads explain why in :attr:`invalid_bound_reason`.
+    valid_bound: ClassVar[bool] = True
+    invalid_bound_reason: ClassVar[str | None] = None
+
+    def __init__(self, validate: bool = True) -> None:
+        super().__init__()
+        #: Validate data and parameter shapes on every call (costs one reduction per call).
+        self.validate = validate
+
+    # -- what a model needs -------------------------------------------------------------------
+    def params_per_channel(self) -> int:
+        """Decoder output channels needed per data channel."""
+        raise NotImplementedError
+
+    def param_channels(self, channels: int) -> int:
+        """Decoder output channels needed for data with ``channels`` channels."""
+        if not isinstance(channels, int) or channels < 1:
+            raise LikelihoodInputError(f"channels must be a positive int, got {channels!r}")
+        return self.params_per_channel() * channels
+
+    def prepare_target(self, images: torch.Tensor) -> torch.Tensor:
+        """Convert a ``uint8`` batch ``(B, C, ...)`` to the data this head models.
+
+        Continuous heads get ``float32`` in ``[0, 1]`` (``x / 255``), discrete heads the integer
+        intensities (``int64``).
+        """
+        if images.dtype != torch.uint8:
+            raise LikelihoodInputError(f"prepare_target expects uint8 images, got {images.dtype}")
+        if self.data_kind == "unit":
+            return images.to(torch.float32).div_(NUM_LEVELS - 1)
+        return images.long()
+
+    def to_unit_interval(self, x: torch.Tensor) -> torch.Tensor:
+        """Map data or a mean of this head's kind to floats in ``[0, 1]`` (for image grids)."""
+        x = x.float()
+        if self.data_kind == "intensity":
+            x = x / (NUM_LEVELS - 1)
+        return x.clamp(0.0, 1.0)
+
+    # -- the distribution ---------------------------------------------------------------------
+    def forward(
+        self, params: torch.Tensor, target: torch.Tensor | None = None
+    ) -> ImageLikelihood:
+        """``p(x | params)``; ``target`` (the data batch) is needed by data-dependent heads."""
+        self._check_params(params, target)
+        if params.dtype in (torch.float16, torch.bfloat16):
+            params = params.float()  # likelihoods are always evaluated in float32
+        if target is not None and self.validate:
+            check_data(target, self.data_kind, "target")
+        return self.distribution(params, target)
+
+    def distribution(
+        self, params: torch.Tensor, target: torch.Tensor | None
+    ) -> ImageLikelihood:
+        raise NotImplementedError
+
+    def predict_mean(self, params: torch.Tensor) -> torch.Tensor:
+        """The mean of ``p(x|z)`` (in the head's data units), without data or state changes."""
+        self._check_params(params, None)
+        if params.dtype in (torch.float16, torch.bfloat16):
+            params = params.float()
+        return self.distribution(params, None).mean
+
+    def split_params(self, params: torch.Tensor) -> torch.Tensor:
+        """View ``(B, k*C, *spatial)`` as ``(B, k, C, *spatial)`` (parameter-major layout)."""
+        k = self.params_per_channel()
+        return params.unflatten(1, (k, params.shape[1] // k))
+
+    def _check_params(self, params: torch.Tensor, target: torch.Tensor | None) -> None:
+        if not isinstance(params, torch.Tensor) or not params.is_floating_point():
+            raise LikelihoodInputError(
+                f"{self.name}: params must be a floating tensor of shape (B, P, ...), got "
+                f"{getattr(params, 'dtype', type(params).__name__)}"
+            )
+        if params.dim() < 2:
+            raise LikelihoodInputError(
+                f"{self.name}: params must have shape (B, P, ...), got {tuple(params.shape)}"
+            )
+        k = self.params_per_channel()
+        if params.shape[1] % k != 0:
+            raise LikelihoodInputError(
+                f"{self.name}: params has {params.shape[1]} channels, which is not a multiple "
+                f"of {k} (= param_channels(1)); size the decoder's last layer with "
+                "head.param_channels(C)"
+            )
+        if target is not None:
+            expected = (params.shape[0], self.param_channels(target.shape[1]), *target.shape[2:])
+            if target.dim() != params.dim() or tuple(params.shape) != expected:
+                raise LikelihoodInputError(
+                    f"{self.name}: params shape {tuple(params.shape)} does not match target shape "
+                    f"{tuple(target.shape)}; expected params of shape {expected} "
+                    f"(param_channels({target.shape[1]}) = {expected[1]})"
+                )
+
+    # -- reporting ----------------------------------------------------------------------------
+    @property
+    def sigma(self) -> torch.Tensor | None:
+        """A scalar summary of the head's scale in its current state (``None`` if it has none)."""
+        return None
+
+    @property
+    def effective_beta(self) -> torch.Tensor | None:
+        """``2 sigma^2``, the KL weight of the equivalent beta-VAE (``None`` without a sigma)."""
+        sigma = self.sigma
+        return None if sigma is None else 2.0 * sigma.detach() ** 2
+
+    def extra_repr(self) -> str:
+        return f"name={self.name!r}, data_kind={self.data_kind!r}"

@@ -1,0 +1,39 @@
+"""All-reduce helpers so batch statistics mean the same thing on 1 or N processes."""
+
+from __future__ import annotations
+
+import torch
+import torch.distributed as dist
+
+
+def is_distributed() -> bool:
+    """True when a default torch.distributed process group is initialised with > 1 process."""
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
+    """Sum ``tensor`` over all processes, differentiably; the identity on a single process.
+
+    The backward pass all-reduces the incoming gradients, so with DDP's gradient averaging the
+    gradients equal those of one process holding the concatenated batch.
+    """
+    if not is_distributed():
+        return tensor
+    return _AllReduceSum.apply(tensor)
+
+
+class _AllReduceSum(torch.autograd.Function):
+    """``y = sum_r x_r`` on every rank; the gradient of a sum of per-rank losses w.r.t. ``x_r`` is
+    the sum over ranks of their incoming gradients, hence the all-reduce in backward."""
+
+    @staticmethod
+    def forward(ctx, tensor: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        out = tensor.clone()
+        dist.all_reduce(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        grad = grad.contiguous().clone()
+        dist.all_reduce(grad)
+        return grad

@@ -1,0 +1,181 @@
+"""Gaussian decoders with a constant, learned or network-predicted sigma (paper, Sec. 3.1).
+
+All model ``x`` in ``[0, 1]`` as ``N(mu, sigma^2)`` per dimension, with
+``-log p(x|z) = sum_d [ (x_d - mu_d)^2 / (2 sigma_d^2) + log sigma_d + log sqrt(2 pi) ]`` (nats).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from torch.distributions import Normal
+
+from ._location import MeanActivation, check_mean_activation, location
+from .base import ImageLikelihood, LikelihoodHead
+from .softclip import DEFAULT_MIN_LOG_SIGMA, softclip
+
+
+class GaussianMeanHead(LikelihoodHead):
+    """Shared machinery for Gaussian heads whose decoder outputs only the mean (1 channel each)."""
+
+    data_kind = "unit"
+
+    def __init__(self, mean_activation: MeanActivation = "sigmoid", validate: bool = True):
+        super().__init__(validate=validate)
+        self.mean_activation = check_mean_activation(mean_activation)
+
+    def params_per_channel(self) -> int:
+        return 1
+
+    def log_sigma(self, mean: torch.Tensor, target: torch.Tensor | None) -> torch.Tensor:
+        """Log standard deviation, broadcastable to ``mean``."""
+        raise NotImplementedError
+
+    def distribution(self, params: torch.Tensor, target: torch.Tensor | None) -> ImageLikelihood:
+        mean = location(params, self.mean_activation)
+        sigma = self.log_sigma(mean, target).exp().to(mean.dtype)
+        base = Normal(mean, sigma.expand_as(mean), validate_args=False)
+        return ImageLikelihood(base, "unit", sigma=sigma, validate=self.validate)
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, mean_activation={self.mean_activation!r}"
+
+
+class UnitGaussian(GaussianMeanHead):
+    """``gaussian``: unit variance, the paper's "Gaussian VAE" (``effective_beta = 2``).
+
+    With ``sigma = 1`` the reconstruction term is ``SSE / 2 + D log sqrt(2 pi)``; on [0, 1] data the
+    KL term then dominates and samples are blurry (the paper's "Gaussian VAE" rows).
+    """
+
+    name = "gaussian"
+
+    def log_sigma(self, mean: torch.Tensor, target: torch.Tensor | None) -> torch.Tensor:
+        return torch.zeros((), device=mean.device, dtype=mean.dtype)
+
+    @property
+    def sigma(self) -> torch.Tensor:
+        return torch.tensor(1.0)
+
+
+class FixedSigmaGaussian(GaussianMeanHead):
+    """``fixed_sigma``: a constant sigma; identical to a beta-VAE with ``beta = 2 sigma^2``.
+
+    The beta-VAE loss ``SSE + beta * KL`` is, up to a factor and a constant, the ELBO of this head
+    with ``sigma = sqrt(beta / 2)`` (paper, Eq. 4); pass either ``sigma`` or ``beta``.
+    The reported bound includes the ``D log sigma`` term, so it is a valid ELBO.
+    """
+
+    name = "fixed_sigma"
+
+    def __init__(
+        self,
+        sigma: float | None = None,
+        beta: float | None = None,
+        mean_activation: MeanActivation = "sigmoid",
+        validate: bool = True,
+    ) -> None:
+        super().__init__(mean_activation=mean_activation, validate=validate)
+        if (sigma is None) == (beta is None):
+            raise ValueError("fixed_sigma: pass exactly one of sigma=... or beta=...")
+        if sigma is None:
+            if not beta > 0:
+                raise ValueError(f"fixed_sigma: beta must be > 0, got {beta}")
+            sigma = sigma_from_beta(beta)
+        if not sigma > 0 or not math.isfinite(sigma):
+            raise ValueError(f"fixed_sigma: sigma must be a positive finite number, got {sigma}")
+        self.register_buffer("fixed_log_sigma", torch.tensor(math.log(sigma)))
+
+    def log_sigma(self, mean: torch.Tensor, target: torch.Tensor | None) -> torch.Tensor:
+        return self.fixed_log_sigma
+
+    @property
+    def sigma(self) -> torch.Tensor:
+        return self.fixed_log_sigma.exp()
+
+
+class LearnedSigmaGaussian(GaussianMeanHead):
+    """``learned_sigma``: one shared ``log sigma`` trained by gradient descent ("shared sigma-VAE").
+
+    The paper finds no clipping is needed for a shared sigma; ``min_log_sigma`` can still be set.
+    """
+
+    name = "learned_sigma"
+
+    def __init__(
+        self,
+        init_sigma: float = 1.0,
+        min_log_sigma: float | None = None,
+        mean_activation: MeanActivation = "sigmoid",
+        validate: bool = True,
+    ) -> None:
+        super().__init__(mean_activation=mean_activation, validate=validate)
+        if not init_sigma > 0:
+            raise ValueError(f"learned_sigma: init_sigma must be > 0, got {init_sigma}")
+        self.raw_log_sigma = nn.Parameter(torch.tensor(math.log(init_sigma)))
+        self.min_log_sigma = min_log_sigma
+
+    def log_sigma(self, mean: torch.Tensor, target: torch.Tensor | None) -> torch.Tensor:
+        return softclip(self.raw_log_sigma, self.min_log_sigma)
+
+    @property
+    def sigma(self) -> torch.Tensor:
+        return softclip(self.raw_log_sigma.detach(), self.min_log_sigma).exp()
+
+
+class PerPixelSigmaGaussian(LikelihoodHead):
+    """``per_pixel_sigma``: the network predicts a mean and a log sigma per pixel and channel.
+
+    ``params`` holds ``2C`` channels: means, then raw log sigmas, soft-clipped to
+    ``[min_log_sigma, max_log_sigma]`` (Chua et al.; the paper uses ``min_log_sigma = -6``).
+    Pass ``min_log_sigma=None`` to disable clipping; the paper (Sec. 5.3) shows training then
+    often diverges.
+    """
+
+    name = "per_pixel_sigma"
+    data_kind = "unit"
+
+    def __init__(
+        self,
+        min_log_sigma: float | None = DEFAULT_MIN_LOG_SIGMA,
+        max_log_sigma: float | None = None,
+        mean_activation: MeanActivation = "sigmoid",
+        validate: bool = True,
+    ) -> None:
+        super().__init__(validate=validate)
+        self.mean_activation = check_mean_activation(mean_activation)
+        self.min_log_sigma = min_log_sigma
+        self.max_log_sigma = max_log_sigma
+        softclip(torch.zeros(()), min_log_sigma, max_log_sigma)  # validates the bounds
+        self._last_sigma: torch.Tensor | None = None
+
+    def params_per_channel(self) -> int:
+        return 2
+
+    def distribution(self, params: torch.Tensor, target: torch.Tensor | None) -> ImageLikelihood:
+        raw_mean, raw_log_sigma = self.split_params(params).unbind(1)
+        mean = location(raw_mean, self.mean_activation)
+        sigma = softclip(raw_log_sigma, self.min_log_sigma, self.max_log_sigma).exp()
+        dist = ImageLikelihood(
+            Normal(mean, sigma, validate_args=False), "unit", sigma=sigma, validate=self.validate
+        )
+        # A scalar summary for logging: the shared sigma with the same effective beta.
+        self._last_sigma = (dist.effective_beta / 2).sqrt()
+        return dist
+
+    @property
+    def sigma(self) -> torch.Tensor | None:
+        """Root of the harmonic mean of the variances of the last batch (a logging summary)."""
+        return self._last_sigma
+
+
+def sigma_from_beta(beta: float) -> float:
+    """Paper, Sec. 3.1: beta-VAE loss ``SSE + beta KL`` has ``sigma = sqrt(beta/2)``."""
+    return math.sqrt(beta / 2.0)
+
+
+def beta_from_sigma(sigma: float) -> float:
+    """Inverse of :func:`sigma_from_beta`: ``beta = 2 sigma^2``."""
+    return 2.0 * sigma**2

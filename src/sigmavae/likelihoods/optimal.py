@@ -1,0 +1,213 @@
+"""The optimal sigma-VAE: the decoder variance computed analytically (paper, Sec. 4 and App. C).
+
+Given the decoder means, the maximum-likelihood variance is the mean squared error,
+``sigma^2 = mean((x - mu)^2)`` over the *scope*'s axes:
+
+* ``shared`` (``optimal_sigma``): one variance for the whole batch (all images and dimensions);
+* ``per_image`` (``optimal_sigma_per_image``): one variance per image, computed from that image
+  itself; because the test image sets its own variance this is **not** a valid bound;
+* ``per_dim`` (``optimal_sigma_per_dim``): one variance per data dimension ``(C, H, W)``,
+  averaged over the batch.
+
+In training mode the current batch's MSE is used (the paper), or, with ``train_sigma="running"``,
+the running estimate from previous batches (App. C: removes the bias of fitting sigma and
+evaluating the bound on the same batch). Every training call updates an exponential running
+average (``decay``), which eval mode uses, so test bounds use a sigma fitted on training data.
+Under torch.distributed the squared errors and counts are all-reduced first, so N processes
+compute exactly the sigma of one process holding the concatenated batch.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+import torch
+from torch.distributions import Normal
+
+from ._location import MeanActivation, check_mean_activation, location
+from .base import ImageLikelihood, LikelihoodHead, LikelihoodInputError
+from .distributed import all_reduce_sum, is_distributed
+from .softclip import DEFAULT_MIN_LOG_SIGMA, softclip
+
+Scope = Literal["shared", "per_image", "per_dim"]
+SCOPES: tuple[str, ...] = ("shared", "per_image", "per_dim")
+TrainSigma = Literal["batch", "running"]
+
+
+class OptimalSigmaGaussian(LikelihoodHead):
+    """Gaussian decoder whose sigma is the analytic maximum-likelihood estimate (the MSE).
+
+    Args:
+        scope: ``"shared"``, ``"per_image"`` or ``"per_dim"`` (see the module docstring).
+        decay: running-average decay per training batch, in ``[0, 1)``; the first batch
+            initialises the average.
+        train_sigma: ``"batch"`` (paper) or ``"running"`` (App. C bias fix).
+        min_log_sigma: soft lower bound on ``log sigma`` (the paper's ``-6``), ``None`` for none.
+        mean_activation: ``"sigmoid"`` (default) or ``"identity"`` on the decoder output.
+    """
+
+    data_kind = "unit"
+    _NAMES: ClassVar[dict[str, str]] = {
+        "shared": "optimal_sigma",
+        "per_image": "optimal_sigma_per_image",
+        "per_dim": "optimal_sigma_per_dim",
+    }
+
+    def __init__(
+        self,
+        scope: Scope = "shared",
+        decay: float = 0.9,
+        train_sigma: TrainSigma = "batch",
+        min_log_sigma: float | None = DEFAULT_MIN_LOG_SIGMA,
+        mean_activation: MeanActivation = "sigmoid",
+        validate: bool = True,
+    ) -> None:
+        super().__init__(validate=validate)
+        if scope not in SCOPES:
+            raise ValueError(f"optimal sigma: scope must be one of {SCOPES}, got {scope!r}")
+        if not 0.0 <= decay < 1.0:
+            raise ValueError(f"optimal sigma: decay must be in [0, 1), got {decay}")
+        if train_sigma not in ("batch", "running"):
+            raise ValueError(
+                f"optimal sigma: train_sigma must be 'batch' or 'running', got {train_sigma!r}"
+            )
+        self.scope: Scope = scope
+        self.decay = decay
+        self.train_sigma: TrainSigma = train_sigma
+        self.min_log_sigma = min_log_sigma
+        self.mean_activation = check_mean_activation(mean_activation)
+        # Running variance: a scalar (shared; per_image: the harmonic mean over images, the
+        # value behind effective_beta) or a (C, *spatial) tensor (per_dim, sized on first use).
+        self.register_buffer("running_var", torch.ones(()) if scope != "per_dim" else torch.ones(0))
+        self.register_buffer("num_batches_tracked", torch.zeros((), dtype=torch.long))
+
+    @property
+    def name(self) -> str:  # type: ignore[override]
+        return self._NAMES[self.scope]
+
+    @property
+    def valid_bound(self) -> bool:  # type: ignore[override]
+        return self.scope != "per_image"
+
+    @property
+    def invalid_bound_reason(self) -> str | None:  # type: ignore[override]
+        if self.scope == "per_image":
+            return (
+                "per-image optimal sigma is fitted to each test image itself, so its "
+                "'bound' is not a bound on log p(x) (the paper reports only FID for it)"
+            )
+        return None
+
+    def params_per_channel(self) -> int:
+        return 1
+
+    # -- the variance ---------------------------------------------------------------------------
+    def batch_variance(self, mean: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """The MLE variance of the batch over the scope's axes (all-reduced when distributed).
+
+        Returns a tensor broadcastable to ``target``: ``()``, ``(B, 1, ...)`` or ``(C, ...)``.
+        Gradients flow through it (at the unclipped optimum they vanish: d NLL / d sigma = 0).
+        """
+        squared = (target - mean).pow(2)
+        if self.scope == "per_image":
+            return squared.flatten(1).mean(1).view(-1, *([1] * (squared.dim() - 1)))
+        if self.scope == "shared":
+            total, count = squared.sum(), squared.numel()
+        else:
+            total, count = squared.sum(0), squared.shape[0]
+        if is_distributed():
+            count_t = all_reduce_sum(torch.tensor(float(count), device=squared.device))
+            return all_reduce_sum(total) / count_t
+        return total / count
+
+    def _summary_var(self, var: torch.Tensor) -> torch.Tensor:
+        """What the running average tracks: the variance itself, or for per-image its harmonic
+        mean over the (global) batch."""
+        var = var.detach()
+        if self.scope != "per_image":
+            return var
+        inv = var.reciprocal().sum()
+        count = torch.tensor(float(var.shape[0]), device=var.device)
+        return all_reduce_sum(count) / all_reduce_sum(inv)
+
+    @torch.no_grad()
+    def _update_running(self, var: torch.Tensor) -> None:
+        summary = self._summary_var(var).to(self.running_var.dtype if self.running_var.numel()
+                                            else torch.float32)
+        if not bool(torch.isfinite(summary).all()):
+            return  # a non-finite batch (the trainer skips its step) must not poison the average
+        if self.num_batches_tracked == 0 or self.running_var.shape != summary.shape:
+            self.running_var = summary.clone()
+        else:
+            self.running_var.mul_(self.decay).add_(summary, alpha=1.0 - self.decay)
+        self.num_batches_tracked += 1
+
+    def _running_var_for(self, mean: torch.Tensor) -> torch.Tensor:
+        if self.num_batches_tracked == 0:
+            raise LikelihoodInputError(
+                f"{self.name}: no running estimate of sigma yet; train the head first (in "
+                "training mode sigma is the batch MSE and needs target=x)"
+            )
+        if self.scope == "per_dim" and self.running_var.shape != mean.shape[1:]:
+            raise LikelihoodInputError(
+                f"{self.name}: the running per-dimension variance has shape "
+                f"{tuple(self.running_var.shape)} but the data has shape {tuple(mean.shape[1:])}"
+            )
+        return self.running_var.to(mean.dtype, copy=True)
+
+    def distribution(self, params: torch.Tensor, target: torch.Tensor | None) -> ImageLikelihood:
+        mean = location(params, self.mean_activation)
+        if self.training or self.scope == "per_image":
+            if target is None:
+                mode = "training mode" if self.training else "per-image scope"
+                raise LikelihoodInputError(
+                    f"{self.name}: in {mode} sigma is the MSE against the data, so call "
+                    "head(params, target=x)"
+                )
+            var = self.batch_variance(mean, target)
+            if self.training:
+                use_running = self.train_sigma == "running" and self.num_batches_tracked > 0
+                if use_running:
+                    var = self._running_var_for(mean)
+                    if self.scope == "per_image":  # running tracks a summary: use it shared
+                        var = var.expand(mean.shape[0], *([1] * (mean.dim() - 1)))
+                    self._update_running(self.batch_variance(mean, target))
+                else:
+                    self._update_running(var)
+        else:
+            var = self._running_var_for(mean)
+        log_sigma = softclip(0.5 * var.clamp_min(torch.finfo(var.dtype).tiny).log(),
+                             self.min_log_sigma)
+        sigma = log_sigma.exp()
+        base = Normal(mean, sigma.expand_as(mean), validate_args=False)
+        return ImageLikelihood(base, "unit", sigma=sigma, validate=self.validate)
+
+    def predict_mean(self, params: torch.Tensor) -> torch.Tensor:
+        """The decoder mean; sigma (which needs data or a running estimate) plays no part."""
+        self._check_params(params, None)
+        return location(params.float() if params.dtype in (torch.float16, torch.bfloat16)
+                        else params, self.mean_activation)
+
+    # -- reporting and state --------------------------------------------------------------------
+    @property
+    def sigma(self) -> torch.Tensor:
+        """The running estimate of sigma (what eval mode uses; for per_dim/per_image the shared
+        sigma with the same effective beta)."""
+        var = self.running_var.detach()
+        if self.scope == "per_dim" and var.numel():
+            var = var.reciprocal().mean().reciprocal()
+        elif var.numel() == 0:
+            var = torch.ones(())
+        return softclip(0.5 * var.log(), self.min_log_sigma).exp()
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # type: ignore[override]
+        key = prefix + "running_var"
+        if key in state_dict and state_dict[key].shape != self.running_var.shape:
+            self.running_var = torch.empty_like(state_dict[key])  # per_dim: sized on first use
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def extra_repr(self) -> str:
+        return (
+            f"{super().extra_repr()}, scope={self.scope!r}, decay={self.decay}, "
+            f"train_sigma={self.train_sigma!r}, min_log_sigma={self.min_log_sigma}"
+        )

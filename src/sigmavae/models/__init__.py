@@ -1,0 +1,17 @@
+"""Models: the VAE container and the paper's networks."""
+
+from .conv import ConvDecoder, ConvEncoder, build_conv_vae
+from .registry import build_model, model_names
+from .vae import VAE, ELBOTerms, kl_to_standard_normal, prepare_batch
+
+__all__ = [
+    "VAE",
+    "ConvDecoder",
+    "ConvEncoder",
+    "ELBOTerms",
+    "build_conv_vae",
+    "build_model",
+    "kl_to_standard_normal",
+    "model_names",
+    "prepare_batch",
+]

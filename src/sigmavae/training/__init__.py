@@ -1,0 +1,19 @@
+"""Training: configuration, the Fabric-based loop, checkpoints, grids and curves."""
+
+from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .config import ConfigError, TrainConfig
+from .restore import load_trained
+from .trainer import NonFiniteLossError, Trainer, build_vae, load_splits
+
+__all__ = [
+    "CheckpointError",
+    "ConfigError",
+    "NonFiniteLossError",
+    "TrainConfig",
+    "Trainer",
+    "build_vae",
+    "load_checkpoint",
+    "load_splits",
+    "load_trained",
+    "save_checkpoint",
+]

@@ -1,0 +1,134 @@
+"""The training configuration: one validated dataclass, loadable from YAML, overridable by CLI."""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A configuration file or value is invalid (unknown key, wrong type, bad value)."""
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run needs. Units: ``lr`` per Adam step, sizes in examples."""
+
+    # data
+    data: str = "frey"
+    data_root: str | None = None
+    data_options: dict[str, Any] = field(default_factory=dict)
+    train_subset: int | None = None  # use only the first N training examples
+    val_subset: int | None = None
+    # model and likelihood
+    model: str = "conv"
+    latent_dim: int = 20
+    likelihood: str = "optimal_sigma"
+    likelihood_options: dict[str, Any] = field(default_factory=dict)
+    beta: float = 1.0  # KL weight in the training loss only (1 = the ELBO)
+    # optimisation (paper, App. B: Adam 1e-3, batch 128, 10 epochs)
+    epochs: int = 10
+    batch_size: int = 128
+    lr: float = 1e-3
+    grad_clip: float | None = None
+    seed: int = 0
+    # engine
+    accelerator: str = "auto"  # "cpu", "cuda", "auto"
+    devices: int = 1
+    num_nodes: int = 1
+    precision: str = "32-true"  # Fabric precision: "32-true", "bf16-mixed", "16-mixed"
+    data_on_device: bool = True
+    # outputs
+    out: str = "runs/sigmavae"
+    log_every_n_steps: int = 10
+    checkpoint_every_n_steps: int | None = None  # besides the end of every epoch
+    keep_epoch_checkpoints: bool = False
+    num_samples: int = 64  # images in the sample grid
+    progress: bool = True
+    # reliability
+    max_nonfinite_steps: int = 20  # consecutive skipped steps before the run stops
+
+    def __post_init__(self) -> None:
+        for name in ("latent_dim", "epochs", "batch_size", "devices", "num_nodes",
+                     "log_every_n_steps", "num_samples", "max_nonfinite_steps"):
+            value = getattr(self, name)
+            if value < 1:
+                raise ConfigError(f"config: {name} must be >= 1, got {value}")
+        if not self.lr > 0:
+            raise ConfigError(f"config: lr must be > 0, got {self.lr}")
+        if self.beta < 0:
+            raise ConfigError(f"config: beta must be >= 0, got {self.beta}")
+        for name in ("train_subset", "val_subset", "checkpoint_every_n_steps"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ConfigError(f"config: {name} must be >= 1 or null, got {value}")
+
+    # -- (de)serialisation ------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], source: str = "config") -> TrainConfig:
+        """Build from a mapping, rejecting unknown keys and values of the wrong type."""
+        if not isinstance(values, dict):
+            raise ConfigError(f"{source}: expected a mapping of keys to values, got "
+                              f"{type(values).__name__}")
+        known = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - set(known))
+        if unknown:
+            raise ConfigError(f"{source}: unknown key(s) {unknown}; valid keys: {sorted(known)}")
+        hints = typing.get_type_hints(cls)
+        checked = {k: _coerce(v, hints[k], f"{source}: {k}") for k, v in values.items()}
+        return cls(**checked)
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> TrainConfig:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist")
+        try:
+            values = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as err:
+            raise ConfigError(f"config file {path} is not valid YAML: {err}") from err
+        return cls.from_dict(values, source=str(path))
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        return self.from_dict({**self.to_dict(), **changes})
+
+
+def _coerce(value: Any, hint: Any, where: str) -> Any:
+    """Check ``value`` against a type hint (int, float, str, bool, dict, ``X | None``)."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(hint)
+        if value is None and type(None) in options:
+            return None
+        inner = [o for o in options if o is not type(None)]
+        return _coerce(value, inner[0], where)
+    if origin is dict or hint is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where} must be a mapping, got {value!r}")
+        return dict(value)
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where} must be true or false, got {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where} must be an integer, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{where} must be a number, got {value!r}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where} must be a string, got {value!r}")
+        return value
+    return value

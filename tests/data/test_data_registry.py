@@ -1,0 +1,109 @@
+"""Registry, argument validation and the ImageDataset container."""
+
+from __future__ import annotations
+
+import pickle
+
+import pytest
+import torch
+
+from sigmavae.data import (
+    CorruptImageError,
+    DataError,
+    DataNotFoundError,
+    DataOptionError,
+    ImageDataset,
+    SplitError,
+    UnknownDatasetError,
+    dataset_names,
+    describe_dataset,
+    get_spec,
+    load_dataset,
+)
+
+NAMES = ["celeba", "cifar10", "folder", "frey", "mnist", "npz", "svhn"]
+
+
+def test_dataset_names():
+    assert dataset_names() == NAMES
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_describe_dataset_is_one_informative_paragraph(name):
+    text = describe_dataset(name)
+    assert "\n" not in text
+    assert len(text) > 200
+    assert "root" in text
+    for option in get_spec(name).options:
+        assert option in text
+
+
+def test_unknown_name_lists_valid_names():
+    with pytest.raises(UnknownDatasetError, match="valid names: celeba, cifar10, folder, frey"):
+        load_dataset("imagenet", "train")
+    with pytest.raises(UnknownDatasetError):
+        describe_dataset("frey2")
+
+
+@pytest.mark.parametrize("split", ["training", "valid", "", "TEST"])
+def test_bad_split(split):
+    with pytest.raises(SplitError, match="valid splits: train, val, test"):
+        load_dataset("frey", split)
+
+
+@pytest.mark.parametrize("size", [0, -3, 2.5, "32", True])
+def test_bad_image_size(size):
+    with pytest.raises(DataOptionError, match="image_size"):
+        load_dataset("frey", "train", image_size=size)
+
+
+@pytest.mark.parametrize("fraction", [-0.1, 1.0, 1.5, "0.1"])
+def test_bad_val_fraction(fraction):
+    with pytest.raises(DataOptionError, match="val_fraction"):
+        load_dataset("mnist", "train", val_fraction=fraction)
+
+
+def test_bad_seed_and_download():
+    with pytest.raises(DataOptionError, match="seed"):
+        load_dataset("frey", "train", seed=1.5)
+    with pytest.raises(DataOptionError, match="download"):
+        load_dataset("frey", "train", download="yes")
+
+
+def test_unknown_option_lists_valid_options():
+    with pytest.raises(DataOptionError, match=r"unknown option\(s\) colour .*valid options: extra"):
+        load_dataset("svhn", "train", colour=True)
+    with pytest.raises(DataOptionError, match="valid options: none"):
+        load_dataset("frey", "train", crop=True)
+
+
+def test_error_hierarchy():
+    assert issubclass(DataNotFoundError, FileNotFoundError)
+    assert issubclass(DataNotFoundError, DataError)
+    assert issubclass(DataError, ValueError)
+    err = pickle.loads(pickle.dumps(CorruptImageError("a.png", "truncated")))
+    assert err.path == "a.png" and "a.png" in str(err)
+
+
+def test_image_dataset_container():
+    images = torch.arange(2 * 3 * 4 * 5, dtype=torch.uint8).reshape(2, 3, 4, 5)
+    ds = ImageDataset(
+        images=images.transpose(2, 3).transpose(2, 3),
+        name="x",
+        split="train",
+        labels=torch.tensor([3, 4], dtype=torch.int32),
+    )
+    assert len(ds) == 2 and ds.image_shape == (3, 4, 5)
+    assert ds.images.is_contiguous() and ds.labels.dtype == torch.int64
+    sub = ds.subset(1)
+    assert len(sub) == 1 and sub.labels.tolist() == [3]
+    assert len(ds.subset(10)) == 2
+    assert "n=2" in repr(ds) and "image_shape=(3, 4, 5)" in repr(ds)
+    with pytest.raises(DataOptionError):
+        ds.subset(0)
+    with pytest.raises(DataError, match="uint8 tensor of shape"):
+        ImageDataset(images=images.float(), name="x", split="train")
+    with pytest.raises(DataError, match="uint8 tensor of shape"):
+        ImageDataset(images=images[0], name="x", split="train")
+    with pytest.raises(DataError, match="3 labels for 2 images"):
+        ImageDataset(images=images, name="x", split="train", labels=torch.zeros(3))

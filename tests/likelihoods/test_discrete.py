@@ -1,0 +1,215 @@
+"""Bernoulli, categorical and bitwise-categorical heads: brute force over the 256 intensities,
+independent references (cross-entropy, numpy bit unpacking), gradients, data validation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from sigmavae.likelihoods import (
+    BernoulliHead,
+    LikelihoodInputError,
+    categorical_log_prob,
+    create,
+)
+
+LEVELS = torch.arange(256, dtype=torch.float64)
+
+
+def brute_force_check(dist, n_samples=4000, seed=0):
+    """Check an intensity distribution element-wise against brute force over 0..255."""
+    shape = dist.batch_shape + dist.event_shape
+    lps = torch.stack(
+        [dist.elementwise_log_prob(torch.full(shape, i, dtype=torch.long)) for i in range(256)],
+        -1,
+    ).double()
+    assert not bool(torch.isnan(lps).any()) and float(lps.max()) <= 1e-12
+    probs = lps.exp()
+    torch.testing.assert_close(probs.sum(-1), torch.ones(shape, dtype=torch.float64),
+                               atol=1e-6, rtol=0)
+    mean = (probs * LEVELS).sum(-1)
+    torch.testing.assert_close(dist.mean.double(), mean, atol=1e-6 * 255, rtol=1e-6)
+    var = (probs * (LEVELS - mean.unsqueeze(-1)) ** 2).sum(-1)
+    torch.testing.assert_close(dist.variance.double(), var, atol=1e-4, rtol=1e-5)
+    cdf = torch.stack([dist.elementwise_cdf(torch.full(shape, i)) for i in range(256)], -1)
+    torch.testing.assert_close(cdf.double(), probs.cumsum(-1).clamp(max=1), atol=1e-6, rtol=0)
+    # Sampling: empirical frequencies within 5 binomial standard errors of the probabilities.
+    torch.manual_seed(seed)
+    samples = dist.sample((n_samples,))
+    assert samples.dtype == torch.int64 and samples.shape == (n_samples, *shape)
+    assert int(samples.min()) >= 0 and int(samples.max()) <= 255
+    freq = F.one_hot(samples, 256).double().mean(0)
+    tol = 5 * (probs * (1 - probs) / n_samples).sqrt() + 1.5 / n_samples
+    assert bool(((freq - probs).abs() <= tol).all()), float(((freq - probs).abs() - tol).max())
+
+
+# -- Bernoulli ----------------------------------------------------------------------------------
+def test_bernoulli_is_minus_bce_and_exact_on_binary_data():
+    head = create("bernoulli")
+    assert isinstance(head, BernoulliHead) and head.param_channels(3) == 3
+    assert head.valid_bound is False and "normalised" in head.invalid_bound_reason
+    params = torch.randn(4, 3, 5, 5, dtype=torch.float64) * 3
+    x = torch.rand(4, 3, 5, 5, dtype=torch.float64)
+    dist = head(params, target=x)
+    ref = -F.binary_cross_entropy_with_logits(params, x, reduction="none").sum((1, 2, 3))
+    torch.testing.assert_close(dist.log_prob(x), ref)
+    xb = (x > 0.5).double()
+    ref_b = torch.distributions.Bernoulli(logits=params).log_prob(xb).sum((1, 2, 3))
+    torch.testing.assert_close(head(params).log_prob(xb), ref_b)
+    torch.testing.assert_close(dist.mean, torch.sigmoid(params))
+    # Exactly normalised over {0, 1}: p(0) + p(1) = 1 per dimension.
+    p0 = dist.elementwise_log_prob(torch.zeros_like(x)).exp()
+    p1 = dist.elementwise_log_prob(torch.ones_like(x)).exp()
+    torch.testing.assert_close(p0 + p1, torch.ones_like(x))
+    torch.testing.assert_close(dist.elementwise_cdf(torch.zeros_like(x)), p0)
+    torch.testing.assert_close(dist.elementwise_cdf(torch.ones_like(x)), torch.ones_like(x))
+    torch.manual_seed(0)
+    sample = dist.sample()
+    assert sample.is_floating_point() and set(sample.unique().tolist()) <= {0.0, 1.0}
+
+
+def test_bernoulli_rejects_data_outside_unit_interval():
+    head = create("bernoulli")
+    params = torch.zeros(2, 1, 3, 3)
+    for bad in (torch.full((2, 1, 3, 3), 1.2), torch.full((2, 1, 3, 3), -0.5)):
+        with pytest.raises(LikelihoodInputError, match=r"\[0, 1\]"):
+            head(params).log_prob(bad)
+    with pytest.raises(LikelihoodInputError, match="floating point"):
+        head(params).log_prob(torch.zeros(2, 1, 3, 3, dtype=torch.uint8))
+
+
+# -- categorical ----------------------------------------------------------------------------------
+def test_categorical_is_pytorch_cross_entropy_on_the_parameter_major_layout():
+    head = create("categorical")
+    assert head.param_channels(3) == 768
+    params = torch.randn(2, 768, 4, 4, dtype=torch.float64) * 4
+    x = torch.randint(0, 256, (2, 3, 4, 4))
+    # F.cross_entropy takes (B, classes, d1, ...): exactly the (B, 256, C, H, W) view.
+    ref = -F.cross_entropy(params.unflatten(1, (256, 3)), x, reduction="none").sum((1, 2, 3))
+    dist = head(params, target=x)
+    torch.testing.assert_close(dist.log_prob(x), ref)
+    torch.testing.assert_close(dist.log_prob(x.double()), ref)  # whole-number floats accepted
+    assert dist.sigma is None
+    torch.testing.assert_close(dist.base_dist.mode, params.unflatten(1, (256, 3)).argmax(1))
+
+
+@pytest.mark.parametrize("scale", [1.0, 30.0])
+def test_categorical_brute_force(scale):
+    head = create("categorical")
+    params = torch.randn(1, 256 * 2, 2, 3, dtype=torch.float64) * scale
+    brute_force_check(head(params))
+
+
+def test_categorical_log_prob_function_is_swappable():
+    calls = []
+
+    def spy(logits, x):
+        calls.append(tuple(logits.shape))
+        return categorical_log_prob(logits, x)
+
+    head = create("categorical", log_prob_fn=spy)
+    params = torch.randn(2, 256, 3, 3)
+    x = torch.randint(0, 256, (2, 1, 3, 3))
+    torch.testing.assert_close(head(params).log_prob(x), create("categorical")(params).log_prob(x))
+    assert calls == [(2, 1, 3, 3, 256)]
+
+
+# -- bitwise categorical --------------------------------------------------------------------------
+def _bitwise_reference(params, x, channels):
+    """Numpy: unpack the bits (LSB first) and sum Bernoulli log-probabilities."""
+    logits = params.unflatten(1, (8, channels)).movedim(1, -1).numpy()  # (B, C, H, W, 8)
+    bits = np.unpackbits(x.numpy().astype(np.uint8)[..., None], axis=-1, bitorder="little")
+    log_p1 = -np.logaddexp(0.0, -logits)
+    log_p0 = -np.logaddexp(0.0, logits)
+    return np.where(bits == 1, log_p1, log_p0).sum(-1)
+
+
+def test_bitwise_matches_numpy_bit_unpacking():
+    head = create("bitwise_categorical")
+    assert head.param_channels(3) == 24
+    params = torch.randn(3, 24, 4, 4, dtype=torch.float64) * 3
+    x = torch.randint(0, 256, (3, 3, 4, 4))
+    dist = head(params, target=x)
+    ref = _bitwise_reference(params, x, 3)
+    np.testing.assert_allclose(dist.elementwise_log_prob(x).numpy(), ref, rtol=1e-12)
+    np.testing.assert_allclose(dist.log_prob(x).numpy(), ref.reshape(3, -1).sum(1), rtol=1e-12)
+
+
+def test_bitwise_bit_zero_is_the_least_significant():
+    head = create("bitwise_categorical")
+    params = torch.full((1, 8, 1, 1), -30.0, dtype=torch.float64)
+    params[:, 0] = 30.0  # only bit 0 on -> intensity 1
+    dist = head(params)
+    torch.testing.assert_close(dist.mean, torch.ones(1, 1, 1, 1, dtype=torch.float64))
+    assert int(dist.base_dist.mode) == 1
+    params[:, 0], params[:, 7] = -30.0, 30.0  # only bit 7 on -> 128
+    assert int(head(params).base_dist.mode) == 128
+
+
+@pytest.mark.parametrize("scale", [1.0, 3.0, 25.0])
+def test_bitwise_brute_force(scale):
+    head = create("bitwise_categorical")
+    params = torch.randn(1, 8 * 2, 2, 3, dtype=torch.float64) * scale
+    brute_force_check(head(params))
+
+
+# -- shared -------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", ["categorical", "bitwise_categorical", "bernoulli"])
+def test_gradcheck_float64(name):
+    head = create(name)
+    c = 1
+    shape = (1, head.param_channels(c), 1, 2)
+    params = torch.randn(shape, dtype=torch.float64, requires_grad=True)
+    if head.data_kind == "unit":
+        x = torch.rand(1, c, 1, 2, dtype=torch.float64)
+    else:
+        x = torch.tensor([[[[0, 255]]]])
+    assert torch.autograd.gradcheck(lambda p: head(p, target=x).log_prob(x), (params,))
+
+
+@pytest.mark.parametrize("name", ["categorical", "bitwise_categorical", "bernoulli"])
+@pytest.mark.parametrize("channels", [1, 3])
+def test_param_channels_agree_with_what_the_head_consumes(name, channels):
+    head = create(name)
+    k = head.params_per_channel()
+    if head.data_kind == "unit":
+        x = torch.rand(2, channels, 3, 3)
+    else:
+        x = torch.randint(0, 256, (2, channels, 3, 3))
+    dist = head(torch.randn(2, head.param_channels(channels), 3, 3), target=x)
+    assert dist.log_prob(x).shape == (2,) and dist.mean.shape == x.shape
+    expected = head.param_channels(channels)
+    with pytest.raises(LikelihoodInputError, match=rf"param_channels\({channels}\) = {expected}"):
+        head(torch.randn(2, k * (channels + 1), 3, 3), target=x)
+    if k > 1:
+        with pytest.raises(LikelihoodInputError, match=f"not a multiple of {k}"):
+            head(torch.randn(2, k + 1, 3, 3))
+
+
+@pytest.mark.parametrize("name", ["categorical", "bitwise_categorical"])
+@pytest.mark.parametrize(
+    ("bad", "match"),
+    [
+        (torch.full((2, 1, 3, 3), 0.5), "non-integer"),
+        (torch.full((2, 1, 3, 3), 256), r"0\.\.255"),
+        (torch.full((2, 1, 3, 3), -1), r"0\.\.255"),
+        (torch.full((2, 1, 3, 3), 300.0), r"0\.\.255"),
+    ],
+)
+def test_intensity_heads_reject_bad_data(name, bad, match):
+    head = create(name)
+    dist = head(torch.zeros(2, head.param_channels(1), 3, 3))
+    with pytest.raises(LikelihoodInputError, match=match):
+        dist.log_prob(bad)
+    with pytest.raises(LikelihoodInputError, match=match):
+        head(torch.zeros(2, head.param_channels(1), 3, 3), target=bad)
+
+
+def test_prepare_target_gives_int64_intensities():
+    head = create("categorical")
+    images = torch.randint(0, 256, (2, 1, 3, 3), dtype=torch.uint8)
+    x = head.prepare_target(images)
+    assert x.dtype == torch.int64
+    assert head(torch.zeros(2, 256, 3, 3), target=x).log_prob(x).shape == (2,)

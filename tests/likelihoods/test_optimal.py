@@ -1,0 +1,172 @@
+"""Optimal sigma: the analytic MSE is the NLL minimiser; running averages; eval mode; state."""
+
+from __future__ import annotations
+
+import io
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy import optimize
+
+from sigmavae.likelihoods import LikelihoodInputError, OptimalSigmaGaussian, create
+
+
+def _batch(seed=0, b=8, shape=(3, 6, 5)):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(b, *shape, generator=g, dtype=torch.float64)
+    mean = (x + 0.1 * torch.randn(x.shape, generator=g, dtype=torch.float64)).clamp(0, 1)
+    return x, mean
+
+
+def _head(name, **kw):
+    return create(name, mean_activation="identity", min_log_sigma=None, **kw).double()
+
+
+def test_shared_sigma_is_the_numerical_minimiser_of_the_nll():
+    x, mean = _batch()
+    head = _head("optimal_sigma")
+    dist = head(mean, target=x)
+    sigma_analytic = float(dist.sigma)
+    assert math.isclose(sigma_analytic**2, float(((x - mean) ** 2).mean()), rel_tol=1e-12)
+
+    def nll(log_sigma: float) -> float:
+        fixed = create("fixed_sigma", sigma=math.exp(log_sigma), mean_activation="identity")
+        return float(-fixed.double()(mean).log_prob(x).sum())
+
+    res = optimize.minimize_scalar(nll, bounds=(-10, 2), method="bounded",
+                                   options={"xatol": 1e-10})
+    assert math.isclose(math.exp(res.x), sigma_analytic, rel_tol=1e-6)
+    # and the head's NLL equals the NLL at that minimiser
+    assert math.isclose(float(-dist.log_prob(x).sum()), res.fun, rel_tol=1e-9)
+
+
+def test_per_image_sigma_minimises_each_image_nll():
+    x, mean = _batch()
+    dist = _head("optimal_sigma_per_image")(mean, target=x)
+    per_image = ((x - mean) ** 2).flatten(1).mean(1).sqrt()
+    torch.testing.assert_close(dist.sigma.flatten(), per_image)
+    for i in range(3):
+        def nll(ls, i=i):
+            return float(-torch.distributions.Normal(mean[i], math.exp(ls)).log_prob(x[i]).sum())
+        res = optimize.minimize_scalar(nll, bounds=(-10, 2), method="bounded",
+                                       options={"xatol": 1e-10})
+        assert math.isclose(math.exp(res.x), float(per_image[i]), rel_tol=1e-6)
+
+
+def test_per_dim_sigma_is_the_batch_mse_of_each_dimension():
+    x, mean = _batch(b=16)
+    dist = _head("optimal_sigma_per_dim")(mean, target=x)
+    torch.testing.assert_close(dist.sigma, ((x - mean) ** 2).mean(0).sqrt())
+    assert dist.sigma.shape == x.shape[1:]
+
+
+def test_gradient_through_sigma_vanishes_at_the_optimum():
+    """Envelope theorem: d NLL/d mean with sigma = MSE(mean) equals d NLL/d mean at fixed sigma."""
+    x, mean = _batch()
+    mean = mean.clone().requires_grad_(True)
+    head = _head("optimal_sigma")
+    (g_opt,) = torch.autograd.grad(-head(mean, target=x).log_prob(x).sum(), mean)
+    sigma = float(((x - mean.detach()) ** 2).mean().sqrt())
+    fixed = create("fixed_sigma", sigma=sigma, mean_activation="identity").double()
+    (g_fixed,) = torch.autograd.grad(-fixed(mean).log_prob(x).sum(), mean)
+    torch.testing.assert_close(g_opt, g_fixed, rtol=1e-6, atol=1e-12)  # fixed head: f32 buffer
+
+
+def test_running_average_and_eval_mode():
+    head = _head("optimal_sigma", decay=0.5)
+    variances = []
+    for seed in range(3):
+        x, mean = _batch(seed)
+        head(mean, target=x)
+        variances.append(float(((x - mean) ** 2).mean()))
+    expected = variances[0]
+    for v in variances[1:]:
+        expected = 0.5 * expected + 0.5 * v
+    assert math.isclose(float(head.running_var), expected, rel_tol=1e-12)
+    assert int(head.num_batches_tracked) == 3
+    head.eval()
+    x, mean = _batch(10)
+    dist = head(mean, target=x)
+    assert math.isclose(float(dist.sigma), math.sqrt(expected), rel_tol=1e-12)
+    # eval mode does not touch the running estimate and needs no target
+    head(mean)
+    assert int(head.num_batches_tracked) == 3
+
+
+def test_train_sigma_running_uses_previous_estimate():
+    head = _head("optimal_sigma", decay=0.0, train_sigma="running")
+    x0, m0 = _batch(0)
+    first = head(m0, target=x0)  # no running estimate yet: falls back to the batch
+    assert math.isclose(float(first.sigma) ** 2, float(((x0 - m0) ** 2).mean()), rel_tol=1e-12)
+    x1, m1 = _batch(1)
+    second = head(m1, target=x1)
+    assert math.isclose(float(second.sigma) ** 2, float(((x0 - m0) ** 2).mean()), rel_tol=1e-12)
+    assert math.isclose(float(head.running_var), float(((x1 - m1) ** 2).mean()), rel_tol=1e-12)
+
+
+def test_training_mode_needs_target_and_eval_needs_history():
+    head = create("optimal_sigma")
+    params = torch.zeros(2, 1, 3, 3)
+    with pytest.raises(LikelihoodInputError, match="target=x"):
+        head(params)
+    head.eval()
+    with pytest.raises(LikelihoodInputError, match="no running estimate"):
+        head(params)
+
+
+def test_per_image_is_flagged_as_not_a_valid_bound():
+    assert create("optimal_sigma").valid_bound
+    head = create("optimal_sigma_per_image")
+    assert not head.valid_bound
+    assert "not a bound" in head.invalid_bound_reason
+
+
+def test_min_log_sigma_floors_a_perfect_reconstruction():
+    head = create("optimal_sigma", mean_activation="identity")
+    x = torch.rand(4, 1, 3, 3)
+    dist = head(x.clone(), target=x)
+    assert math.isclose(float(dist.sigma), math.exp(-6.0), rel_tol=1e-4)
+    assert torch.isfinite(dist.log_prob(x)).all()
+
+
+@pytest.mark.parametrize("name", ["optimal_sigma", "optimal_sigma_per_dim"])
+def test_state_dict_roundtrip(name):
+    head = create(name)
+    x = torch.rand(4, 3, 5, 5)
+    head(torch.randn(4, 3, 5, 5), target=x)
+    buf = io.BytesIO()
+    torch.save(head.state_dict(), buf)
+    buf.seek(0)
+    other = create(name)
+    other.load_state_dict(torch.load(buf, weights_only=True))
+    torch.testing.assert_close(other.running_var, head.running_var)
+    assert int(other.num_batches_tracked) == 1
+    other.eval()
+    p = torch.randn(2, 3, 5, 5)
+    head.eval()
+    torch.testing.assert_close(other(p).log_prob(x[:2]), head(p).log_prob(x[:2]))
+
+
+def test_bad_options():
+    with pytest.raises(ValueError, match="scope"):
+        OptimalSigmaGaussian(scope="pixel")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="decay"):
+        create("optimal_sigma", decay=1.0)
+
+
+def test_gradcheck_optimal_heads():
+    x = torch.rand(3, 2, 3, 3, dtype=torch.float64)
+    for name in ("optimal_sigma", "optimal_sigma_per_image", "optimal_sigma_per_dim"):
+        head = create(name).double()
+        p = torch.randn(3, 2, 3, 3, dtype=torch.float64, requires_grad=True)
+        assert torch.autograd.gradcheck(lambda q, h=head: h(q, target=x).log_prob(x), (p,))
+
+
+def test_effective_beta_is_two_sigma_squared():
+    x, mean = _batch()
+    head = _head("optimal_sigma")
+    dist = head(mean, target=x)
+    np.testing.assert_allclose(float(dist.effective_beta), 2 * float(dist.sigma) ** 2)
+    np.testing.assert_allclose(float(head.effective_beta), 2 * float(head.sigma) ** 2)
