@@ -59,27 +59,32 @@ def data_scaling(data_kind: str) -> str:
 @torch.no_grad()
 def elbo_sums(
     model: VAE, images: torch.Tensor, batch_size: int = 256, samples: int = 1, seed: int = 0,
-    device: torch.device | str | None = None,
+    device: torch.device | str | None = None, shard: tuple[int, int] = (0, 1),
 ) -> torch.Tensor:
     """``[sum nll, sum kl, count]`` (float64, on CPU) over ``images`` x ``samples``, eval mode.
 
-    The RNG is forked and seeded: reproducible, and the caller's RNG stream is untouched.
+    The posterior noise of image ``i``, sample ``s`` comes from one generator seeded with
+    ``seed`` (drawn for all images, on the CPU), so the result is reproducible, leaves the
+    caller's RNG alone, and is the same whether one process evaluates every image or
+    ``shard = (rank, world)`` makes each process evaluate images ``rank::world``.
     """
     device = device or next(model.parameters()).device
+    rank, world = shard
+    generator = torch.Generator().manual_seed(seed)
+    noise = torch.randn(samples, images.shape[0], model.latent_dim, generator=generator)
+    index = torch.arange(rank, images.shape[0], world)
     was_training = model.training
     model.eval()
     sums = torch.zeros(3, dtype=torch.float64)
-    devices = [device] if torch.device(device).type == "cuda" else []
     try:
-        with torch.random.fork_rng(devices=devices):
-            torch.manual_seed(seed)
-            for start in range(0, images.shape[0], batch_size):
-                batch = images[start:start + batch_size].to(device)
-                for _ in range(samples):
-                    terms = model(batch)
-                    sums[0] += terms.nll.double().sum().cpu()
-                    sums[1] += terms.kl.double().sum().cpu()
-                    sums[2] += batch.shape[0]
+        for start in range(0, index.numel(), batch_size):
+            idx = index[start:start + batch_size]
+            batch = images[idx].to(device)
+            for s in range(samples):
+                terms = model(batch, noise=noise[s, idx].to(device))
+                sums[0] += terms.nll.double().sum().cpu()
+                sums[1] += terms.kl.double().sum().cpu()
+                sums[2] += batch.shape[0]
     finally:
         model.train(was_training)
     return sums

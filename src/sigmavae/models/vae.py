@@ -110,14 +110,23 @@ class VAE(nn.Module):
         """``p(x|z)`` for latents ``(B, L)``; ``target`` is needed by data-dependent heads."""
         return self.head(self.decoder(z), target=target)
 
-    def forward(self, images: torch.Tensor, beta: float = 1.0) -> ELBOTerms:
+    def forward(
+        self, images: torch.Tensor, beta: float = 1.0, noise: torch.Tensor | None = None
+    ) -> ELBOTerms:
         """ELBO terms for a batch (``uint8`` or float in [0, 1], shape ``(B, *data_shape)``).
 
         ``beta`` weights the KL in ``loss`` only; ``nll``/``kl``/``elbo`` are always the true terms.
+        ``noise`` ``(B, latent_dim)`` is the standard normal draw of the reparameterisation
+        (drawn here if ``None``); the trainer passes it so N processes draw exactly what one
+        process with the whole batch would.
         """
         x, target = prepare_batch(images, self.head)
         q = self.posterior(x)
-        z = q.rsample()
+        if noise is None:
+            z = q.rsample()
+        else:
+            base = q.base_dist
+            z = base.loc + base.scale * noise.to(base.loc)
         likelihood = self.decode(z, target=target)
         nll = -likelihood.log_prob(target)
         kl = kl_to_standard_normal(q)

@@ -97,6 +97,7 @@ class Trainer:
         self._check_batch_size(train)
         model = build_vae(c, train.image_shape)
         self.model = model
+        self.noise_rng = torch.Generator().manual_seed(c.seed)
         optimizer = torch.optim.Adam(model.parameters(), lr=c.lr)
         wrapped, optimizer = fabric.setup(model, optimizer)
         device = fabric.device
@@ -106,7 +107,7 @@ class Trainer:
             world_size=fabric.world_size,
         )
         self.batches = batches
-        val_images = val.images[fabric.global_rank::fabric.world_size]
+        val_images = val.images
         fixed_recon = val.images[: min(32, len(val))]
 
         state = _LoopState()
@@ -188,7 +189,7 @@ class Trainer:
     def _train_step(self, wrapped: Any, optimizer: Any, images: torch.Tensor,
                     state: _LoopState) -> None:
         c = self.config
-        terms = wrapped(images, beta=c.beta)
+        terms = wrapped(images, beta=c.beta, noise=self._noise(images.shape[0]))
         self.fabric.backward(terms.loss)
         params = [p for p in self.model.parameters() if p.grad is not None]
         max_norm = c.grad_clip if c.grad_clip is not None else math.inf
@@ -207,6 +208,13 @@ class Trainer:
         state.step += 1
         if state.step == 1:
             self.model.head.validate = False  # uint8 batches are valid by construction
+
+    def _noise(self, local_batch: int) -> torch.Tensor:
+        """This rank's slice of the global batch's reparameterisation noise (drawn on the CPU
+        from one seeded generator on every rank), so results do not depend on the process count."""
+        world, rank = self.fabric.world_size, self.fabric.global_rank
+        noise = torch.randn(local_batch * world, self.model.latent_dim, generator=self.noise_rng)
+        return noise[rank * local_batch:(rank + 1) * local_batch].to(self.fabric.device)
 
     def _nonfinite_message(self, state: _LoopState) -> str:
         c = self.config
@@ -234,7 +242,8 @@ class Trainer:
         return row
 
     def _validate(self, model: VAE, val_images: torch.Tensor, c: TrainConfig) -> ELBOReport:
-        sums = elbo_sums(model, val_images, batch_size=max(c.batch_size, 256), seed=c.seed + 1)
+        sums = elbo_sums(model, val_images, batch_size=max(c.batch_size, 256), seed=c.seed + 1,
+                         shard=(self.fabric.global_rank, self.fabric.world_size))
         sums = self.fabric.all_reduce(sums.to(self.fabric.device), reduce_op="sum").cpu()
         return report_from_sums(model, sums)
 
@@ -257,7 +266,8 @@ class Trainer:
     # -- checkpoints ------------------------------------------------------------------------------
     def _state(self, model: VAE, optimizer: Any, batches: InMemoryBatches,
                state: _LoopState) -> dict[str, Any]:
-        rng: dict[str, Any] = {"torch": torch.get_rng_state()}
+        rng: dict[str, Any] = {"torch": torch.get_rng_state(),
+                               "noise": self.noise_rng.get_state()}
         if torch.cuda.is_available() and self.fabric.device.type == "cuda":
             rng["cuda"] = torch.cuda.get_rng_state(self.fabric.device)
         return {
@@ -287,6 +297,7 @@ class Trainer:
         optimizer.load_state_dict(ckpt["optimizer"])
         batches.load_state_dict(ckpt["batches"])
         torch.set_rng_state(ckpt["rng"]["torch"])
+        self.noise_rng.set_state(ckpt["rng"]["noise"])
         if "cuda" in ckpt["rng"] and device.type == "cuda":
             torch.cuda.set_rng_state(ckpt["rng"]["cuda"], device)
         state = _LoopState()

@@ -1,0 +1,61 @@
+"""Helpers shared by the benchmark scripts: data preparation, timing, JSON output."""
+
+from __future__ import annotations
+
+import json
+import platform
+import tarfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+def extract_cifar_jpegs(dest: Path, count: int, split: str = "train") -> Path:
+    """Extract the first ``count`` JPEGs of the CIFAR-10 JPEG copy (once) into ``dest``."""
+    marker = dest / f".extracted-{split}-{count}"
+    if marker.is_file():
+        return dest / split
+    tar_path = SHARED_DATA / "cifar10-jpeg" / f"{split}.tar"
+    if not tar_path.is_file():
+        raise SystemExit(f"benchmark data not found: {tar_path} (the project's shared data)")
+    with tarfile.open(tar_path) as tar:
+        members = []
+        for member in tar:
+            if member.isfile() and member.name.endswith(".jpg"):
+                members.append(member)
+                if len(members) == count:
+                    break
+        tar.extractall(dest, members=members, filter="data")
+    marker.touch()
+    return dest / split
+
+
+def time_steps(step: Callable[[], None], steps: int, warmup: int) -> float:
+    """Seconds for ``steps`` calls of ``step`` after ``warmup`` untimed calls."""
+    for _ in range(warmup):
+        step()
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    return time.perf_counter() - start
+
+
+def machine() -> dict[str, object]:
+    info: dict[str, object] = {
+        "python": platform.python_version(), "torch": torch.__version__,
+        "cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
+    }
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name()
+    return info
+
+
+def write_json(result: dict, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2))
+    print(f"wrote {path}")

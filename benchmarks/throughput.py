@@ -1,0 +1,141 @@
+"""Training throughput of the paper's small conv VAE on 28x28x3 images, batch 128.
+
+Three loops over the same model and optimiser (Adam 1e-3, optimal sigma):
+
+* ``end_to_end``: ``sigmavae.training.Trainer.fit`` as a user runs it (in-memory uint8 data,
+  progress, CSV/TensorBoard logs, validation, sample grids, atomic checkpoints every epoch);
+* ``compute_only``: the same forward/backward/step on one pre-made batch, nothing else (eager);
+* ``reference``: the public sigma-VAE code's data path on a CPU: torchvision ImageFolder with
+  per-sample PIL Resize + ToTensor and a DataLoader (no workers), same model and loss;
+* ``optimised``: compute-only with ``--optimise`` settings (channels_last, torch.compile).
+
+Data: the first ``--images`` JPEGs of the CIFAR-10 JPEG copy in the project's shared data,
+resized to 28x28 (a stand-in for the paper's 28x28 SVHN). Prints images/s and ratios, writes JSON.
+
+    python benchmarks/throughput.py [--images 20000] [--steps 60] [--out FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from _common import extract_cifar_jpegs, machine, time_steps, write_json
+
+from sigmavae import likelihoods
+from sigmavae.data import load_dataset
+from sigmavae.models import build_conv_vae
+from sigmavae.training import TrainConfig, Trainer
+
+BATCH = 128
+SHAPE = (3, 28, 28)
+
+
+def make_model(channels_last: bool = False):
+    model = build_conv_vae(SHAPE, likelihoods.create("optimal_sigma"))
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    return model, torch.optim.Adam(model.parameters(), lr=1e-3)
+
+
+def compute_only(steps: int, warmup: int, channels_last=False, compile_model=False) -> float:
+    torch.manual_seed(0)
+    model, opt = make_model(channels_last)
+    forward = torch.compile(model) if compile_model else model
+    batch = torch.randint(0, 256, (BATCH, *SHAPE), dtype=torch.uint8)
+    if channels_last:
+        batch = batch.contiguous(memory_format=torch.channels_last)
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        forward(batch).loss.backward()
+        opt.step()
+
+    return steps * BATCH / time_steps(step, steps, warmup)
+
+
+def reference(folder: Path, steps: int, warmup: int) -> float:
+    from torchvision import datasets, transforms
+
+    transform = transforms.Compose([transforms.Resize((28, 28)), transforms.ToTensor()])
+    data = datasets.ImageFolder(str(folder), transform=transform)
+    loader = torch.utils.data.DataLoader(data, batch_size=BATCH, shuffle=True, drop_last=True)
+    torch.manual_seed(0)
+    model, opt = make_model()
+    it = iter(loader)
+
+    def step():
+        nonlocal it
+        try:
+            x, _ = next(it)
+        except StopIteration:
+            it = iter(loader)
+            x, _ = next(it)
+        opt.zero_grad(set_to_none=True)
+        model(x).loss.backward()
+        opt.step()
+
+    return steps * BATCH / time_steps(step, steps, warmup)
+
+
+def end_to_end(folder_root: Path, cache: Path, epochs: int, out: Path) -> dict[str, float]:
+    opts = {"image_size": 28, "cache_dir": str(cache)}
+    train = load_dataset("folder", "train", folder_root, **opts)
+    val = load_dataset("folder", "val", folder_root, **opts).subset(1024)
+    cfg = TrainConfig(data="folder", data_root=str(folder_root), epochs=epochs, batch_size=BATCH,
+                      out=str(out), progress=True, log_every_n_steps=50, seed=0)
+    start = time.perf_counter()
+    final = Trainer(cfg, train, val).fit()
+    seconds = time.perf_counter() - start
+    assert final["epoch"] == epochs
+    return {"images_per_s": len(train) * epochs / seconds, "seconds": seconds,
+            "train_images": len(train), "epochs": epochs}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--images", type=int, default=20000, help="CIFAR-10 JPEGs to use")
+    parser.add_argument("--epochs", type=int, default=2, help="end-to-end epochs")
+    parser.add_argument("--steps", type=int, default=60, help="timed steps per loop")
+    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--optimise", default="channels_last,compile",
+                        help="comma list of channels_last, compile (or 'none')")
+    parser.add_argument("--work", default=None, help="scratch folder (default: a temp dir)")
+    parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "throughput.json"))
+    args = parser.parse_args()
+
+    work = Path(args.work or tempfile.mkdtemp(prefix="sigmavae-bench-"))
+    folder = extract_cifar_jpegs(work / "jpeg", args.images)
+    print(f"data: {args.images} CIFAR-10 (JPEG copy) images resized to 28x28x3, batch {BATCH}; "
+          f"threads {torch.get_num_threads()}")
+    results: dict[str, object] = {"machine": machine(), "batch": BATCH, "shape": SHAPE}
+    e2e = end_to_end(folder.parent, work / "cache", args.epochs, work / "run")
+    results["end_to_end"] = e2e
+    print(f"end-to-end (Trainer.fit, {args.epochs} epochs): {e2e['images_per_s']:.0f} images/s")
+    eager = compute_only(args.steps, args.warmup)
+    results["compute_only"] = {"images_per_s": eager}
+    print(f"compute-only eager:                 {eager:.0f} images/s")
+    ref = reference(folder, args.steps, args.warmup)
+    results["reference"] = {"images_per_s": ref}
+    print(f"reference (ImageFolder + PIL):      {ref:.0f} images/s")
+    opt_set = {s for s in args.optimise.split(",") if s and s != "none"}
+    if opt_set:
+        fast = compute_only(args.steps, max(args.warmup, 10), "channels_last" in opt_set,
+                            "compile" in opt_set)
+        results["optimised"] = {"images_per_s": fast, "settings": sorted(opt_set)}
+        print(f"compute-only optimised ({','.join(sorted(opt_set))}): {fast:.0f} images/s")
+    ratios = {"end_to_end_vs_compute_only": e2e["images_per_s"] / eager,
+              "end_to_end_vs_reference": e2e["images_per_s"] / ref}
+    if opt_set:
+        ratios["optimised_vs_compute_only"] = results["optimised"]["images_per_s"] / eager
+    results["ratios"] = ratios
+    for key, value in ratios.items():
+        print(f"{key}: {value:.2f}x")
+    write_json(results, Path(args.out))
+
+
+if __name__ == "__main__":
+    main()
