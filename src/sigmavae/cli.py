@@ -21,6 +21,7 @@ _TRAIN_FLAGS = {
     "train_subset": int, "val_subset": int, "log_every_n_steps": int,
     "checkpoint_every_n_steps": int, "grad_clip": float, "max_nonfinite_steps": int,
 }
+_TRAIN_SWITCHES = ("channels_last", "compile")
 
 
 def _key_values(items: list[str] | None, flag: str) -> dict[str, Any]:
@@ -47,6 +48,7 @@ def _train(args: argparse.Namespace) -> int:
                                    **_key_values(args.data_option, "--data-option")}
     if args.no_progress:
         changes["progress"] = False
+    changes.update({k: True for k in _TRAIN_SWITCHES if getattr(args, k)})
     config = config.replace(**changes)
     Trainer(config).fit(resume=args.resume)
     return 0
@@ -133,6 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--max-nonfinite-steps", type=int)
     t.add_argument("--resume", help="checkpoint to resume, or 'auto' for OUT/checkpoints/last.ckpt")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    t.add_argument("--channels-last", action="store_true", help="NHWC memory layout")
+    t.add_argument("--compile", action="store_true", help="torch.compile the model")
     t.set_defaults(func=_train)
 
     e = sub.add_parser("eval", help="test ELBO of a checkpoint (nats/image, bits/dim)")

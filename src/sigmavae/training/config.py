@@ -44,6 +44,8 @@ class TrainConfig:
     num_nodes: int = 1
     precision: str = "32-true"  # Fabric precision: "32-true", "bf16-mixed", "16-mixed"
     data_on_device: bool = True
+    channels_last: bool = False  # NHWC memory layout for the conv layers (measure: see benchmarks)
+    compile: bool = False  # torch.compile the model (first steps compile; measure before use)
     # outputs
     out: str = "runs/sigmavae"
     log_every_n_steps: int = 10

@@ -28,7 +28,7 @@ from ..data import ImageDataset, InMemoryBatches, load_dataset
 from ..metrics.elbo import ELBOReport, elbo_sums, report_from_sums
 from ..models import VAE, build_model
 from .checkpoint import load_checkpoint, save_checkpoint
-from .config import TrainConfig
+from .config import ConfigError, TrainConfig
 from .visuals import plot_curves, save_reconstruction_grid, save_sample_grid
 
 EPOCH_COLUMNS = [
@@ -98,8 +98,11 @@ class Trainer:
         model = build_vae(c, train.image_shape)
         self.model = model
         self.noise_rng = torch.Generator().manual_seed(c.seed)
+        if c.channels_last:
+            model = model.to(memory_format=torch.channels_last)
         optimizer = torch.optim.Adam(model.parameters(), lr=c.lr)
-        wrapped, optimizer = fabric.setup(model, optimizer)
+        # `model` stays the plain module (state_dict keys, sampling); `wrapped` trains.
+        wrapped, optimizer = fabric.setup(torch.compile(model) if c.compile else model, optimizer)
         device = fabric.device
         batches = InMemoryBatches(
             train.images, c.batch_size, shuffle=True, drop_last=False, seed=c.seed,
@@ -174,7 +177,7 @@ class Trainer:
     def _check_batch_size(self, train: ImageDataset) -> None:
         global_batch = self.config.batch_size * self.fabric.world_size
         if global_batch > len(train):
-            raise ValueError(
+            raise ConfigError(
                 f"batch_size {self.config.batch_size} x {self.fabric.world_size} process(es) = "
                 f"{global_batch} is larger than the training set ({len(train)} images of "
                 f"{train.name}); lower --batch-size")
@@ -189,6 +192,8 @@ class Trainer:
     def _train_step(self, wrapped: Any, optimizer: Any, images: torch.Tensor,
                     state: _LoopState) -> None:
         c = self.config
+        if c.channels_last and images.dim() == 4:
+            images = images.contiguous(memory_format=torch.channels_last)
         terms = wrapped(images, beta=c.beta, noise=self._noise(images.shape[0]))
         self.fabric.backward(terms.loss)
         params = [p for p in self.model.parameters() if p.grad is not None]
