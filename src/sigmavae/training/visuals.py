@@ -72,10 +72,15 @@ def plot_curves(metrics_csv: Path, path: Path) -> Path | None:
     axes[0].set_xlabel("epoch")
     axes[0].set_ylabel("-ELBO (nats / image)")
     axes[0].legend()
-    axes[1].plot(epochs, column("effective_beta"), marker="o", color="C2")
+    betas = column("effective_beta")
     axes[1].set_xlabel("epoch")
-    axes[1].set_ylabel("effective beta = 2 sigma^2")
-    axes[1].set_yscale("log")
+    if any(math.isfinite(b) and b > 0 for b in betas):
+        axes[1].plot(epochs, betas, marker="o", color="C2")
+        axes[1].set_ylabel("effective beta = 2 sigma^2")
+        axes[1].set_yscale("log")
+    else:
+        axes[1].text(0.5, 0.5, "this head has no shared sigma", ha="center", va="center",
+                     transform=axes[1].transAxes)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
