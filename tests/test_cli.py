@@ -1,0 +1,69 @@
+"""The command line as a user runs it: train, sample, data, likelihoods, and clear errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from sigmavae.cli import main
+
+
+def test_train_then_sample_then_eval(tmp_path, capsys):
+    out = tmp_path / "run"
+    rc = main(["train", "--data", "frey", "--train-subset", "128", "--val-subset", "32",
+               "--epochs", "1", "--batch-size", "64", "--likelihood", "fixed_sigma",
+               "--likelihood-option", "beta=0.006", "--out", str(out), "--no-progress"])
+    assert rc == 0
+    config = json.loads((out / "config.json").read_text())
+    assert config["likelihood_options"] == {"beta": 0.006}
+    ckpt = out / "checkpoints" / "last.ckpt"
+    assert main(["sample", str(ckpt), "--n", "16", "--out", str(tmp_path / "s.png")]) == 0
+    assert (tmp_path / "s.png").is_file()
+    assert main(["eval", str(ckpt), "--limit", "40", "--out", str(tmp_path / "r.json")]) == 0
+    printed = capsys.readouterr().out
+    assert "nats/image" in printed and "bits/dim" in printed and "[0, 1]" in printed
+
+
+def test_config_file_and_flag_override(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("data: frey\ntrain_subset: 64\nval_subset: 16\nepochs: 5\nbatch_size: 32\n")
+    out = tmp_path / "run"
+    assert main(["train", "--config", str(cfg), "--epochs", "1", "--out", str(out),
+                 "--no-progress"]) == 0
+    assert json.loads((out / "config.json").read_text())["epochs"] == 1
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["train", "--config", "missing.yaml"], "does not exist"),
+        (["train", "--data", "frey", "--train-subset", "10", "--batch-size", "64"],
+         "larger than the training set"),
+        (["train", "--data", "mnist", "--data-root", "nowhere"], "MNIST"),
+        (["eval", "missing.ckpt"], "does not exist"),
+    ],
+)
+def test_errors_are_one_clear_line(tmp_path, monkeypatch, capsys, argv, message):
+    monkeypatch.chdir(tmp_path)
+    assert main([*argv, "--out", "r"] if argv[0] == "eval" else argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_bad_config_key(tmp_path, capsys):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("epochz: 3\n")
+    assert main(["train", "--config", str(cfg)]) == 2
+    assert "unknown key(s) ['epochz']" in capsys.readouterr().err
+
+
+def test_listing_commands(capsys):
+    assert main(["likelihoods"]) == 0
+    listed = capsys.readouterr().out
+    for name in ("optimal_sigma", "categorical", "logistic_mixture", "student_t"):
+        assert name in listed
+    assert main(["data"]) == 0
+    assert "frey" in capsys.readouterr().out
+    assert main(["data", "svhn"]) == 0
+    assert "train_32x32.mat" in capsys.readouterr().out
