@@ -50,7 +50,9 @@ def _train(args: argparse.Namespace) -> int:
         changes["progress"] = False
     changes.update({k: True for k in _TRAIN_SWITCHES if getattr(args, k)})
     config = config.replace(**changes)
-    Trainer(config).fit(resume=args.resume)
+    result = Trainer(config).fit(resume=args.resume)
+    if result.get("interrupted"):
+        return 128 + int(result["signal"])  # the shell convention; the checkpoint is saved
     return 0
 
 

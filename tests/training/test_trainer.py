@@ -87,7 +87,7 @@ def test_signal_saves_mid_epoch_and_resume_continues_exactly(tmp_path, monkeypat
             self._stop_signal = signal.SIGTERM
 
     monkeypatch.setattr(Trainer, "_train_step", step_then_signal)
-    assert trainer.fit() == {"interrupted": True, "step": 7}
+    assert trainer.fit() == {"interrupted": True, "signal": signal.SIGTERM, "step": 7}
     monkeypatch.setattr(Trainer, "_train_step", original)
     resumed = Trainer(_small(tmp_path, "stopped", epochs=2)).fit(resume="auto")
     for key in ("train_loss", "val_nll", "sigma", "step"):

@@ -149,7 +149,8 @@ class Trainer:
                         self._checkpoint(ckpt_path, model, optimizer, batches, state)
                         fabric.print(f"received signal {self._stop_signal}: saved {ckpt_path} at "
                                      f"step {state.step}; resume with --resume {ckpt_path}")
-                        return {"interrupted": True, "step": state.step}
+                        return {"interrupted": True, "signal": self._stop_signal,
+                                "step": state.step}
                 bar.close()
                 report = self._validate(model, val_images, c)
                 row = self._epoch_metrics(epoch, state, report, model, time.perf_counter() - t0)
