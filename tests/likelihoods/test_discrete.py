@@ -213,3 +213,181 @@ def test_prepare_target_gives_int64_intensities():
     x = head.prepare_target(images)
     assert x.dtype == torch.int64
     assert head(torch.zeros(2, 256, 3, 3), target=x).log_prob(x).shape == (2,)
+
+
+# -- categorical: memory-bounded log_prob ------------------------------------------------------
+def _categorical_pair(channels, chunk, batch=3, height=5, width=7, scale=5.0, seed=0):
+    """(plain head, bounded head, float64 params, x) on a parameter-major layout."""
+    gen = torch.Generator().manual_seed(seed)
+    params = torch.randn(batch, 256 * channels, height, width, generator=gen,
+                         dtype=torch.float64) * scale
+    x = torch.randint(0, 256, (batch, channels, height, width), generator=gen)
+    plain = create("categorical", memory="plain")
+    bounded = create("categorical", memory="bounded", chunk_pixels=chunk)
+    return plain, bounded, params, x
+
+
+# Data elements per image: 35 (C=1), 105 (C=3). Chunks: one element, not dividing (13, 64),
+# grouping whole images unevenly (100 -> 2 + 1 images for C=1), one chunk for everything.
+@pytest.mark.parametrize("channels", [1, 3])
+@pytest.mark.parametrize("chunk", [1, 13, 64, 100, 10**6])
+def test_bounded_categorical_equals_plain_values_and_gradients(channels, chunk):
+    plain, bounded, params, x = _categorical_pair(channels, chunk)
+    p_plain = params.clone().requires_grad_()
+    p_bounded = params.clone().requires_grad_()
+    weights = torch.rand(x.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    lp_plain = plain(p_plain, target=x).elementwise_log_prob(x)
+    lp_bounded = bounded(p_bounded, target=x).elementwise_log_prob(x)
+    assert lp_bounded.shape == x.shape and lp_bounded.dtype == torch.float64
+    torch.testing.assert_close(lp_bounded, lp_plain, atol=1e-12, rtol=0)
+    ref = -F.cross_entropy(params.unflatten(1, (256, channels)), x, reduction="none")
+    torch.testing.assert_close(lp_bounded, ref, atol=1e-12, rtol=0)
+    torch.testing.assert_close(bounded(params).log_prob(x), plain(params).log_prob(x),
+                               atol=1e-11, rtol=0)
+    # A non-uniform upstream gradient exercises the per-element grad_out of the backward.
+    (g_plain,) = torch.autograd.grad((lp_plain * weights).sum(), p_plain)
+    (g_bounded,) = torch.autograd.grad((lp_bounded * weights).sum(), p_bounded)
+    assert g_bounded.shape == params.shape and g_bounded.stride() == params.stride()
+    torch.testing.assert_close(g_bounded, g_plain, atol=1e-12, rtol=0)
+
+
+@pytest.mark.parametrize(
+    ("shape", "chunk"),
+    [
+        ((2, 256, 1, 3), 2),  # C=1, 3 elements per image, chunks of 2 (+1)
+        ((1, 768, 1, 1), 2),  # C=3, 3 elements, chunks of 2 (+1)
+        ((3, 256, 1, 1), 2),  # C=1, 1 element per image: images grouped 2 + 1
+    ],
+)
+def test_bounded_categorical_gradcheck_float64(shape, chunk):
+    head = create("categorical", memory="bounded", chunk_pixels=chunk)
+    channels = shape[1] // 256
+    params = torch.randn(shape, dtype=torch.float64, requires_grad=True)
+    x = torch.randint(0, 256, (shape[0], channels, *shape[2:]))
+    x.view(-1)[0] = 255
+    assert torch.autograd.gradcheck(lambda p: head(p, target=x).log_prob(x), (params,))
+    weights = torch.arange(1.0, 1 + x.numel(), dtype=torch.float64).view(x.shape)
+    assert torch.autograd.gradcheck(
+        lambda p: head(p, target=x).elementwise_log_prob(x) * weights, (params,)
+    )
+
+
+def test_categorical_default_is_bounded_and_options_are_checked():
+    from sigmavae.likelihoods.discrete import (
+        DEFAULT_CATEGORICAL_MEMORY,
+        DEFAULT_CHUNK_PIXELS,
+        bounded_categorical_log_prob,
+    )
+
+    head = create("categorical")
+    assert DEFAULT_CATEGORICAL_MEMORY == "bounded"
+    assert head.memory == "bounded" and head.chunk_pixels == DEFAULT_CHUNK_PIXELS
+    assert head.log_prob_fn.func is bounded_categorical_log_prob
+    assert "memory='bounded'" in repr(head) and f"chunk_pixels={DEFAULT_CHUNK_PIXELS}" in repr(head)
+    plain = create("categorical", memory="plain")
+    assert plain.log_prob_fn is categorical_log_prob and plain.chunk_pixels is None
+    assert create("categorical", chunk_pixels=5).chunk_pixels == 5
+    with pytest.raises(ValueError, match="memory must be one of"):
+        create("categorical", memory="lazy")
+    with pytest.raises(ValueError, match="memory='bounded' only"):
+        create("categorical", memory="plain", chunk_pixels=8)
+    for bad in (0, -3, 2.5, True):
+        with pytest.raises(ValueError, match="positive int"):
+            create("categorical", chunk_pixels=bad)
+    with pytest.raises(ValueError, match="not both"):
+        create("categorical", log_prob_fn=categorical_log_prob, memory="plain")
+    with pytest.raises(ValueError, match="positive int"):
+        bounded_categorical_log_prob(torch.zeros(2, 256), torch.zeros(2, dtype=torch.long), 0)
+
+
+def test_bounded_categorical_log_prob_on_other_layouts():
+    """Contiguous (..., 256) logits, a single vector, non-dense (copied) logits, float x."""
+    from sigmavae.likelihoods.discrete import bounded_categorical_log_prob as bounded
+
+    gen = torch.Generator().manual_seed(0)
+    cases = [
+        torch.randn(4, 5, 256, generator=gen, dtype=torch.float64),
+        torch.randn(6, 256, generator=gen, dtype=torch.float64),
+        torch.randn(256, generator=gen, dtype=torch.float64),
+        torch.randn(4, 9, 300, generator=gen, dtype=torch.float64)[:, ::2, :256],  # not dense
+    ]
+    for logits in cases:
+        x = torch.randint(0, 256, logits.shape[:-1], generator=gen)
+        for chunk in (1, 3, 1000):
+            a = logits.detach().requires_grad_()  # keeps the (possibly non-dense) strides
+            b = logits.detach().clone().requires_grad_()
+            lp = bounded(a, x.double(), chunk)
+            ref = categorical_log_prob(b, x)
+            torch.testing.assert_close(lp, ref, atol=1e-12, rtol=0)
+            (ga,) = torch.autograd.grad(lp.sum(), a)
+            (gb,) = torch.autograd.grad(ref.sum(), b)
+            torch.testing.assert_close(ga, gb, atol=1e-12, rtol=0)
+
+
+def test_bounded_categorical_float32_and_half_params_match_plain():
+    plain, bounded, params, x = _categorical_pair(3, 64, scale=3.0)
+    for dtype in (torch.float32, torch.bfloat16):
+        p = params.to(dtype)
+        torch.testing.assert_close(bounded(p, target=x).elementwise_log_prob(x),
+                                   plain(p, target=x).elementwise_log_prob(x),
+                                   atol=1e-5, rtol=0)
+
+
+def test_bounded_categorical_double_backward_matches_plain():
+    """``create_graph=True`` falls back to a differentiable (not bounded) backward."""
+    plain, bounded, params, x = _categorical_pair(1, 2, batch=1, height=1, width=3, scale=2.0)
+    assert torch.autograd.gradgradcheck(lambda p: bounded(p, target=x).log_prob(x),
+                                        (params.clone().requires_grad_(),))
+    direction = torch.randn_like(params)
+    hvps = []
+    for head in (plain, bounded):
+        p = params.clone().requires_grad_()
+        (grad,) = torch.autograd.grad(head(p).log_prob(x).sum(), p, create_graph=True)
+        (hvp,) = torch.autograd.grad((grad * direction).sum(), p)
+        hvps.append(hvp)
+    torch.testing.assert_close(hvps[1], hvps[0], atol=1e-12, rtol=0)
+
+
+def _large_allocations(fn, threshold):
+    """Names of the allocating ATen ops run by ``fn()`` whose output has >= ``threshold``
+    elements (forward and the CPU backward, which runs on this thread)."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    seen = []
+
+    class Record(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            outs = out if isinstance(out, (tuple, list)) else (out,)
+            # Views, in-place and out= ops return an alias of an input: no new memory.
+            is_alias = any(r.alias_info is not None for r in func._schema.returns)
+            for o in outs:
+                if isinstance(o, torch.Tensor) and o.numel() >= threshold and not is_alias:
+                    seen.append(func.__name__)
+            return out
+
+    with Record():
+        fn()
+    return seen
+
+
+def test_bounded_categorical_never_allocates_a_params_sized_temporary():
+    """Beyond the gradient of ``params`` itself (one ``empty_like``), no op of log_prob + backward
+    outputs a tensor with more than a chunk's ``chunk * 256`` values; the plain path does."""
+    chunk = 16
+    params = torch.randn(2, 768, 8, 8, requires_grad=True)  # 384 data elements per image
+    x = torch.randint(0, 256, (2, 3, 8, 8))
+
+    def call(head):
+        def run():
+            params.grad = None
+            head(params, target=x).log_prob(x).sum().backward()
+
+        return run
+
+    bounded = _large_allocations(call(create("categorical", chunk_pixels=chunk)),
+                                 chunk * 256 + 1)
+    assert len(bounded) == 1 and bounded[0].startswith("empty"), bounded
+    assert params.grad is not None
+    plain = _large_allocations(call(create("categorical", memory="plain")), params.numel())
+    assert len(plain) >= 3, plain  # logsumexp temporary, its backward, the gather's backward

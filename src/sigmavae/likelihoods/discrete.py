@@ -3,7 +3,8 @@
 * ``bernoulli`` (Gregor et al., 2015): intensities ``x`` in ``[0, 1]`` treated as Bernoulli
   probabilities, ``log p(x) = x log p + (1 - x) log(1 - p)``, i.e. minus the binary cross-entropy.
   A real likelihood only for binary data; the paper finds it performs poorly (Table 2).
-* ``categorical`` (Sec. 3.2): a softmax over the 256 intensities per pixel and channel.
+* ``categorical`` (Sec. 3.2): a softmax over the 256 intensities per pixel and channel;
+  ``log_prob`` is memory-bounded by default (chunked, see :class:`CategoricalHead`).
 * ``bitwise_categorical`` (App. D): 8 independent Bernoulli bits per pixel and channel.
 
 The two intensity heads model integer intensities ``0..255``; ``log_prob`` is in nats per data
@@ -12,7 +13,10 @@ dimension, ``mean`` in intensity units (float), ``sample`` returns ``int64`` int
 
 from __future__ import annotations
 
+import functools
+import math
 from collections.abc import Callable
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -66,7 +70,11 @@ class BernoulliHead(LikelihoodHead):
 def categorical_log_prob(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """``log softmax(logits)[x]``: ``logits (..., 256)``, integer ``x (...)`` -> nats ``(...)``.
 
-    Gather minus ``logsumexp`` (no ``(..., 256)`` log-softmax tensor is kept for the result).
+    Gather minus ``logsumexp`` in one shot (the ``memory="plain"`` path). No ``(..., 256)``
+    log-softmax is kept for the result, but ``logsumexp`` allocates a ``(..., 256)`` temporary
+    in the forward pass and its backward (with the gather's) several more: the peak is a few
+    times the size of ``logits``. :func:`bounded_categorical_log_prob` gives the same values in
+    ``O(chunk * 256)`` extra memory.
     """
     picked = logits.gather(-1, x.long().unsqueeze(-1)).squeeze(-1)
     return picked - torch.logsumexp(logits, dim=-1)
@@ -74,12 +82,136 @@ def categorical_log_prob(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 
 LogProbFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
+#: Default number of data elements (pixel-channel positions) per chunk of the bounded path:
+#: a chunk's temporaries hold ``chunk * 256`` values (4 MiB in float32).
+DEFAULT_CHUNK_PIXELS = 4096
+
+#: Memory modes of :class:`CategoricalHead`.
+CategoricalMemory = Literal["bounded", "plain"]
+CATEGORICAL_MEMORY_MODES: tuple[str, ...] = ("bounded", "plain")
+#: Default memory mode of :class:`CategoricalHead` (see ``benchmarks/README.md``).
+DEFAULT_CATEGORICAL_MEMORY: CategoricalMemory = "bounded"
+
+
+def _class_major(t: torch.Tensor, m: int, n: int) -> torch.Tensor | None:
+    """View ``(d0, ..., 256)`` as ``(d0, 256, rest)`` = ``(m, 256, n)``, or ``None`` when the
+    strides make that impossible without a copy."""
+    try:
+        return t.movedim(-1, 1).view(m, NUM_LEVELS, n)
+    except RuntimeError:
+        return None
+
+
+def _chunks(m: int, n: int, chunk: int) -> list[tuple[slice, slice]]:
+    """Cover ``(m, n)`` with blocks of at most ``chunk`` elements (at least one): pieces of
+    ``chunk`` columns of one row when ``n >= chunk``, else groups of ``chunk // n`` whole rows."""
+    if m == 0 or n == 0:
+        return []
+    if n >= chunk:
+        return [(slice(i, i + 1), slice(j, min(j + chunk, n)))
+                for i in range(m) for j in range(0, n, chunk)]
+    rows = max(1, chunk // n)
+    return [(slice(i, min(i + rows, m)), slice(0, n)) for i in range(0, m, rows)]
+
+
+class _BoundedCategoricalLogProb(torch.autograd.Function):
+    """``log softmax(L)[x]`` for class-major ``L (m, 256, n)``, ``x (m, n)``, chunk by chunk.
+
+    Saves ``L`` (a view of the caller's tensor), ``x`` and the ``logsumexp`` ``(m, n)``; the
+    backward recomputes ``softmax = exp(L - logsumexp)`` per chunk, writing straight into the
+    gradient, so neither pass holds more than one chunk's ``(., 256, .)`` temporary. Under
+    ``create_graph=True`` the backward is computed with differentiable operations in one piece
+    (correct higher-order gradients, but a full ``(m, 256, n)`` softmax).
+    """
+
+    @staticmethod
+    def forward(ctx, logits: torch.Tensor, x: torch.Tensor, chunk: int):  # type: ignore[override]
+        m, _, n = logits.shape
+        out = logits.new_empty((m, n))
+        lse = logits.new_empty((m, n))
+        for rows, cols in _chunks(m, n, chunk):
+            block = logits[rows, :, cols]
+            block_lse = torch.logsumexp(block, dim=1)
+            picked = block.gather(1, x[rows, cols].unsqueeze(1)).squeeze(1)
+            torch.sub(picked, block_lse, out=out[rows, cols])
+            lse[rows, cols] = block_lse
+        ctx.chunk = chunk
+        ctx.save_for_backward(logits, x, lse)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out: torch.Tensor):  # type: ignore[override]
+        logits, x, lse = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph=True: differentiable, in one piece
+            grad = torch.softmax(logits, dim=1).mul(grad_out.unsqueeze(1)).neg()
+            return grad.scatter_add(1, x.unsqueeze(1), grad_out.unsqueeze(1)), None, None
+        m, _, n = logits.shape
+        grad = torch.empty_like(logits)  # the layout of ``logits`` (dense) or contiguous
+        for rows, cols in _chunks(m, n, ctx.chunk):
+            g = grad_out[rows, cols].unsqueeze(1)
+            block = grad[rows, :, cols]
+            # d(picked - lse)/dL = onehot(x) - softmax(L); the same operations as autograd
+            # through gather and logsumexp, so the result matches the plain path.
+            torch.sub(logits[rows, :, cols], lse[rows, cols].unsqueeze(1), out=block)
+            block.exp_().mul_(g).neg_()
+            block.scatter_add_(1, x[rows, cols].unsqueeze(1), g)
+        return grad, None, None
+
+
+def bounded_categorical_log_prob(
+    logits: torch.Tensor, x: torch.Tensor, chunk_pixels: int = DEFAULT_CHUNK_PIXELS
+) -> torch.Tensor:
+    """:func:`categorical_log_prob` in bounded memory: same signature, same values and gradient.
+
+    ``logits (..., 256)`` (any strides; the head's parameter-major view ``(B, C, H, W, 256)`` of
+    ``params (B, 256*C, H, W)`` is used in place), integer ``x`` broadcastable to ``logits``
+    without its last dimension. ``logsumexp`` and the picked logit are computed ``chunk_pixels``
+    data elements at a time, and the backward recomputes the softmax per chunk, so the extra
+    memory is ``O(chunk_pixels * 256)`` plus ``O(numel(x))`` (the output, the saved
+    ``logsumexp``), besides the gradient of ``logits`` itself. Logits whose strides cannot be
+    viewed as ``(d0, 256, rest)`` are copied once. Higher-order gradients (``create_graph=True``)
+    are supported but materialise the full softmax in that backward.
+    """
+    if not isinstance(chunk_pixels, int) or isinstance(chunk_pixels, bool) or chunk_pixels < 1:
+        raise ValueError(f"chunk_pixels must be a positive int, got {chunk_pixels!r}")
+    if logits.shape[-1] != NUM_LEVELS:
+        raise ValueError(f"bounded_categorical_log_prob: last dim must be {NUM_LEVELS}")
+    lead = logits.shape[:-1]
+    if not lead:
+        return bounded_categorical_log_prob(logits.unsqueeze(0), x.reshape(1), chunk_pixels)[0]
+    m = lead[0]
+    n = math.prod(lead[1:])
+    index = x.long().expand(lead).reshape(m, n)
+    class_major = _class_major(logits, m, n)
+    if class_major is None:
+        class_major = logits.movedim(-1, 1).reshape(m, NUM_LEVELS, n)
+    out = _BoundedCategoricalLogProb.apply(class_major, index, chunk_pixels)
+    return out.view(lead)
+
+
+def _categorical_log_prob_fn(memory: str, chunk_pixels: int | None) -> LogProbFn:
+    if memory not in CATEGORICAL_MEMORY_MODES:
+        raise ValueError(
+            f"categorical: memory must be one of {CATEGORICAL_MEMORY_MODES}, got {memory!r}"
+        )
+    if memory == "plain":
+        if chunk_pixels is not None:
+            raise ValueError("categorical: chunk_pixels applies to memory='bounded' only")
+        return categorical_log_prob
+    chunk = DEFAULT_CHUNK_PIXELS if chunk_pixels is None else chunk_pixels
+    if not isinstance(chunk, int) or isinstance(chunk, bool) or chunk < 1:
+        raise ValueError(f"categorical: chunk_pixels must be a positive int, got {chunk!r}")
+    return functools.partial(bounded_categorical_log_prob, chunk_pixels=chunk)
+
 
 class IntensityCategorical(Distribution):
     """Element-wise categorical over intensities ``0..255``; ``logits`` ``batch_shape + (256,)``.
 
     ``log_prob_fn(logits, x)`` computes the log-probabilities (default
-    :func:`categorical_log_prob`); a memory-bounded implementation can be swapped in.
+    :func:`categorical_log_prob`; :class:`CategoricalHead` passes
+    :func:`bounded_categorical_log_prob` unless ``memory="plain"``). Only ``log_prob`` goes
+    through it; ``probs``, ``mean``, ``variance``, ``cdf`` and ``sample`` materialise the
+    ``batch_shape + (256,)`` softmax (and ``cdf`` its cumulative sum) in one piece.
     """
 
     arg_constraints: dict = {}  # noqa: RUF012
@@ -132,24 +264,70 @@ class CategoricalHead(LikelihoodHead):
     """``categorical``: a 256-way softmax per pixel and channel (paper, Sec. 3.2).
 
     ``params`` ``(B, 256*C, *spatial)``, parameter-major: channel ``i*C + c`` is the logit of
-    intensity ``i`` in data channel ``c``. ``-log_prob`` is the cross-entropy (nats). Memory:
-    256 values per data dimension (App. D).
+    intensity ``i`` in data channel ``c``. ``-log_prob`` is the cross-entropy (nats).
+
+    Memory (App. D: ``params`` holds 256 values per data dimension, 3 GiB in float32 for one
+    1024x1024 colour image) -- options:
+
+    * ``memory="bounded"`` (default): ``log_prob`` / ``elementwise_log_prob`` use
+      :func:`bounded_categorical_log_prob`, computing ``logsumexp`` and the picked logit
+      ``chunk_pixels`` data elements at a time (default :data:`DEFAULT_CHUNK_PIXELS`) with a
+      backward that recomputes the softmax per chunk: beyond ``params`` and its gradient, the
+      extra memory is ``O(chunk_pixels * 256)``. Same values and gradients as ``"plain"``,
+      and not slower on CPU (``benchmarks/memory.py``, ``benchmarks/README.md``). A backward
+      with ``create_graph=True`` (double backward) is exact but not memory-bounded.
+    * ``memory="plain"``: :func:`categorical_log_prob`, one-shot gather minus ``logsumexp``,
+      whose forward and backward allocate several ``params``-sized temporaries.
+    * ``log_prob_fn=f``: any ``f(logits (..., 256), x (...)) -> (...)`` instead (then
+      ``memory``/``chunk_pixels`` must not be given).
+
+    ``mean``, ``variance``, ``cdf`` and ``sample`` (and :meth:`predict_mean`) always materialise
+    the full ``(B, C, *spatial, 256)`` softmax.
     """
 
     name = "categorical"
     data_kind = "intensity"
 
-    def __init__(self, log_prob_fn: LogProbFn = categorical_log_prob, validate: bool = True):
+    def __init__(
+        self,
+        log_prob_fn: LogProbFn | None = None,
+        validate: bool = True,
+        *,
+        memory: CategoricalMemory | None = None,
+        chunk_pixels: int | None = None,
+    ):
         super().__init__(validate=validate)
+        if log_prob_fn is not None:
+            if memory is not None or chunk_pixels is not None:
+                raise ValueError(
+                    "categorical: give either log_prob_fn or memory/chunk_pixels, not both"
+                )
+            self.memory = "custom"
+            self.chunk_pixels = None
+        else:
+            self.memory = DEFAULT_CATEGORICAL_MEMORY if memory is None else memory
+            log_prob_fn = _categorical_log_prob_fn(self.memory, chunk_pixels)
+            self.chunk_pixels = (
+                (DEFAULT_CHUNK_PIXELS if chunk_pixels is None else chunk_pixels)
+                if self.memory == "bounded" else None
+            )
         self.log_prob_fn = log_prob_fn
 
     def params_per_channel(self) -> int:
         return NUM_LEVELS
 
     def distribution(self, params: torch.Tensor, target: torch.Tensor | None) -> ImageLikelihood:
-        logits = self.split_params(params).movedim(1, -1)  # (B, C, *spatial, 256)
+        # A view (no copy): (B, 256, C, *spatial) -> (B, C, *spatial, 256) with stride C*H*W on
+        # the last dim; the bounded log_prob moves it back to (B, 256, C*H*W) in place.
+        logits = self.split_params(params).movedim(1, -1)
         base = IntensityCategorical(logits, self.log_prob_fn)
         return ImageLikelihood(base, "intensity", sigma=None, validate=self.validate)
+
+    def extra_repr(self) -> str:
+        extra = f", memory={self.memory!r}"
+        if self.chunk_pixels is not None:
+            extra += f", chunk_pixels={self.chunk_pixels}"
+        return super().extra_repr() + extra
 
 
 # -- bitwise categorical --------------------------------------------------------------------------
