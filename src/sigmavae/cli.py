@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -57,24 +56,51 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
+    import torch
+
     from .data import load_dataset
-    from .metrics import evaluate_elbo
+    from .metrics.report import evaluate, parse_metrics, render_markdown, stderr_log, write_report
     from .training import load_trained
 
+    try:
+        metrics = parse_metrics(args.metrics)
+    except ValueError as err:
+        raise SystemExit(f"sigmavae eval: --metrics: {err}") from err
+    for flag, value, least in (("--elbo-samples", args.elbo_samples, 1),
+                               ("--iwae-samples", args.iwae_samples, 1),
+                               ("--mi-data", args.mi_data, 2), ("--mi-samples", args.mi_samples, 1),
+                               ("--fid-samples", args.fid_samples, 2),
+                               ("--batch-size", args.batch_size, 1), ("--limit", args.limit, 1)):
+        if value is not None and value < least:
+            raise SystemExit(f"sigmavae eval: {flag} must be >= {least}, got {value}")
+    device = args.device
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
     model, config = load_trained(args.checkpoint)
     root = args.data_root if args.data_root is not None else config.data_root
     data = load_dataset(config.data, args.split, root, **config.data_options)
     if args.limit:
         data = data.subset(args.limit)
-    report = evaluate_elbo(model, data.images, batch_size=args.batch_size, samples=args.samples,
-                           seed=args.seed)
-    result = {"checkpoint": str(args.checkpoint), "data": config.data, "split": args.split,
-              "likelihood": config.likelihood, **report.as_dict()}
-    print(f"{config.data} {args.split} ({config.likelihood}): {report.summary()}")
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(result, indent=2))
-        print(f"wrote {args.out}")
+    out = Path(args.out) if args.out else None
+    plot = None
+    if out is not None and "calibration" in metrics:
+        plot = out.with_name(out.stem + ".calibration.png")
+    options = {
+        "elbo_samples": args.elbo_samples, "iwae_samples": args.iwae_samples,
+        "mi_data": args.mi_data, "mi_samples": args.mi_samples,
+        "fid_samples": args.fid_samples, "fid_features": args.fid_features,
+        "plot_path": None if plot is None else str(plot),
+        "title": f"{config.data} {args.split} ({config.likelihood})",
+    }
+    meta = {"checkpoint": str(args.checkpoint), "data": config.data, "split": args.split,
+            "likelihood": config.likelihood, "device": str(device)}
+    report = evaluate(model, data.images, metrics, options, batch_size=args.batch_size,
+                      seed=args.seed, device=device, meta=meta, log=stderr_log)
+    print(render_markdown(report))
+    if out is not None:
+        json_path, md_path = write_report(report, out)
+        wrote = [str(json_path), str(md_path)] + ([str(plot)] if plot and plot.is_file() else [])
+        print(f"wrote {', '.join(wrote)}")
     return 0
 
 
@@ -141,15 +167,39 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--compile", action="store_true", help="torch.compile the model")
     t.set_defaults(func=_train)
 
-    e = sub.add_parser("eval", help="test ELBO of a checkpoint (nats/image, bits/dim)")
+    e = sub.add_parser(
+        "eval", help="evaluate a checkpoint: ELBO, IWAE, discretised ELBO, FID, MI, calibration",
+        description="Evaluate a checkpoint on a data split. Writes a JSON report (--out) and a "
+                    "markdown summary beside it (.md, also printed); the calibration plot goes "
+                    "to OUT_STEM.calibration.png. Numbers are in nats/image (summed over data "
+                    "dimensions) and bits/dim; invalid bounds are reported as n/a with the reason.")
     e.add_argument("checkpoint")
+    e.add_argument("--metrics", default="default",
+                   help="comma-separated: elbo, discretized, iwae, fid, mi, active_units, "
+                        "calibration; 'all'; 'default' (= elbo,discretized,mi,active_units,"
+                        "calibration)")
     e.add_argument("--split", default="test")
     e.add_argument("--data-root")
-    e.add_argument("--samples", type=int, default=1, help="posterior samples per image")
+    e.add_argument("--elbo-samples", "--samples", dest="elbo_samples", type=int, default=10,
+                   help="posterior samples per image for the multi-sample ELBO (the "
+                        "single-sample ELBO is always reported)")
+    e.add_argument("--iwae-samples", type=int, default=1000,
+                   help="K importance samples per image (decoded in chunks of --batch-size)")
+    e.add_argument("--mi-data", type=int,
+                   help="data points N forming the aggregate posterior m(z) (default: all)")
+    e.add_argument("--mi-samples", type=int,
+                   help="Monte Carlo draws M for I(x;z) (default: max(10 N, 10000))")
+    e.add_argument("--fid-samples", type=int, default=10000,
+                   help="prior samples and test images for FID (at most the split's size)")
+    e.add_argument("--fid-features", metavar="PATH_OR_NAME",
+                   help="inception (default; needs torch-fidelity and its weights), "
+                        "inception:WEIGHTS.pth, pixels, or module:function / file.py:function "
+                        "returning an nn.Module that maps (N, 3, H, W) floats in [0, 1] to (N, d)")
     e.add_argument("--batch-size", type=int, default=256)
     e.add_argument("--limit", type=int, help="evaluate the first N images only")
     e.add_argument("--seed", type=int, default=0)
-    e.add_argument("--out", help="write the report as JSON")
+    e.add_argument("--device", default="auto", help="cpu | cuda | auto")
+    e.add_argument("--out", help="write the report as JSON (and the markdown beside it)")
     e.set_defaults(func=_eval)
 
     s = sub.add_parser("sample", help="a grid of prior samples from a checkpoint")

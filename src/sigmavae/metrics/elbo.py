@@ -8,12 +8,22 @@ intensities 0..255 (a probability mass, always >= 0 nats).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 
 import torch
 
-from ..models.vae import VAE
+from ..models.vae import VAE, ELBOTerms
+from ._common import (
+    BPD,
+    NATS,
+    EvalContext,
+    bits_per_dim,
+    bound_validity,
+    fmt,
+    fmt_pm,
+    mean_stderr,
+)
 
 
 @dataclass
@@ -56,6 +66,29 @@ def data_scaling(data_kind: str) -> str:
     return "discrete mass on 8-bit intensities 0..255"
 
 
+def iter_elbo_terms(
+    model: VAE, images: torch.Tensor, batch_size: int, samples: int, seed: int,
+    device: torch.device | str | None, index: torch.Tensor,
+) -> Iterator[tuple[torch.Tensor, ELBOTerms]]:
+    """Yield ``(idx, terms)`` per batch of ``images[index]`` and posterior sample, eval mode.
+
+    The noise of image ``i``, sample ``s`` is row ``(s, i)`` of one ``(samples, N, L)`` draw from a
+    CPU generator seeded with ``seed``: the same whatever the batch size, device or sharding.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    noise = torch.randn(samples, images.shape[0], model.latent_dim, generator=generator)
+    was_training = model.training
+    model.eval()
+    try:
+        for start in range(0, index.numel(), batch_size):
+            idx = index[start:start + batch_size]
+            batch = images[idx].to(device)
+            for s in range(samples):
+                yield idx, model(batch, noise=noise[s, idx].to(device))
+    finally:
+        model.train(was_training)
+
+
 @torch.no_grad()
 def elbo_sums(
     model: VAE, images: torch.Tensor, batch_size: int = 256, samples: int = 1, seed: int = 0,
@@ -70,24 +103,53 @@ def elbo_sums(
     """
     device = device or next(model.parameters()).device
     rank, world = shard
-    generator = torch.Generator().manual_seed(seed)
-    noise = torch.randn(samples, images.shape[0], model.latent_dim, generator=generator)
     index = torch.arange(rank, images.shape[0], world)
-    was_training = model.training
-    model.eval()
     sums = torch.zeros(3, dtype=torch.float64)
-    try:
-        for start in range(0, index.numel(), batch_size):
-            idx = index[start:start + batch_size]
-            batch = images[idx].to(device)
-            for s in range(samples):
-                terms = model(batch, noise=noise[s, idx].to(device))
-                sums[0] += terms.nll.double().sum().cpu()
-                sums[1] += terms.kl.double().sum().cpu()
-                sums[2] += batch.shape[0]
-    finally:
-        model.train(was_training)
+    for idx, terms in iter_elbo_terms(model, images, batch_size, samples, seed, device, index):
+        sums[0] += terms.nll.double().sum().cpu()
+        sums[1] += terms.kl.double().sum().cpu()
+        sums[2] += idx.numel()
     return sums
+
+
+@dataclass
+class PerImageELBO:
+    """Per-image ELBO terms (``(N,)`` float64 nats on the CPU, averaged over the samples)."""
+
+    nll: torch.Tensor  # distortion, -log p(x|z)
+    kl: torch.Tensor  # rate, KL(q(z|x) || p(z))
+    #: ``2 / mean(sigma^-2)`` over every evaluated data dimension and sample (``None`` for heads
+    #: without a sigma): the beta of the equivalent beta-VAE on this data.
+    effective_beta: float | None
+
+    @property
+    def neg_elbo(self) -> torch.Tensor:
+        return self.nll + self.kl
+
+
+@torch.no_grad()
+def elbo_per_image(
+    model: VAE, images: torch.Tensor, batch_size: int = 256, samples: int = 1, seed: int = 0,
+    device: torch.device | str | None = None,
+) -> PerImageELBO:
+    """Per-image distortion and rate averaged over ``samples`` posterior samples, with the same
+    noise as :func:`elbo_sums` (so the means are exactly what :func:`evaluate_elbo` reports)."""
+    device = device or next(model.parameters()).device
+    n = images.shape[0]
+    nll, kl = torch.zeros(n, dtype=torch.float64), torch.zeros(n, dtype=torch.float64)
+    inv_var, count = 0.0, 0
+    for idx, terms in iter_elbo_terms(model, images, batch_size, samples, seed, device,
+                                  torch.arange(n)):
+        nll[idx] += terms.nll.double().cpu() / samples
+        kl[idx] += terms.kl.double().cpu() / samples
+        sigma = terms.likelihood.sigma
+        if sigma is not None:
+            shape = terms.likelihood.batch_shape + terms.likelihood.event_shape
+            inv = sigma.detach().double().pow(-2).expand(shape)
+            inv_var += float(inv.sum())
+            count += inv.numel()
+    beta = 2.0 * count / inv_var if count else None
+    return PerImageELBO(nll=nll, kl=kl, effective_beta=beta)
 
 
 def report_from_sums(model: VAE, sums: torch.Tensor, samples: int = 1) -> ELBOReport:
@@ -130,3 +192,80 @@ def evaluate_elbo(
     if reduce is not None:
         sums = reduce(sums)
     return report_from_sums(model, sums, samples)
+
+
+# -- the "elbo" metric of the evaluation suite ----------------------------------------------------
+def cached_elbo(ctx: EvalContext, samples: int) -> PerImageELBO:
+    """:func:`elbo_per_image` of the context's images and seed (computed once per ``samples``)."""
+    key = ("elbo", samples, ctx.seed)
+    if key not in ctx.cache:
+        ctx.cache[key] = elbo_per_image(ctx.model, ctx.images, ctx.batch_size, samples, ctx.seed,
+                                        ctx.device)
+    return ctx.cache[key]
+
+
+def _estimate(terms: PerImageELBO, samples: int, dims: int, valid: bool) -> dict:
+    rate, rate_se = mean_stderr(terms.kl)
+    out: dict = {"samples_per_image": samples, "rate_kl_nats_per_image": rate,
+                 "rate_kl_stderr_nats_per_image": rate_se}
+    if valid:
+        neg, neg_se = mean_stderr(terms.neg_elbo)
+        out.update({
+            "neg_elbo_nats_per_image": neg,
+            "neg_elbo_stderr_nats_per_image": neg_se,
+            "neg_elbo_bits_per_dim": bits_per_dim(neg, dims),
+            "distortion_nll_nats_per_image": mean_stderr(terms.nll)[0],
+        })
+    return out
+
+
+def run(ctx: EvalContext) -> dict:
+    """Single-sample and ``elbo_samples``-sample ELBO: rate and distortion, effective beta.
+
+    For heads whose bound is not valid only the rate (the KL, a property of the encoder) is
+    given; the distortion and the bound are reported as not available, with the reason.
+    """
+    samples = int(ctx.option("elbo_samples", 1))
+    if samples < 1:
+        raise ValueError(f"elbo_samples must be >= 1, got {samples}")
+    valid, reason = bound_validity(ctx.head, ctx.images)
+    single = cached_elbo(ctx, 1)
+    result: dict = {
+        "available": True,
+        "units": f"{NATS} (sums over the {ctx.dims} data dimensions); {BPD} = nats/(D ln 2)",
+        "data_scaling": data_scaling(ctx.head.data_kind),
+        "bound_valid": valid,
+        "reason": None if valid else reason,
+        "effective_beta": single.effective_beta,
+        "sigma": None if single.effective_beta is None else math.sqrt(single.effective_beta / 2),
+        "single_sample": _estimate(single, 1, ctx.dims, valid),
+    }
+    if samples > 1:
+        result["multi_sample"] = _estimate(cached_elbo(ctx, samples), samples, ctx.dims, valid)
+    return result
+
+
+def markdown_rows(result: dict) -> list[tuple[str, str, str]]:
+    rows: list[tuple[str, str, str]] = []
+    for key in ("single_sample", "multi_sample"):
+        est = result.get(key)
+        if est is None:
+            continue
+        s = est["samples_per_image"]
+        label = f"-ELBO ({s} sample{'s' if s > 1 else ''}/image)"
+        if result["bound_valid"]:
+            rows.append((label, fmt_pm(est["neg_elbo_nats_per_image"],
+                                       est["neg_elbo_stderr_nats_per_image"]),
+                         f"{NATS} = {fmt(est['neg_elbo_bits_per_dim'], 4)} {BPD}; "
+                         f"distortion {fmt(est['distortion_nll_nats_per_image'])} + "
+                         f"rate {fmt(est['rate_kl_nats_per_image'])}"))
+        else:
+            rows.append((label, "n/a", f"not a valid bound: {result['reason']}"))
+            rows.append((f"rate KL(q(z|x)‖p(z)) ({s} sample)",
+                         fmt_pm(est["rate_kl_nats_per_image"],
+                                est["rate_kl_stderr_nats_per_image"]), NATS))
+    if result.get("effective_beta") is not None:
+        rows.append(("effective beta", fmt(result["effective_beta"], 4),
+                     f"2 / mean(sigma^-2) over the test data (sigma {fmt(result['sigma'], 4)} "
+                     "on the [0, 1] scale)"))
+    return rows

@@ -1,0 +1,188 @@
+"""Fréchet distance between prior samples and test images (FID; Heusel et al., 2017).
+
+``N`` prior samples (decoder means of ``z ~ N(0, I)``, images in [0, 1]) are compared with the first
+``N`` test images through :class:`torchmetrics.image.fid.FrechetInceptionDistance`; grey images are
+repeated to 3 channels. Feature extractors (``--fid-features``):
+
+* ``inception`` (default): the standard InceptionV3 pool features (2048-d). It needs the
+  ``torch-fidelity`` package (``pip install torch-fidelity``, not a dependency of sigmavae) and its
+  weights file :data:`INCEPTION_WEIGHTS_FILE`, which torch-fidelity downloads on first use into
+  ``<torch hub dir>/checkpoints/`` (``torch.hub.get_dir()``, i.e. ``$TORCH_HOME/hub``). Offline,
+  copy the file there, or pass ``inception:PATH``. If either is missing FID is reported as not
+  available, with that instruction.
+* ``module:function`` or ``path/to/file.py:function``: ``function()`` returns an ``nn.Module``
+  (an ``nn.Module`` instance is used as is) mapping float images ``(N, 3, H, W)`` in [0, 1] to
+  features ``(N, d)``. Numbers are comparable only for the same extractor and ``N``.
+* ``pixels``: the flattened pixels (a Fréchet distance in pixel space; a weak, offline proxy).
+
+FID is biased upwards for small ``N`` (it is usually reported at ``N = 10000`` or more).
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..models.vae import VAE
+from ._common import EvalContext, MetricUnavailable, eval_mode, fmt
+
+INCEPTION_WEIGHTS_FILE = "weights-inception-2015-12-05-6726825d.pth"
+INCEPTION_WEIGHTS_URL = ("https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/"
+                         + INCEPTION_WEIGHTS_FILE)
+
+
+def inception_weights_location() -> Path:
+    """Where torch-fidelity looks for (and downloads) the InceptionV3 weights."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / INCEPTION_WEIGHTS_FILE
+
+
+class PixelFeatures(nn.Module):
+    """The identity feature map: ``(N, 3, H, W)`` -> ``(N, 3 H W)``."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.flatten(1)
+
+
+def torch_fidelity_installed() -> bool:
+    """Whether the ``torch-fidelity`` package (torchmetrics' Inception backend) is importable."""
+    return importlib.util.find_spec("torch_fidelity") is not None
+
+
+def _inception_help() -> str:
+    return (f"put the InceptionV3 weights {INCEPTION_WEIGHTS_FILE} (from {INCEPTION_WEIGHTS_URL}) "
+            f"in {inception_weights_location().parent} or pass --fid-features inception:PATH, "
+            "or use a custom extractor (--fid-features module:function, or pixels)")
+
+
+def _load_custom(spec: str) -> nn.Module:
+    target, sep, attr = spec.rpartition(":")
+    if not sep or not target or not attr:
+        raise ValueError(f"--fid-features: expected module:function or file.py:function, got "
+                         f"{spec!r}")
+    if target.endswith(".py"):
+        path = Path(target)
+        if not path.is_file():
+            raise ValueError(f"--fid-features: no such file {target}")
+        name = f"_sigmavae_fid_features_{path.stem}"
+        module_spec = importlib.util.spec_from_file_location(name, path)
+        if module_spec is None or module_spec.loader is None:
+            raise ValueError(f"--fid-features: cannot import {target}")
+        module = importlib.util.module_from_spec(module_spec)
+        sys.modules[name] = module
+        module_spec.loader.exec_module(module)
+    else:
+        try:
+            module = importlib.import_module(target)
+        except ImportError as err:
+            raise ValueError(f"--fid-features: cannot import {target}: {err}") from err
+    obj = getattr(module, attr, None)
+    if obj is None:
+        raise ValueError(f"--fid-features: {target} has no attribute {attr!r}")
+    extractor = obj if isinstance(obj, nn.Module) else obj()
+    if not isinstance(extractor, nn.Module):
+        raise ValueError(f"--fid-features: {spec}() returned {type(extractor).__name__}, not an "
+                         "nn.Module")
+    return extractor
+
+
+def build_fid_metric(spec: str | None, image_shape: tuple[int, int, int]) -> tuple[nn.Module, str]:
+    """The torchmetrics FID metric for feature spec ``spec`` and its description.
+
+    Raises :class:`MetricUnavailable` (one line saying what to install or where to put the
+    weights) when the Inception features cannot be loaded.
+    """
+    from torchmetrics.image.fid import FrechetInceptionDistance
+
+    spec = spec or "inception"
+    _, h, w = image_shape
+    if spec == "inception" or spec.startswith("inception:"):
+        weights = spec.partition(":")[2] or None
+        if not torch_fidelity_installed():
+            raise MetricUnavailable(
+                "Inception features need the torch-fidelity package (pip install torch-fidelity, "
+                f"or torchmetrics[image]); then {_inception_help()}")
+        if weights is not None and not Path(weights).is_file():
+            raise MetricUnavailable(f"no Inception weights file at {weights}; {_inception_help()}")
+        try:
+            metric = FrechetInceptionDistance(feature=2048, normalize=False,
+                                              feature_extractor_weights_path=weights)
+        except Exception as err:  # no network, corrupt file, ...: report, don't crash
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise MetricUnavailable(f"could not load the InceptionV3 weights ({first}); "
+                                    f"{_inception_help()}") from err
+        return metric, f"InceptionV3 pool3 (2048-d, torch-fidelity weights {weights or 'cache'})"
+    if spec == "pixels":
+        extractor, desc = PixelFeatures(), f"pixels (3x{h}x{w} flattened; not Inception)"
+    else:
+        extractor, desc = _load_custom(spec), f"custom extractor {spec} (not Inception)"
+    extractor.eval()
+    metric = FrechetInceptionDistance(feature=extractor, normalize=True,
+                                      input_img_size=(3, h, w))
+    return metric, desc
+
+
+def to_rgb(images: torch.Tensor) -> torch.Tensor:
+    """Images ``(N, C, H, W)`` with ``C`` 1 (repeated) or 3, as float in [0, 1]."""
+    if images.dtype == torch.uint8:
+        images = images.float() / 255.0
+    if images.shape[1] == 1:
+        return images.expand(-1, 3, -1, -1)
+    if images.shape[1] != 3:
+        raise ValueError(f"FID needs grey or RGB images, got {images.shape[1]} channels")
+    return images
+
+
+@torch.no_grad()
+def fid_from_images(metric: nn.Module, real: torch.Tensor, fake: torch.Tensor,
+                    batch_size: int = 256) -> float:
+    """Feed ``real`` and ``fake`` (already in the extractor's input format) to ``metric``."""
+    metric.reset()
+    for images, is_real in ((real, True), (fake, False)):
+        for start in range(0, images.shape[0], batch_size):
+            metric.update(images[start:start + batch_size], real=is_real)
+    return float(metric.compute())
+
+
+@torch.no_grad()
+def prior_samples(model: VAE, n: int, seed: int = 0, batch_size: int = 256,
+                  device: torch.device | None = None) -> torch.Tensor:
+    """Decoder means of ``n`` prior draws (seeded on the CPU), images in [0, 1] on the CPU."""
+    device = device or next(model.parameters()).device
+    z = torch.randn(n, model.latent_dim, generator=torch.Generator().manual_seed(seed))
+    out = []
+    with eval_mode(model):
+        for start in range(0, n, batch_size):
+            params = model.decoder(z[start:start + batch_size].to(device))
+            out.append(model.head.to_unit_interval(model.head.predict_mean(params)).cpu())
+    return torch.cat(out)
+
+
+def run(ctx: EvalContext) -> dict:
+    n = min(int(ctx.option("fid_samples", 10_000)), ctx.images.shape[0])
+    if n < 2:
+        raise ValueError("FID needs at least 2 images")
+    try:
+        metric, desc = build_fid_metric(ctx.option("fid_features"), tuple(ctx.images.shape[1:]))
+    except ValueError as err:  # a bad --fid-features: report it, keep the other metrics
+        raise MetricUnavailable(str(err)) from err
+    metric = metric.to(ctx.device)
+    real = to_rgb(ctx.images[:n])
+    fake = to_rgb(prior_samples(ctx.model, n, ctx.seed + 4, ctx.batch_size, ctx.device))
+    if not getattr(metric, "used_custom_model", False):  # Inception: uint8 0..255
+        real = torch.round(real * 255).to(torch.uint8)
+        fake = torch.round(fake * 255).to(torch.uint8)
+    value = fid_from_images(metric, real.to(ctx.device), fake.to(ctx.device), ctx.batch_size)
+    return {"available": True, "fid": value, "features": desc, "num_real": n, "num_fake": n,
+            "units": "squared feature distance; comparable only for the same extractor and N",
+            "samples": "decoder means of z ~ N(0, I) vs the first N test images"}
+
+
+def markdown_rows(result: dict) -> list[tuple[str, str, str]]:
+    return [("FID", fmt(result["fid"], 2),
+             f"{result['features']}; N = {result['num_real']} prior samples (decoder means) vs "
+             "test images; biased upwards for small N")]

@@ -1,0 +1,157 @@
+"""The importance-weighted bound (IWAE; Burda et al., 2016).
+
+``L_K(x) = log (1/K) sum_k p(x|z_k) p(z_k) / q(z_k|x)`` with ``z_k ~ q(z|x)``: a lower bound on
+``log p(x)`` that is the ELBO for ``K = 1``, is non-decreasing in ``K`` in expectation and tends to
+``log p(x)`` as ``K -> inf``. The ``K`` samples of an image are decoded in chunks of
+``batch_size`` rows, so memory stays bounded for any ``K``; the weights are combined with
+``logsumexp`` in float64. The estimates for ``k < K`` use the first ``k`` of the ``K`` samples.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+
+from ..models.vae import VAE, prepare_batch
+from ._common import (
+    BPD,
+    NATS,
+    EvalContext,
+    MetricUnavailable,
+    bits_per_dim,
+    bound_validity,
+    eval_mode,
+    fmt,
+    fmt_pm,
+    mean_stderr,
+    model_device,
+)
+from .elbo import data_scaling
+
+_HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
+# Offset that separates the IWAE noise streams from the other metrics' seeds.
+_SEED_STRIDE = 1_000_003
+
+
+def _image_noise(seed: int, index: int, samples: int, latent_dim: int,
+                 generator: torch.Generator) -> torch.Tensor:
+    """The standard-normal draws of image ``index``: the same whatever the batching."""
+    generator.manual_seed((seed * _SEED_STRIDE + 7919 + index) % (2**63))
+    return torch.randn(samples, latent_dim, generator=generator, dtype=torch.float64)
+
+
+@torch.no_grad()
+def log_importance_weights(
+    model: VAE, images: torch.Tensor, samples: int, seed: int = 0, batch_size: int = 256,
+    device: torch.device | str | None = None, first_index: int = 0,
+) -> torch.Tensor:
+    """``log p(x|z_k) + log p(z_k) - log q(z_k|x)``, ``(B, samples)`` float64 on the CPU.
+
+    ``images`` (``uint8`` or floats in [0, 1]) are one batch; image ``i`` uses the noise of index
+    ``first_index + i``. The decoder sees at most ``batch_size`` latents at a time.
+    """
+    device = device or model_device(model)
+    head = model.head
+    n = images.shape[0]
+    generator = torch.Generator()
+    noise = torch.stack([_image_noise(seed, first_index + i, samples, model.latent_dim, generator)
+                         for i in range(n)])  # (B, K, L)
+    with eval_mode(model):
+        x, target = prepare_batch(images.to(device), head)
+        q = model.posterior(x)
+        mu = q.base_dist.loc.double().cpu().unsqueeze(1)
+        sd = q.base_dist.scale.double().cpu().unsqueeze(1)
+        z = mu + sd * noise
+        log_q = (-0.5 * noise.pow(2) - sd.log() - _HALF_LOG_2PI).sum(-1)
+        log_prior = (-0.5 * z.pow(2) - _HALF_LOG_2PI).sum(-1)
+        z_rows = z.reshape(n * samples, -1).to(device=device, dtype=torch.float32)
+        log_lik = torch.empty(n * samples, dtype=torch.float64)
+        for start in range(0, n * samples, batch_size):
+            stop = min(start + batch_size, n * samples)
+            rows = torch.arange(start, stop, device=target.device) // samples
+            t = target[rows]
+            dist = model.decode(z_rows[start:stop], target=t)
+            log_lik[start:stop] = dist.log_prob(t).double().cpu()
+    return log_lik.view(n, samples) + log_prior - log_q
+
+
+def iwae_from_weights(log_w: torch.Tensor, k: int | None = None) -> torch.Tensor:
+    """``logsumexp(log_w[:, :k]) - log k`` per row: the ``k``-sample bound (nats)."""
+    k = log_w.shape[1] if k is None else k
+    return torch.logsumexp(log_w[:, :k], dim=1) - math.log(k)
+
+
+def default_ks(samples: int) -> list[int]:
+    """``1, 10, 100, ... < samples`` and ``samples`` itself."""
+    ks, k = [], 1
+    while k < samples:
+        ks.append(k)
+        k *= 10
+    return [*ks, samples]
+
+
+@torch.no_grad()
+def iwae_per_image(
+    model: VAE, images: torch.Tensor, samples: int, ks: Sequence[int] | None = None,
+    seed: int = 0, batch_size: int = 256, device: torch.device | str | None = None,
+) -> dict[int, torch.Tensor]:
+    """``{k: L_k(x)}`` for every image (``(N,)`` float64 nats, log-likelihood lower bounds).
+
+    ``ks`` (default :func:`default_ks`) must not exceed ``samples``; ``L_k`` uses the first ``k``
+    samples of each image, so the estimates for different ``k`` are paired.
+    """
+    if samples < 1:
+        raise ValueError(f"iwae: samples must be >= 1, got {samples}")
+    ks = sorted(set(default_ks(samples) if ks is None else ks))
+    if ks[0] < 1 or ks[-1] > samples:
+        raise ValueError(f"iwae: every k must be in 1..{samples}, got {ks}")
+    per_batch = max(1, batch_size // samples)
+    out: dict[int, list[torch.Tensor]] = {k: [] for k in ks}
+    for start in range(0, images.shape[0], per_batch):
+        log_w = log_importance_weights(model, images[start:start + per_batch], samples, seed,
+                                       batch_size, device, first_index=start)
+        for k in ks:
+            out[k].append(iwae_from_weights(log_w, k))
+    return {k: torch.cat(v) for k, v in out.items()}
+
+
+def run(ctx: EvalContext) -> dict:
+    """``-L_K`` (nats/image, bits/dim) for ``K = iwae_samples`` and nested ``k = 1, 10, ...``."""
+    valid, reason = bound_validity(ctx.head, ctx.images)
+    if not valid:
+        raise MetricUnavailable(f"not a valid bound: {reason}")
+    samples = int(ctx.option("iwae_samples", 1000))
+    bounds = iwae_per_image(ctx.model, ctx.images, samples, seed=ctx.seed,
+                            batch_size=ctx.batch_size, device=ctx.device)
+    by_k = {}
+    for k, values in bounds.items():
+        neg, se = mean_stderr(-values)
+        by_k[str(k)] = {"neg_bound_nats_per_image": neg, "neg_bound_stderr_nats_per_image": se,
+                        "neg_bound_bits_per_dim": bits_per_dim(neg, ctx.dims)}
+    top = by_k[str(samples)]
+    gain, gain_se = mean_stderr(bounds[samples] - bounds[1])
+    return {
+        "available": True,
+        "data_scaling": data_scaling(ctx.head.data_kind),
+        "samples_per_image": samples,
+        "neg_iwae_nats_per_image": top["neg_bound_nats_per_image"],
+        "neg_iwae_stderr_nats_per_image": top["neg_bound_stderr_nats_per_image"],
+        "neg_iwae_bits_per_dim": top["neg_bound_bits_per_dim"],
+        "gain_over_1_sample_nats_per_image": gain,
+        "gain_over_1_sample_stderr_nats_per_image": gain_se,
+        "by_k": by_k,
+    }
+
+
+def markdown_rows(result: dict) -> list[tuple[str, str, str]]:
+    k = result["samples_per_image"]
+    by_k = ", ".join(f"K={key}: {fmt(v['neg_bound_nats_per_image'])}"
+                     for key, v in result["by_k"].items())
+    gain = fmt_pm(result["gain_over_1_sample_nats_per_image"],
+                  result["gain_over_1_sample_stderr_nats_per_image"])
+    return [(f"-IWAE bound (K={k})",
+             fmt_pm(result["neg_iwae_nats_per_image"], result["neg_iwae_stderr_nats_per_image"]),
+             f"{NATS} = {fmt(result['neg_iwae_bits_per_dim'], 4)} {BPD}; tighter than K=1 by "
+             f"{gain}; {by_k}")]
