@@ -20,7 +20,7 @@ _TRAIN_FLAGS = {
     "train_subset": int, "val_subset": int, "log_every_n_steps": int,
     "checkpoint_every_n_steps": int, "grad_clip": float, "max_nonfinite_steps": int,
 }
-_TRAIN_SWITCHES = ("channels_last", "compile")
+_TRAIN_SWITCHES = ("channels_last", "compile", "drop_last")
 
 
 def _key_values(items: list[str] | None, flag: str) -> dict[str, Any]:
@@ -165,6 +165,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
     t.add_argument("--channels-last", action="store_true", help="NHWC memory layout")
     t.add_argument("--compile", action="store_true", help="torch.compile the model")
+    t.add_argument("--drop-last", action="store_true",
+                   help="drop each epoch's partial last batch (with --compile: no recompile)")
     t.set_defaults(func=_train)
 
     e = sub.add_parser(

@@ -116,3 +116,19 @@ def test_batch_larger_than_data_set_is_a_clear_error(tmp_path):
     cfg = TrainConfig(batch_size=64, out=str(tmp_path), progress=False)
     with pytest.raises(ValueError, match="larger than the training set"):
         Trainer(cfg, train, val).fit()
+
+
+@pytest.mark.slow
+def test_compiled_training_with_drop_last_matches_eager(tmp_path):
+    """--compile traces the whole step (no graph breaks) and --drop-last keeps one batch shape,
+    so the model compiles once; the compiled run trains like the eager one."""
+    torch._dynamo.reset()
+    torch._dynamo.utils.counters.clear()  # process-global: earlier tests compile too
+    eager_cfg = _small(tmp_path, "eager", epochs=1).replace(batch_size=96, drop_last=True)
+    eager = Trainer(eager_cfg).fit()  # 320 images: 3 batches of 96, 32 dropped
+    compiled_cfg = eager_cfg.replace(compile=True, out=str(tmp_path / "compiled"))
+    compiled = Trainer(compiled_cfg).fit()
+    assert eager["step"] == compiled["step"] == 3
+    for key in ("train_loss", "val_neg_elbo", "sigma"):
+        assert compiled[key] == pytest.approx(eager[key], rel=1e-4), key
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == 1

@@ -134,13 +134,17 @@ class OptimalSigmaGaussian(LikelihoodHead):
     def _update_running(self, var: torch.Tensor) -> None:
         summary = self._summary_var(var).to(self.running_var.dtype if self.running_var.numel()
                                             else torch.float32)
-        if not bool(torch.isfinite(summary).all()):
-            return  # a non-finite batch (the trainer skips its step) must not poison the average
-        if self.num_batches_tracked == 0 or self.running_var.shape != summary.shape:
-            self.running_var = summary.clone()
-        else:
-            self.running_var.mul_(self.decay).add_(summary, alpha=1.0 - self.decay)
-        self.num_batches_tracked += 1
+        if self.running_var.shape != summary.shape:  # per_dim: sized on first use
+            self.running_var = torch.ones_like(summary)
+            self.num_batches_tracked.zero_()
+        # Tensor ops only, no data-dependent Python branches, so torch.compile traces the step
+        # in one graph. A non-finite batch (the trainer skips its step) leaves the average alone.
+        finite = torch.isfinite(summary).all()
+        first = self.num_batches_tracked == 0
+        averaged = torch.lerp(summary, self.running_var, self.decay)
+        self.running_var.copy_(torch.where(finite, torch.where(first, summary, averaged),
+                                           self.running_var))
+        self.num_batches_tracked.add_(finite.long())
 
     def _running_var_for(self, mean: torch.Tensor) -> torch.Tensor:
         if self.num_batches_tracked == 0:

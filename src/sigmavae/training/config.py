@@ -35,6 +35,7 @@ class TrainConfig:
     # optimisation (paper, App. B: Adam 1e-3, batch 128, 10 epochs)
     epochs: int = 10
     batch_size: int = 128
+    drop_last: bool = False  # drop each epoch's partial last batch (one batch shape: compile once)
     lr: float = 1e-3
     grad_clip: float | None = None
     seed: int = 0

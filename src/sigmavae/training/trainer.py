@@ -96,6 +96,9 @@ class Trainer:
             train, val = load_splits(c)
         self._check_batch_size(train)
         model = build_vae(c, train.image_shape)
+        # Batches are sliced from uint8 tensors, valid by construction: no per-step data check
+        # (it would also put a data-dependent branch into a compiled graph).
+        model.head.validate = False
         self.model = model
         self.noise_rng = torch.Generator().manual_seed(c.seed)
         if c.channels_last:
@@ -105,7 +108,7 @@ class Trainer:
         wrapped, optimizer = fabric.setup(torch.compile(model) if c.compile else model, optimizer)
         device = fabric.device
         batches = InMemoryBatches(
-            train.images, c.batch_size, shuffle=True, drop_last=False, seed=c.seed,
+            train.images, c.batch_size, shuffle=True, drop_last=c.drop_last, seed=c.seed,
             device=device if c.data_on_device else None, rank=fabric.global_rank,
             world_size=fabric.world_size,
         )
@@ -212,8 +215,6 @@ class Trainer:
                 raise NonFiniteLossError(self._nonfinite_message(state))
         optimizer.zero_grad(set_to_none=True)
         state.step += 1
-        if state.step == 1:
-            self.model.head.validate = False  # uint8 batches are valid by construction
 
     def _noise(self, local_batch: int) -> torch.Tensor:
         """This rank's slice of the global batch's reparameterisation noise (drawn on the CPU
