@@ -1,17 +1,22 @@
 """Training throughput of the paper's small conv VAE on 28x28x3 images, batch 128.
 
-Three loops over the same model and optimiser (Adam 1e-3, optimal sigma):
+Loops over the same model and optimiser (Adam 1e-3, optimal sigma), each run in its own Python
+process (so that process-wide state -- the allocator's thresholds and its warm-up, compiled
+kernels, thread pools -- cannot carry over from one loop to the next):
 
 * ``end_to_end``: ``sigmavae.training.Trainer.fit`` as a user runs it (in-memory uint8 data,
-  progress, CSV/TensorBoard logs, validation, sample grids, atomic checkpoints every epoch);
-* ``compute_only``: the same forward/backward/step on one pre-made batch, nothing else (eager);
+  progress, CSV/TensorBoard logs, validation, sample grids, atomic checkpoints every epoch; on
+  the CPU it sets glibc's malloc thresholds, see ``sigmavae.training.allocator``);
+* ``compute_only``: the same forward/backward/step on one pre-made batch, nothing else (eager,
+  default allocator), measured before and after the other loops and averaged;
+  ``compute_only_tuned_malloc`` is the same loop with the trainer's allocator setting;
 * ``reference``: the public sigma-VAE code's data path on a CPU: torchvision ImageFolder with
   per-sample PIL Resize + ToTensor and a DataLoader (no workers), same model and loss;
 * ``optimised``: compute-only with ``--optimise`` settings (bf16 autocast, channels_last,
-  torch.compile; the likelihood stays float32), and ``end_to_end_optimised``, Trainer.fit with
-  the same settings (``--precision bf16-mixed --channels-last [--compile --drop-last]``; with
-  compile, images/s counts the images actually trained and includes the compilation, and
-  ``last_epoch_images_per_s`` shows the steady state).
+  torch.compile; the likelihood stays float32; the trainer's allocator setting), and
+  ``end_to_end_optimised``, Trainer.fit with the same settings (``--precision bf16-mixed
+  --channels-last [--compile --drop-last]``; with compile, images/s counts the images actually
+  trained and includes the compilation, and ``last_epoch_images_per_s`` shows the steady state).
 
 Data: the first ``--images`` JPEGs of the CIFAR-10 JPEG copy in the project's shared data,
 resized to 28x28 (a stand-in for the paper's 28x28 SVHN). Prints images/s and ratios, writes JSON.
@@ -22,6 +27,9 @@ resized to 28x28 (a stand-in for the paper's 28x28 SVHN). Prints images/s and ra
 from __future__ import annotations
 
 import argparse
+import json
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -32,7 +40,7 @@ from _common import extract_cifar_jpegs, machine, time_steps, write_json
 from sigmavae import likelihoods
 from sigmavae.data import load_dataset
 from sigmavae.models import build_conv_vae
-from sigmavae.training import TrainConfig, Trainer
+from sigmavae.training import TrainConfig, Trainer, tune_cpu_allocator
 
 BATCH = 128
 SHAPE = (3, 28, 28)
@@ -113,6 +121,44 @@ def end_to_end(folder_root: Path, cache: Path, epochs: int, out: Path,
             "last_epoch_images_per_s": last_epoch}
 
 
+def run_loop(loop: str, args: argparse.Namespace, folder: Path, work: Path) -> dict:
+    """Run one loop (``--loop NAME``) in a fresh Python process; its JSON result."""
+    opt_set = optimise_set(args.optimise)
+    if loop == "compute_only":
+        result = {"images_per_s": compute_only(args.steps, args.warmup)}
+    elif loop == "compute_only_tuned_malloc":
+        tune_cpu_allocator()
+        result = {"images_per_s": compute_only(args.steps, args.warmup)}
+    elif loop == "reference":
+        result = {"images_per_s": reference(folder, args.steps, args.warmup)}
+    elif loop == "optimised":
+        tune_cpu_allocator()
+        result = {"images_per_s": compute_only(
+            args.steps, max(args.warmup, 10), "channels_last" in opt_set, "compile" in opt_set,
+            "bf16" in opt_set), "settings": sorted(opt_set)}
+    elif loop == "end_to_end":
+        result = end_to_end(folder.parent, work / "cache", args.epochs, work / "run")
+    elif loop == "end_to_end_optimised":
+        result = end_to_end(folder.parent, work / "cache", args.epochs, work / "run-fast",
+                            opt_set)
+    else:
+        raise SystemExit(f"--loop: unknown loop {loop!r}")
+    return result
+
+
+def optimise_set(text: str) -> frozenset[str]:
+    return frozenset(s for s in text.split(",") if s and s != "none")
+
+
+def in_subprocess(loop: str, args: argparse.Namespace, work: Path) -> dict:
+    command = [sys.executable, __file__, "--loop", loop, "--work", str(work),
+               "--images", str(args.images), "--epochs", str(args.epochs),
+               "--steps", str(args.steps), "--warmup", str(args.warmup),
+               "--optimise", args.optimise]
+    done = subprocess.run(command, stdout=subprocess.PIPE, text=True, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--images", type=int, default=20000, help="CIFAR-10 JPEGs to use")
@@ -122,44 +168,49 @@ def main() -> None:
     parser.add_argument("--optimise", default="bf16,channels_last",
                         help="comma list of bf16, channels_last, compile (or 'none')")
     parser.add_argument("--work", default=None, help="scratch folder (default: a temp dir)")
+    parser.add_argument("--loop", default=None, help=argparse.SUPPRESS)  # internal: one loop
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "throughput.json"))
     args = parser.parse_args()
 
     work = Path(args.work or tempfile.mkdtemp(prefix="sigmavae-bench-"))
     folder = extract_cifar_jpegs(work / "jpeg", args.images)
+    if args.loop:
+        print(json.dumps(run_loop(args.loop, args, folder, work)))
+        return
     print(f"data: {args.images} CIFAR-10 (JPEG copy) images resized to 28x28x3, batch {BATCH}; "
-          f"threads {torch.get_num_threads()}")
+          f"threads {torch.get_num_threads()}; every loop in its own process")
     results: dict[str, object] = {"machine": machine(), "batch": BATCH, "shape": SHAPE}
-    # Compute-only runs before and after the end-to-end run; their mean is the baseline, so a
-    # drift of the machine's speed during the benchmark does not favour either side.
-    before = compute_only(args.steps, args.warmup)
-    e2e = end_to_end(folder.parent, work / "cache", args.epochs, work / "run")
-    results["end_to_end"] = e2e
+    opt_set = optimise_set(args.optimise)
+    # Compute-only runs before and after the others; their mean is the baseline, so a drift of
+    # the machine's speed during the benchmark does not favour either side.
+    before = in_subprocess("compute_only", args, work)["images_per_s"]
+    print(f"compute-only eager (before):        {before:.0f} images/s")
+    e2e = results["end_to_end"] = in_subprocess("end_to_end", args, work)
     print(f"end-to-end (Trainer.fit, {args.epochs} epochs): {e2e['images_per_s']:.0f} images/s "
           f"(last epoch {e2e['last_epoch_images_per_s']:.0f})")
-    after = compute_only(args.steps, args.warmup)
-    eager = (before + after) / 2
-    results["compute_only"] = {"images_per_s": eager, "before": before, "after": after}
-    print(f"compute-only eager:                 {eager:.0f} images/s "
-          f"(before {before:.0f}, after {after:.0f})")
-    ref = reference(folder, args.steps, args.warmup)
+    tuned = in_subprocess("compute_only_tuned_malloc", args, work)["images_per_s"]
+    results["compute_only_tuned_malloc"] = {"images_per_s": tuned}
+    print(f"compute-only eager, tuned malloc:   {tuned:.0f} images/s")
+    ref = in_subprocess("reference", args, work)["images_per_s"]
     results["reference"] = {"images_per_s": ref}
     print(f"reference (ImageFolder + PIL):      {ref:.0f} images/s")
-    opt_set = frozenset(s for s in args.optimise.split(",") if s and s != "none")
     if opt_set:
-        fast = compute_only(args.steps, max(args.warmup, 10), "channels_last" in opt_set,
-                            "compile" in opt_set, "bf16" in opt_set)
-        results["optimised"] = {"images_per_s": fast, "settings": sorted(opt_set)}
-        print(f"compute-only optimised ({','.join(sorted(opt_set))}): {fast:.0f} images/s")
-        e2e_fast = end_to_end(folder.parent, work / "cache", args.epochs, work / "run-fast",
-                              opt_set)
-        results["end_to_end_optimised"] = e2e_fast
+        fast = results["optimised"] = in_subprocess("optimised", args, work)
+        print(f"compute-only optimised ({','.join(sorted(opt_set))}, tuned malloc): "
+              f"{fast['images_per_s']:.0f} images/s")
+        e2e_fast = results["end_to_end_optimised"] = in_subprocess(
+            "end_to_end_optimised", args, work)
         print(f"end-to-end optimised: {e2e_fast['images_per_s']:.0f} images/s (last epoch "
               f"{e2e_fast['last_epoch_images_per_s']:.0f})")
+    after = in_subprocess("compute_only", args, work)["images_per_s"]
+    eager = (before + after) / 2
+    results["compute_only"] = {"images_per_s": eager, "before": before, "after": after}
+    print(f"compute-only eager (after):         {after:.0f} images/s; mean {eager:.0f}")
     ratios = {"end_to_end_vs_compute_only": e2e["images_per_s"] / eager,
+              "end_to_end_vs_compute_only_tuned_malloc": e2e["images_per_s"] / tuned,
               "end_to_end_vs_reference": e2e["images_per_s"] / ref}
     if opt_set:
-        ratios["optimised_vs_compute_only"] = results["optimised"]["images_per_s"] / eager
+        ratios["optimised_vs_compute_only"] = fast["images_per_s"] / eager
         ratios["end_to_end_optimised_vs_compute_only"] = e2e_fast["images_per_s"] / eager
         ratios["end_to_end_optimised_vs_reference"] = e2e_fast["images_per_s"] / ref
     results["ratios"] = ratios

@@ -30,8 +30,10 @@ def test_config_file_and_flag_override(tmp_path):
     cfg.write_text("data: frey\ntrain_subset: 64\nval_subset: 16\nepochs: 5\nbatch_size: 32\n")
     out = tmp_path / "run"
     assert main(["train", "--config", str(cfg), "--epochs", "1", "--out", str(out),
-                 "--no-progress"]) == 0
-    assert json.loads((out / "config.json").read_text())["epochs"] == 1
+                 "--no-progress", "--drop-last", "--no-tune-malloc"]) == 0
+    config = json.loads((out / "config.json").read_text())
+    assert config["epochs"] == 1 and config["drop_last"] is True
+    assert config["tune_malloc"] is False and config["compile"] is False
 
 
 @pytest.mark.parametrize(
@@ -67,3 +69,19 @@ def test_listing_commands(capsys):
     assert "frey" in capsys.readouterr().out
     assert main(["data", "svhn"]) == 0
     assert "train_32x32.mat" in capsys.readouterr().out
+
+
+def test_train_and_eval_the_hierarchical_model(tmp_path, capsys):
+    out = tmp_path / "hvae"
+    assert main(["train", "--data", "frey", "--model", "hierarchical", "--model-option",
+                 "width=8", "--model-option", "layers=6", "--latent-dim", "2",
+                 "--train-subset", "64", "--val-subset", "16", "--epochs", "1",
+                 "--batch-size", "32", "--out", str(out), "--no-progress"]) == 0
+    config = json.loads((out / "config.json").read_text())
+    assert config["model_options"] == {"width": 8, "layers": 6} and config["latent_dim"] == 2
+    ckpt = out / "checkpoints" / "last.ckpt"
+    assert main(["eval", str(ckpt), "--metrics", "elbo,mi", "--limit", "16",
+                 "--out", str(tmp_path / "r.json")]) == 0
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["metrics"]["elbo"]["available"] is True
+    assert "not one diagonal Gaussian" in report["metrics"]["mi"]["reason"]

@@ -42,12 +42,17 @@ def _train(args: argparse.Namespace) -> int:
     if args.likelihood_option:
         extra = _key_values(args.likelihood_option, "--likelihood-option")
         changes["likelihood_options"] = {**config.likelihood_options, **extra}
+    if args.model_option:
+        changes["model_options"] = {**config.model_options,
+                                    **_key_values(args.model_option, "--model-option")}
     if args.data_option:
         changes["data_options"] = {**config.data_options,
                                    **_key_values(args.data_option, "--data-option")}
     if args.no_progress:
         changes["progress"] = False
     changes.update({k: True for k in _TRAIN_SWITCHES if getattr(args, k)})
+    if args.no_tune_malloc:
+        changes["tune_malloc"] = False
     config = config.replace(**changes)
     result = Trainer(config).fit(resume=args.resume)
     if result.get("interrupted"):
@@ -143,8 +148,14 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--likelihood", help=f"decoder head: {', '.join(likelihoods.names())}")
     t.add_argument("--likelihood-option", action="append", metavar="KEY=VALUE",
                    help="head option, e.g. beta=0.006 for fixed_sigma (repeatable)")
-    t.add_argument("--model", help="network (default conv: the paper's small conv VAE)")
-    t.add_argument("--latent-dim", type=int)
+    t.add_argument("--model", help="network: conv (default; the paper's small conv VAE) or "
+                                    "hierarchical (15 layers of latent variables)")
+    t.add_argument("--model-option", action="append", metavar="KEY=VALUE",
+                   help="network option, e.g. width=32 or layers=6 for hierarchical "
+                        "(repeatable)")
+    t.add_argument("--latent-dim", type=int,
+                   help="conv: size of z (default 20); hierarchical: latent channels per layer "
+                        "(default 8)")
     t.add_argument("--epochs", type=int)
     t.add_argument("--batch-size", type=int)
     t.add_argument("--lr", type=float)
@@ -165,6 +176,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
     t.add_argument("--channels-last", action="store_true", help="NHWC memory layout")
     t.add_argument("--compile", action="store_true", help="torch.compile the model")
+    t.add_argument("--no-tune-malloc", action="store_true",
+                   help="leave glibc's malloc thresholds alone (CPU training tunes them)")
     t.add_argument("--drop-last", action="store_true",
                    help="drop each epoch's partial last batch (with --compile: no recompile)")
     t.set_defaults(func=_train)

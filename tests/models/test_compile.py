@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from sigmavae import likelihoods
-from sigmavae.models import build_conv_vae
+from sigmavae.models import build_conv_vae, build_model
 
 SHAPE = (3, 28, 28)
 
@@ -68,3 +68,15 @@ def test_compiled_steps_match_eager(name: str) -> None:
         module.head._update_running(bad)
     torch.testing.assert_close(compiled_module.head.running_var, before)
     assert int(compiled_module.head.num_batches_tracked) == 3
+
+
+def test_hierarchical_training_step_has_no_graph_breaks() -> None:
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    model = build_model("hierarchical", SHAPE, likelihoods.create("optimal_sigma"), width=8,
+                        latent_dim=2)
+    model.head.validate = False
+    batch = torch.randint(0, 256, (4, *SHAPE), dtype=torch.uint8)
+    noise = torch.randn(4, model.latent_dim)
+    explained = torch._dynamo.explain(lambda b, n: model(b, beta=1.0, noise=n).loss)(batch, noise)
+    assert explained.graph_break_count == 0, [r.reason for r in explained.break_reasons]

@@ -12,6 +12,7 @@ import torch
 
 from ..likelihoods import BernoulliHead, LikelihoodHead
 from ..likelihoods.base import NUM_LEVELS
+from ..models.hierarchical import PosteriorUnavailable
 from ..models.vae import VAE, prepare_batch
 
 NATS = "nats/image"
@@ -82,7 +83,10 @@ def posterior_params(model: VAE, images: torch.Tensor, batch_size: int = 256,
     with eval_mode(model):
         for start in range(0, images.shape[0], batch_size):
             x, _ = prepare_batch(images[start:start + batch_size].to(device), model.head)
-            q = model.posterior(x)
+            try:
+                q = model.posterior(x)
+            except PosteriorUnavailable as err:
+                raise MetricUnavailable(str(err)) from err
             mus.append(q.base_dist.loc.double().cpu())
             sigmas.append(q.base_dist.scale.double().cpu())
     return torch.cat(mus), torch.cat(sigmas)

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 import torch
 
+from ..models.hierarchical import HierarchicalVAE
 from ..models.vae import VAE, prepare_batch
 from ._common import (
     BPD,
@@ -58,6 +59,8 @@ def log_importance_weights(
     generator = torch.Generator()
     noise = torch.stack([_image_noise(seed, first_index + i, samples, model.latent_dim, generator)
                          for i in range(n)])  # (B, K, L)
+    if isinstance(model, HierarchicalVAE):
+        return _hierarchical_log_weights(model, images, noise, batch_size, device)
     with eval_mode(model):
         x, target = prepare_batch(images.to(device), head)
         q = model.posterior(x)
@@ -75,6 +78,23 @@ def log_importance_weights(
             dist = model.decode(z_rows[start:stop], target=t)
             log_lik[start:stop] = dist.log_prob(t).double().cpu()
     return log_lik.view(n, samples) + log_prior - log_q
+
+
+def _hierarchical_log_weights(model: HierarchicalVAE, images: torch.Tensor, noise: torch.Tensor,
+                              batch_size: int, device: torch.device | str) -> torch.Tensor:
+    """The weights of a hierarchical VAE (every layer's prior and posterior, from the model),
+    ``batch_size`` (image, sample) rows at a time; ``(B, K)`` float64 on the CPU."""
+    n, samples = noise.shape[:2]
+    flat_noise = noise.reshape(n * samples, -1)
+    log_w = torch.empty(n * samples, dtype=torch.float64)
+    images = images.to(device)
+    with eval_mode(model):
+        for start in range(0, n * samples, batch_size):
+            stop = min(start + batch_size, n * samples)
+            rows = torch.arange(start, stop, device=images.device) // samples
+            eps = flat_noise[start:stop].to(device=device, dtype=torch.float32)
+            log_w[start:stop] = model.log_importance_weights(images[rows], eps).double().cpu()
+    return log_w.view(n, samples)
 
 
 def iwae_from_weights(log_w: torch.Tensor, k: int | None = None) -> torch.Tensor:

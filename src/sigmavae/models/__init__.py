@@ -1,6 +1,7 @@
 """Models: the VAE container and the paper's networks."""
 
 from .conv import ConvDecoder, ConvEncoder, build_conv_vae
+from .hierarchical import HierarchicalVAE, PosteriorUnavailable, build_hierarchical_vae
 from .registry import build_model, model_names
 from .vae import VAE, ELBOTerms, kl_to_standard_normal, prepare_batch
 
@@ -9,7 +10,10 @@ __all__ = [
     "ConvDecoder",
     "ConvEncoder",
     "ELBOTerms",
+    "HierarchicalVAE",
+    "PosteriorUnavailable",
     "build_conv_vae",
+    "build_hierarchical_vae",
     "build_model",
     "kl_to_standard_normal",
     "model_names",

@@ -27,12 +27,14 @@ class ELBOTerms:
         kl: ``KL(q(z|x) || p(z))`` analytic, ``(B,)`` (the rate).
         loss: ``mean(nll + beta * kl)``, the scalar training loss (``beta = 1``: the negative ELBO).
         likelihood: the decoder distribution ``p(x|z)`` (batch ``(B,)``).
-        posterior: ``q(z|x)`` (batch ``(B,)``, event ``(latent_dim,)``).
-        z: the posterior sample, ``(B, latent_dim)``.
+        posterior: ``q(z|x)`` (batch ``(B,)``, event ``(latent_dim,)``); ``None`` for models
+            whose posterior is not one distribution over a flat latent (hierarchical).
+        z: the posterior sample, ``(B, latent_dim)`` (hierarchical: its standard-normal noise).
     """
 
     def __init__(self, nll: torch.Tensor, kl: torch.Tensor, loss: torch.Tensor,
-                 likelihood: ImageLikelihood, posterior: Independent, z: torch.Tensor) -> None:
+                 likelihood: ImageLikelihood, posterior: Independent | None,
+                 z: torch.Tensor) -> None:
         self.nll = nll
         self.kl = kl
         self.loss = loss

@@ -1,5 +1,6 @@
 """Training: configuration, the Fabric-based loop, checkpoints, grids and curves."""
 
+from .allocator import tune_cpu_allocator
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .config import ConfigError, TrainConfig
 from .restore import load_trained
@@ -16,4 +17,5 @@ __all__ = [
     "load_splits",
     "load_trained",
     "save_checkpoint",
+    "tune_cpu_allocator",
 ]

@@ -28,7 +28,9 @@ class TrainConfig:
     val_subset: int | None = None
     # model and likelihood
     model: str = "conv"
-    latent_dim: int = 20
+    # conv: size of z (20 if null); hierarchical: latent channels of each of its layers (8)
+    latent_dim: int | None = None
+    model_options: dict[str, Any] = field(default_factory=dict)  # e.g. width, layers, stages
     likelihood: str = "optimal_sigma"
     likelihood_options: dict[str, Any] = field(default_factory=dict)
     beta: float = 1.0  # KL weight in the training loss only (1 = the ELBO)
@@ -47,6 +49,7 @@ class TrainConfig:
     data_on_device: bool = True
     channels_last: bool = False  # NHWC memory layout for the conv layers (measure: see benchmarks)
     compile: bool = False  # torch.compile the model (first steps compile; measure before use)
+    tune_malloc: bool = True  # on CPU: keep activation blocks in glibc's heap (training.allocator)
     # outputs
     out: str = "runs/sigmavae"
     log_every_n_steps: int = 10
@@ -58,7 +61,7 @@ class TrainConfig:
     max_nonfinite_steps: int = 20  # consecutive skipped steps before the run stops
 
     def __post_init__(self) -> None:
-        for name in ("latent_dim", "epochs", "batch_size", "devices", "num_nodes",
+        for name in ("epochs", "batch_size", "devices", "num_nodes",
                      "log_every_n_steps", "num_samples", "max_nonfinite_steps"):
             value = getattr(self, name)
             if value < 1:
@@ -67,7 +70,7 @@ class TrainConfig:
             raise ConfigError(f"config: lr must be > 0, got {self.lr}")
         if self.beta < 0:
             raise ConfigError(f"config: beta must be >= 0, got {self.beta}")
-        for name in ("train_subset", "val_subset", "checkpoint_every_n_steps"):
+        for name in ("latent_dim", "train_subset", "val_subset", "checkpoint_every_n_steps"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ConfigError(f"config: {name} must be >= 1 or null, got {value}")

@@ -27,6 +27,7 @@ from .. import likelihoods
 from ..data import ImageDataset, InMemoryBatches, load_dataset
 from ..metrics.elbo import ELBOReport, elbo_sums, report_from_sums
 from ..models import VAE, build_model
+from .allocator import tune_cpu_allocator
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import ConfigError, TrainConfig
 from .visuals import plot_curves, save_reconstruction_grid, save_sample_grid
@@ -45,7 +46,10 @@ class NonFiniteLossError(RuntimeError):
 def build_vae(config: TrainConfig, image_shape: tuple[int, int, int]) -> VAE:
     """The model a config describes (head from the registry, network from the model registry)."""
     head = likelihoods.create(config.likelihood, **config.likelihood_options)
-    return build_model(config.model, image_shape, head, latent_dim=config.latent_dim)
+    options = dict(config.model_options)
+    if config.latent_dim is not None:
+        options["latent_dim"] = config.latent_dim
+    return build_model(config.model, image_shape, head, **options)
 
 
 def load_splits(config: TrainConfig) -> tuple[ImageDataset, ImageDataset]:
@@ -90,6 +94,8 @@ class Trainer:
         c = self.config
         fabric = self.fabric = self._make_fabric()
         fabric.launch()
+        if c.tune_malloc and fabric.device.type == "cpu":
+            tune_cpu_allocator()
         fabric.seed_everything(c.seed, verbose=False)
         train, val = (self._train_data, self._val_data)
         if train is None or val is None:
