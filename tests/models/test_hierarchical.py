@@ -3,6 +3,7 @@ consistency of the KL with the importance weights, IWAE, prior sampling, trainin
 
 from __future__ import annotations
 
+import csv
 import math
 
 import pytest
@@ -11,10 +12,10 @@ from torch.distributions import Normal, kl_divergence
 
 from sigmavae import likelihoods
 from sigmavae.metrics import evaluate
-from sigmavae.metrics.iwae import iwae_per_image
+from sigmavae.metrics.iwae import _image_noise, iwae_per_image
 from sigmavae.models import HierarchicalVAE, build_hierarchical_vae, build_model
 from sigmavae.models.hierarchical import gaussian_kl
-from sigmavae.training import TrainConfig, Trainer
+from sigmavae.training import TrainConfig, Trainer, load_trained
 
 
 def _small(shape=(3, 32, 32), head="learned_sigma", **kw) -> HierarchicalVAE:
@@ -109,7 +110,6 @@ def test_iwae_with_one_sample_is_the_elbo_at_the_same_noise() -> None:
     # L_64 uses the same first draw: logsumexp(w) - log 64 >= w_1 - log 64.
     assert (bounds[64] >= bounds[1] - math.log(64) - 1e-6).all()
     # K = 1 with image i's first draw is the single-sample ELBO at that noise.
-    from sigmavae.metrics.iwae import _image_noise
     noise = torch.stack([_image_noise(0, i, 1, model.latent_dim, torch.Generator())[0]
                          for i in range(4)]).float()
     with torch.no_grad():
@@ -141,12 +141,10 @@ def test_trains_on_frey_and_evaluates(tmp_path) -> None:
                       batch_size=64, epochs=4, out=str(tmp_path), progress=False,
                       model_options={"width": 16}, latent_dim=4)
     Trainer(cfg).fit()
-    import csv
     with (tmp_path / "epochs.csv").open() as f:
         rows = list(csv.DictReader(f))
     first, last = float(rows[0]["val_neg_elbo"]), float(rows[-1]["val_neg_elbo"])
     assert last < first - 100.0, (first, last)  # nats per 28x20 image
-    from sigmavae.training import load_trained
     model, config = load_trained(tmp_path / "checkpoints" / "last.ckpt")
     assert isinstance(model, HierarchicalVAE) and config == cfg
     images = torch.randint(0, 256, (16, 1, 28, 20), dtype=torch.uint8)
