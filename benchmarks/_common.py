@@ -15,14 +15,18 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 
 
-def extract_cifar_jpegs(dest: Path, count: int, split: str = "train") -> Path:
-    """Extract the first ``count`` JPEGs of the CIFAR-10 JPEG copy (once) into ``dest``."""
+def extract_cifar_jpegs(dest: Path, count: int, split: str = "train",
+                        tar_path: Path | None = None) -> Path:
+    """Extract the first ``count`` JPEGs of the CIFAR-10 JPEG copy (once) into ``dest``.
+
+    ``tar_path`` defaults to ``<split>.tar`` of the copy in the project's shared data.
+    """
     marker = dest / f".extracted-{split}-{count}"
     if marker.is_file():
         return dest / split
-    tar_path = SHARED_DATA / "cifar10-jpeg" / f"{split}.tar"
+    tar_path = tar_path or SHARED_DATA / "cifar10-jpeg" / f"{split}.tar"
     if not tar_path.is_file():
-        raise SystemExit(f"benchmark data not found: {tar_path} (the project's shared data)")
+        raise SystemExit(f"benchmark data not found: {tar_path} (the CIFAR-10 JPEG tar)")
     with tarfile.open(tar_path) as tar:
         members = []
         for member in tar:
@@ -35,13 +39,23 @@ def extract_cifar_jpegs(dest: Path, count: int, split: str = "train") -> Path:
     return dest / split
 
 
-def time_steps(step: Callable[[], None], steps: int, warmup: int) -> float:
-    """Seconds for ``steps`` calls of ``step`` after ``warmup`` untimed calls."""
+def synchronize(device: torch.device | str) -> None:
+    """Wait for queued kernels (CUDA runs asynchronously); a no-op on the CPU."""
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_steps(step: Callable[[], None], steps: int, warmup: int,
+               device: torch.device | str = "cpu") -> float:
+    """Seconds for ``steps`` calls of ``step`` after ``warmup`` untimed calls (``device`` is
+    synchronised before and after, so queued GPU work is counted)."""
     for _ in range(warmup):
         step()
+    synchronize(device)
     start = time.perf_counter()
     for _ in range(steps):
         step()
+    synchronize(device)
     return time.perf_counter() - start
 
 

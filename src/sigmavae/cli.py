@@ -53,6 +53,8 @@ def _train(args: argparse.Namespace) -> int:
     changes.update({k: True for k in _TRAIN_SWITCHES if getattr(args, k)})
     if args.no_tune_malloc:
         changes["tune_malloc"] = False
+    if args.no_fused_adam:
+        changes["fused_adam"] = False
     config = config.replace(**changes)
     result = Trainer(config).fit(resume=args.resume)
     if result.get("interrupted"):
@@ -162,7 +164,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--beta", type=float, help="KL weight in the loss (1 = the ELBO)")
     t.add_argument("--seed", type=int)
     t.add_argument("--out", help="output folder")
-    t.add_argument("--precision", help="32-true | bf16-mixed | 16-mixed")
+    t.add_argument("--precision",
+                   help="32-true (default) | bf16-mixed | 16-mixed (GPU) | 64-true (float64, "
+                        "for exactness checks)")
     t.add_argument("--accelerator", help="cpu | cuda | auto")
     t.add_argument("--devices", type=int, help="processes per node")
     t.add_argument("--num-nodes", type=int)
@@ -178,6 +182,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--compile", action="store_true", help="torch.compile the model")
     t.add_argument("--no-tune-malloc", action="store_true",
                    help="leave glibc's malloc thresholds alone (CPU training tunes them)")
+    t.add_argument("--no-fused-adam", action="store_true",
+                   help="torch's default Adam instead of its fused kernel")
     t.add_argument("--drop-last", action="store_true",
                    help="drop each epoch's partial last batch (with --compile: no recompile)")
     t.set_defaults(func=_train)

@@ -154,6 +154,25 @@ def test_float32_extreme_params_are_finite_with_finite_gradients():
     assert math.isfinite(float(head(params.detach()).mean.sum()))
 
 
+@pytest.mark.parametrize("min_df", [0.5, 2.0])
+def test_gradient_finite_when_the_standardised_value_underflows(min_df):
+    # x = 0 with a location of sigmoid(-53) ~ 1e-23 and log-scale 51: y = diff / scale is
+    # ~1e-46, below float32's smallest subnormal, so it rounds to 0 although diff != 0 (a
+    # hypothesis-found case whose gradient was NaN). log p = -log_scale - const there.
+    head = create("student_t", min_df=min_df)
+    params = torch.zeros(1, 3, 1, 1)
+    params[0, 0], params[0, 1], params[0, 2] = -53.0, 51.0, 0.0
+    params.requires_grad_(True)
+    x = torch.zeros(1, 1, 1, 1)
+    lp = head(params, target=x).log_prob(x)
+    (grad,) = torch.autograd.grad(lp.sum(), params)
+    assert bool(torch.isfinite(grad).all()), grad
+    assert float(grad[0, 1]) == pytest.approx(-1.0, abs=1e-6)  # d(-log_scale) / d(log_scale)
+    df = min_df + math.log(2.0)
+    expected = stats.t.logpdf(0.0, df, loc=0.0, scale=math.exp(51.0))
+    assert float(lp.detach()) == pytest.approx(expected, rel=1e-6)
+
+
 def test_unclipped_absurd_scales_stay_finite_in_float32():
     head = create("student_t", min_log_scale=None, min_df=1e-3)
     for magnitude in (100.0, 1e4):

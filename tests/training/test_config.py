@@ -26,6 +26,7 @@ def test_yaml_roundtrip(tmp_path):
         ("progress: 1\n", "progress must be true or false"),
         ("likelihood_options: 3\n", "likelihood_options must be a mapping"),
         ("batch_size: 0\n", "batch_size must be >= 1"),
+        ("precision: fp8\n", r"precision must be one of \['32-true', 'bf16-mixed'"),
         ("- a\n- b\n", "expected a mapping"),
         ("a: [\n", "not valid YAML"),
     ],

@@ -132,3 +132,25 @@ def test_compiled_training_with_drop_last_matches_eager(tmp_path):
     for key in ("train_loss", "val_neg_elbo", "sigma"):
         assert compiled[key] == pytest.approx(eager[key], rel=1e-4), key
     assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == 1
+
+
+def test_curves_are_redrawn_first_last_and_at_most_every_interval(tmp_path, monkeypatch):
+    import sigmavae.training.trainer as trainer_module
+
+    drawn: list[int] = []
+    original = trainer_module.plot_curves
+
+    def counting(metrics_csv, path):
+        with metrics_csv.open() as f:
+            drawn.append(len(list(csv.DictReader(f))))  # epochs logged when it was drawn
+        return original(metrics_csv, path)
+
+    monkeypatch.setattr(trainer_module, "plot_curves", counting)
+    monkeypatch.setattr(trainer_module, "CURVES_EVERY_S", 3600.0)
+    Trainer(_small(tmp_path, "slow-redraw", epochs=4)).fit()
+    assert drawn == [1, 4]  # the first epoch, then the last one
+    assert (tmp_path / "slow-redraw" / "curves.png").is_file()
+    drawn.clear()
+    monkeypatch.setattr(trainer_module, "CURVES_EVERY_S", 0.0)
+    Trainer(_small(tmp_path, "every-epoch", epochs=3)).fit()
+    assert drawn == [1, 2, 3]

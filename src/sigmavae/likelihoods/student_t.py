@@ -151,11 +151,13 @@ def _log1p_square(diff: torch.Tensor, log_scale: torch.Tensor, df: torch.Tensor)
     """
     diff, log_scale, df = torch.broadcast_tensors(diff, log_scale, df)
     ones = torch.ones_like(diff)
-    nonzero = diff != 0
     direct = (log_scale.abs() < 60.0) & (diff.abs() < 1e10)
     y = torch.where(direct, diff, torch.zeros_like(diff)) * torch.exp(
         -torch.where(direct, log_scale, torch.zeros_like(log_scale))
     )
+    # Where y is formed directly it may underflow to 0 although diff is not 0 (a tiny diff over
+    # a large scale): treat it as 0 then, as log|y| would make the gradient NaN (0 * inf).
+    nonzero = torch.where(direct, y != 0, diff != 0)
     via_log = ~direct & nonzero
     log_abs_y = torch.where(
         direct,

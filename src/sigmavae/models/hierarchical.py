@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..likelihoods import ImageLikelihood, LikelihoodHead
-from .vae import VAE, ELBOTerms, prepare_batch
+from .vae import VAE, ELBOTerms, prepare_batch, upcast
 
 #: ``log sigma`` of every latent Gaussian is bounded smoothly to ``(-LOG_SIGMA_BOUND, +...)``:
 #: sigma in (0.018, 55), which keeps the deep hierarchy's KL terms finite early in training.
@@ -112,14 +112,14 @@ class TopDownLayer(nn.Module):
                 ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
         """New state, ``KL(q || p)`` ``(B,)`` and, if asked, ``log p(z) - log q(z)`` ``(B,)`` at
         the drawn ``z`` (both ``None`` when sampling from the prior, ``feature=None``)."""
-        mean_p, raw_p = self.prior(h).float().chunk(2, dim=1)
+        mean_p, raw_p = upcast(self.prior(h)).chunk(2, dim=1)
         log_sigma_p = _bound(raw_p)
         kl = ratio = None
         if feature is None:
             z = mean_p + log_sigma_p.exp() * eps
         else:
-            delta_mean, delta_raw = self.posterior(torch.cat([h, feature], dim=1)).float().chunk(
-                2, dim=1)
+            delta_mean, delta_raw = upcast(
+                self.posterior(torch.cat([h, feature], dim=1))).chunk(2, dim=1)
             mean_q, log_sigma_q = mean_p + delta_mean, _bound(raw_p + delta_raw)
             z = mean_q + log_sigma_q.exp() * eps
             kl = gaussian_kl(mean_q, log_sigma_q, mean_p, log_sigma_p)
@@ -212,7 +212,7 @@ class HierarchicalVAE(VAE):
     def forward(self, images: torch.Tensor, beta: float = 1.0,
                 noise: torch.Tensor | None = None) -> ELBOTerms:
         """ELBO terms for a batch; ``kl`` is the sum over the 15 (``num_latent_layers``) layers."""
-        x, target = prepare_batch(images, self.head)
+        x, target = prepare_batch(images, self.head, self.compute_dtype)
         if noise is None:
             noise = torch.randn(x.shape[0], self.latent_dim, device=x.device)
         params, kl, _ = self.decoder.run(noise, self.encoder(x))
@@ -226,7 +226,7 @@ class HierarchicalVAE(VAE):
     @torch.no_grad()
     def reconstruct(self, images: torch.Tensor) -> torch.Tensor:
         """Means of ``p(x|z)`` with every layer at its posterior mean, images in [0, 1]."""
-        x, _ = prepare_batch(images, self.head)
+        x, _ = prepare_batch(images, self.head, self.compute_dtype)
         zeros = torch.zeros(x.shape[0], self.latent_dim, device=x.device)
         params, _, _ = self.decoder.run(zeros, self.encoder(x))
         return self.head.to_unit_interval(self.head.predict_mean(params))
@@ -234,7 +234,7 @@ class HierarchicalVAE(VAE):
     def log_importance_weights(self, images: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         """``log p(x|z) + log p(z) - log q(z|x)`` ``(B,)`` nats at ``z`` drawn with ``noise``
         ``(B, latent_dim)``: the importance weight of the IWAE bound (all layers)."""
-        x, target = prepare_batch(images, self.head)
+        x, target = prepare_batch(images, self.head, self.compute_dtype)
         params, _, log_ratio = self.decoder.run(noise, self.encoder(x), log_ratio=True)
         assert log_ratio is not None
         return self.head(params, target=target).log_prob(target) + log_ratio

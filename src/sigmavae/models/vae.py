@@ -49,20 +49,31 @@ class ELBOTerms:
 
 
 def prepare_batch(
-    images: torch.Tensor, head: LikelihoodHead
+    images: torch.Tensor, head: LikelihoodHead, dtype: torch.dtype = torch.float32
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Split a batch into (encoder input in [0, 1] float32, the head's target).
+    """Split a batch into (encoder input in [0, 1], the head's target).
 
     ``images`` is ``uint8`` ``(B, C, ...)`` (preferred) or float in ``[0, 1]``; discrete heads then
-    get ``round(255 x)``.
+    get ``round(255 x)``. The encoder input is ``dtype`` (float32, or float64 for a model trained
+    in double precision, which then also gets a float64 target for continuous heads).
     """
     if images.dtype == torch.uint8:
-        return images.to(torch.float32).div_(NUM_LEVELS - 1), head.prepare_target(images)
-    if not images.is_floating_point():
+        x, target = images.to(dtype).div_(NUM_LEVELS - 1), head.prepare_target(images)
+    elif not images.is_floating_point():
         raise ValueError(f"images must be uint8 or float in [0, 1], got {images.dtype}")
-    if head.data_kind == "unit":
-        return images, images
-    return images, torch.round(images * (NUM_LEVELS - 1)).long()
+    elif head.data_kind == "unit":
+        x, target = images, images
+    else:
+        x, target = images, torch.round(images * (NUM_LEVELS - 1)).long()
+    if dtype == torch.float64:
+        x = x.to(dtype)
+        target = target.to(dtype) if target.is_floating_point() else target
+    return x, target
+
+
+def upcast(values: torch.Tensor) -> torch.Tensor:
+    """float16/bfloat16 (autocast outputs) -> float32; float32 and float64 stay as they are."""
+    return values.float() if values.dtype in (torch.float16, torch.bfloat16) else values
 
 
 class VAE(nn.Module):
@@ -93,6 +104,13 @@ class VAE(nn.Module):
         self.data_shape = tuple(data_shape)
 
     @property
+    def compute_dtype(self) -> torch.dtype:
+        """float64 for a model converted to double precision, else float32 (also under
+        autocast, whose parameters stay float32)."""
+        dtype = next(self.parameters()).dtype
+        return torch.float64 if dtype == torch.float64 else torch.float32
+
+    @property
     def data_dims(self) -> int:
         """``D``, the number of data dimensions of one example (for bits/dim)."""
         return math.prod(self.data_shape)
@@ -100,7 +118,7 @@ class VAE(nn.Module):
     def posterior(self, x: torch.Tensor) -> Independent:
         """``q(z|x)``: diagonal Gaussian, batch ``(B,)``, event ``(latent_dim,)``."""
         h = self.encoder(x)
-        mu, logvar = h.float().chunk(2, dim=1)
+        mu, logvar = upcast(h).chunk(2, dim=1)
         return Independent(Normal(mu, (0.5 * logvar).exp(), validate_args=False), 1)
 
     def prior(self, device: torch.device | str | None = None) -> Independent:
@@ -122,7 +140,7 @@ class VAE(nn.Module):
         (drawn here if ``None``); the trainer passes it so N processes draw exactly what one
         process with the whole batch would.
         """
-        x, target = prepare_batch(images, self.head)
+        x, target = prepare_batch(images, self.head, self.compute_dtype)
         q = self.posterior(x)
         if noise is None:
             z = q.rsample()
@@ -142,12 +160,13 @@ class VAE(nn.Module):
         """
         device = next(self.parameters()).device
         z = torch.randn(n, self.latent_dim, generator=generator, device=device)
+        z = z.to(self.compute_dtype)
         return self.head.to_unit_interval(self._decoded_mean(z))
 
     @torch.no_grad()
     def reconstruct(self, images: torch.Tensor) -> torch.Tensor:
         """Means of ``p(x|z)`` at the posterior mean, images in [0, 1]."""
-        x, _ = prepare_batch(images, self.head)
+        x, _ = prepare_batch(images, self.head, self.compute_dtype)
         z = self.posterior(x).mean
         return self.head.to_unit_interval(self._decoded_mean(z))
 

@@ -3,6 +3,7 @@
 from .allocator import tune_cpu_allocator
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .config import ConfigError, TrainConfig
+from .optim import build_adam
 from .restore import load_trained
 from .trainer import NonFiniteLossError, Trainer, build_vae, load_splits
 
@@ -12,6 +13,7 @@ __all__ = [
     "NonFiniteLossError",
     "TrainConfig",
     "Trainer",
+    "build_adam",
     "build_vae",
     "load_checkpoint",
     "load_splits",

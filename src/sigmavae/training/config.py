@@ -16,6 +16,10 @@ class ConfigError(ValueError):
     """A configuration file or value is invalid (unknown key, wrong type, bad value)."""
 
 
+#: Fabric precisions the trainer supports (the likelihood is float32 under the mixed ones).
+PRECISIONS = ("32-true", "bf16-mixed", "16-mixed", "64-true")
+
+
 @dataclass
 class TrainConfig:
     """Everything a training run needs. Units: ``lr`` per Adam step, sizes in examples."""
@@ -45,11 +49,14 @@ class TrainConfig:
     accelerator: str = "auto"  # "cpu", "cuda", "auto"
     devices: int = 1
     num_nodes: int = 1
-    precision: str = "32-true"  # Fabric precision: "32-true", "bf16-mixed", "16-mixed"
+    # Fabric precision: "32-true", "bf16-mixed", "16-mixed" (CUDA; a CPU gets bf16-mixed),
+    # "64-true" (float64 throughout: for exactness checks, see tests/training)
+    precision: str = "32-true"
     data_on_device: bool = True
     channels_last: bool = False  # NHWC memory layout for the conv layers (measure: see benchmarks)
     compile: bool = False  # torch.compile the model (first steps compile; measure before use)
     tune_malloc: bool = True  # on CPU: keep activation blocks in glibc's heap (training.allocator)
+    fused_adam: bool = True  # torch's fused Adam kernel where available (training.optim)
     # outputs
     out: str = "runs/sigmavae"
     log_every_n_steps: int = 10
@@ -66,6 +73,9 @@ class TrainConfig:
             value = getattr(self, name)
             if value < 1:
                 raise ConfigError(f"config: {name} must be >= 1, got {value}")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"config: precision must be one of {list(PRECISIONS)}, got "
+                              f"{self.precision!r}")
         if not self.lr > 0:
             raise ConfigError(f"config: lr must be > 0, got {self.lr}")
         if self.beta < 0:

@@ -30,6 +30,7 @@ from ..models import VAE, build_model
 from .allocator import tune_cpu_allocator
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import ConfigError, TrainConfig
+from .optim import build_adam
 from .visuals import plot_curves, save_reconstruction_grid, save_sample_grid
 
 EPOCH_COLUMNS = [
@@ -37,6 +38,10 @@ EPOCH_COLUMNS = [
     "val_nll", "val_kl", "val_bits_per_dim", "sigma", "effective_beta", "skipped_steps",
     "seconds",
 ]
+
+
+#: Least seconds between two redraws of ``curves.png`` (the last epoch always redraws it).
+CURVES_EVERY_S = 30.0
 
 
 class NonFiniteLossError(RuntimeError):
@@ -79,6 +84,8 @@ class Trainer:
         self._train_data, self._val_data = train_data, val_data
         self.out = Path(config.out)
         self._stop_signal: int | None = None
+        self._grad_scaler: torch.amp.GradScaler | None = None
+        self._curves_drawn_at: float | None = None
 
     # -- setup ------------------------------------------------------------------------------------
     def _make_fabric(self) -> Fabric:
@@ -94,6 +101,8 @@ class Trainer:
         c = self.config
         fabric = self.fabric = self._make_fabric()
         fabric.launch()
+        # The loss scaler of 16-mixed (None at other precisions).
+        self._grad_scaler = getattr(fabric.strategy.precision, "scaler", None)
         if c.tune_malloc and fabric.device.type == "cpu":
             tune_cpu_allocator()
         fabric.seed_everything(c.seed, verbose=False)
@@ -109,7 +118,11 @@ class Trainer:
         self.noise_rng = torch.Generator().manual_seed(c.seed)
         if c.channels_last:
             model = model.to(memory_format=torch.channels_last)
-        optimizer = torch.optim.Adam(model.parameters(), lr=c.lr)
+        # With 16-mixed's loss scaler the gradients are unscaled before clipping; Fabric refuses
+        # that for fused Adam (which would unscale inside its kernel), so the scaler gets the
+        # default Adam.
+        optimizer = build_adam(model.parameters(), lr=c.lr,
+                               fused=c.fused_adam and self._grad_scaler is None)
         # `model` stays the plain module (state_dict keys, sampling); `wrapped` trains.
         wrapped, optimizer = fabric.setup(torch.compile(model) if c.compile else model, optimizer)
         device = fabric.device
@@ -122,7 +135,7 @@ class Trainer:
         val_images = val.images
         fixed_recon = val.images[: min(32, len(val))]
 
-        state = _LoopState()
+        state = _LoopState(device)
         ckpt_path = self.out / "checkpoints" / "last.ckpt"
         if resume == "auto":
             resume = ckpt_path if ckpt_path.is_file() else None
@@ -172,7 +185,7 @@ class Trainer:
                     save_reconstruction_grid(
                         model, fixed_recon,
                         self.out / "reconstructions" / f"epoch_{epoch + 1:04d}.png")
-                    plot_curves(self.out / "epochs.csv", self.out / "curves.png")
+                    self._plot_curves(last_epoch=epoch + 1 == c.epochs)
                 self._checkpoint(ckpt_path, model, optimizer, batches, state)
                 if c.keep_epoch_checkpoints and fabric.is_global_zero:
                     save_checkpoint(self._state(model, optimizer, batches, state),
@@ -183,6 +196,16 @@ class Trainer:
             (self.out / "final.json").write_text(json.dumps(final, indent=2))
         logger.close()
         return final
+
+    def _plot_curves(self, last_epoch: bool) -> None:
+        """Redraw ``curves.png`` after the first and the last epoch and otherwise at most every
+        ``CURVES_EVERY_S`` seconds: matplotlib takes 0.1-0.5 s a figure, as long as a whole
+        epoch of a small data set on a GPU."""
+        now = time.monotonic()
+        if last_epoch or self._curves_drawn_at is None or (
+                now - self._curves_drawn_at >= CURVES_EVERY_S):
+            plot_curves(self.out / "epochs.csv", self.out / "curves.png")
+            self._curves_drawn_at = now
 
     def _check_batch_size(self, train: ImageDataset) -> None:
         global_batch = self.config.batch_size * self.fabric.world_size
@@ -206,15 +229,22 @@ class Trainer:
             images = images.contiguous(memory_format=torch.channels_last)
         terms = wrapped(images, beta=c.beta, noise=self._noise(images.shape[0]))
         self.fabric.backward(terms.loss)
-        params = [p for p in self.model.parameters() if p.grad is not None]
         max_norm = c.grad_clip if c.grad_clip is not None else math.inf
-        grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
-        finite = bool(torch.isfinite(grad_norm)) and bool(torch.isfinite(terms.loss))
+        # Through Fabric, so that with 16-mixed the gradients are unscaled before the norm and
+        # the clipping; the norm is that of the true gradients at every precision.
+        grad_norm = self.fabric.clip_gradients(wrapped, optimizer, max_norm=max_norm,
+                                               error_if_nonfinite=False)
+        # One host-device synchronisation per step (the skip decision needs it).
+        finite = bool(torch.isfinite(grad_norm) & torch.isfinite(terms.loss.detach()))
         if finite:
             optimizer.step()
             state.nonfinite_in_a_row = 0
             state.add(terms)
         else:
+            if self._grad_scaler is not None:
+                # 16-mixed: an fp16 gradient overflow is routine; lower the loss scale (and clear
+                # the per-step record the unscaling made) as the scaler's own step would.
+                self._grad_scaler.update()
             state.skipped += 1
             state.nonfinite_in_a_row += 1
             if state.nonfinite_in_a_row >= c.max_nonfinite_steps:
@@ -289,6 +319,7 @@ class Trainer:
             "optimizer": optimizer.state_dict(),
             "batches": batches.state_dict(),
             "loop": state.state_dict(),
+            "precision": self.fabric.strategy.precision.state_dict(),  # 16-mixed: loss scale
             "rng": rng,
             "config": self.config.to_dict(),
             "image_shape": list(model.data_shape),
@@ -309,11 +340,13 @@ class Trainer:
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         batches.load_state_dict(ckpt["batches"])
+        if ckpt.get("precision"):
+            self.fabric.strategy.precision.load_state_dict(ckpt["precision"])
         torch.set_rng_state(ckpt["rng"]["torch"])
         self.noise_rng.set_state(ckpt["rng"]["noise"])
         if "cuda" in ckpt["rng"] and device.type == "cuda":
             torch.cuda.set_rng_state(ckpt["rng"]["cuda"], device)
-        state = _LoopState()
+        state = _LoopState(device)
         state.load_state_dict(ckpt["loop"])
         self.fabric.print(f"resumed from {path} at epoch {state.epoch}, step {state.step}")
         return state
@@ -340,34 +373,35 @@ class Trainer:
 class _LoopState:
     """Counters and running sums that a checkpoint must carry for an exact resume."""
 
-    def __init__(self) -> None:
+    def __init__(self, device: torch.device | str = "cpu") -> None:
         self.epoch = 0
         self.step = 0
         self.skipped = 0
         self.nonfinite_in_a_row = 0
-        # [sum loss, sum nll, sum kl, count] over the epoch and over the current log window
-        self.epoch_sums = torch.zeros(4, dtype=torch.float64)
-        self.window = torch.zeros(4, dtype=torch.float64)
+        # [sum loss, sum nll, sum kl, count] over the epoch and over the current log window, on
+        # the training device: adding to them needs no host-device synchronisation.
+        self.device = torch.device(device)
+        self.epoch_sums = torch.zeros(4, dtype=torch.float64, device=self.device)
+        self.window = torch.zeros(4, dtype=torch.float64, device=self.device)
 
     def add(self, terms: Any) -> None:
         b = terms.nll.shape[0]
         values = torch.stack([terms.loss.detach() * b, terms.nll.detach().sum(),
-                              terms.kl.detach().sum()]).double().cpu()
+                              terms.kl.detach().sum(), torch.full_like(terms.loss, b)]).double()
         for sums in (self.epoch_sums, self.window):
-            sums[:3] += values
-            sums[3] += b
+            sums += values
 
     def reset_epoch_sums(self) -> None:
         self.epoch_sums.zero_()
 
     def state_dict(self) -> dict[str, Any]:
         return {"epoch": self.epoch, "step": self.step, "skipped": self.skipped,
-                "epoch_sums": self.epoch_sums.clone(), "window": self.window.clone()}
+                "epoch_sums": self.epoch_sums.cpu().clone(), "window": self.window.cpu().clone()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.epoch, self.step, self.skipped = state["epoch"], state["step"], state["skipped"]
-        self.epoch_sums = state["epoch_sums"].clone()
-        self.window = state["window"].clone()
+        self.epoch_sums = state["epoch_sums"].to(self.device, copy=True)
+        self.window = state["window"].to(self.device, copy=True)
 
 
 class _MetricLogger:
