@@ -30,6 +30,17 @@ def _config(tmp_path: Path, name: str, device: str, precision: str, **kw) -> Tra
     return TrainConfig(**values)
 
 
+def _start_loss_scale_at(monkeypatch: pytest.MonkeyPatch, scale: float) -> None:
+    """Make the loss scaler that Fabric creates for 16-mixed start at ``scale``."""
+    original = torch.amp.GradScaler.__init__
+
+    def with_scale(self, *args, **kwargs):
+        kwargs["init_scale"] = scale
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.amp.GradScaler, "__init__", with_scale)
+
+
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 def test_likelihood_is_float32_under_autocast(device, dtype):
@@ -73,13 +84,7 @@ def test_fp16_overflow_lowers_the_loss_scale_and_training_goes_on(tmp_path, monk
     # Start from a loss scale so large that the first fp16 gradients overflow: the trainer must
     # let the scaler back off (as its own step would) instead of skipping until it gives up.
     init = 2.0**22
-    original = torch.amp.GradScaler.__init__
-
-    def huge_scale(self, *args, **kwargs):
-        kwargs["init_scale"] = init
-        original(self, *args, **kwargs)
-
-    monkeypatch.setattr(torch.amp.GradScaler, "__init__", huge_scale)
+    _start_loss_scale_at(monkeypatch, init)
     cfg = _config(tmp_path, "fp16", "cuda", "16-mixed", epochs=6, max_nonfinite_steps=30)
     final = Trainer(cfg).fit()
     scale = load_checkpoint(tmp_path / "fp16" / "checkpoints" / "last.ckpt")["precision"]["scale"]
@@ -104,13 +109,7 @@ def test_gradient_clipping_sees_unscaled_fp16_gradients(tmp_path, monkeypatch):
     monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", recording)
     # A loss scale of 64 rather than 65536, so that the first fp16 steps do not overflow (the
     # scaler would first halve it a few times) and are comparable with the float32 run.
-    original_init = torch.amp.GradScaler.__init__
-
-    def small_scale(self, *args, **kwargs):
-        kwargs["init_scale"] = 64.0
-        original_init(self, *args, **kwargs)
-
-    monkeypatch.setattr(torch.amp.GradScaler, "__init__", small_scale)
+    _start_loss_scale_at(monkeypatch, 64.0)
     Trainer(_config(tmp_path, "a", "cuda", "16-mixed", epochs=2, grad_clip=1e9)).fit()
     scaled, norms[:] = list(norms), []
     Trainer(_config(tmp_path, "b", "cuda", "32-true", epochs=2, grad_clip=1e9)).fit()
