@@ -12,6 +12,9 @@ import yaml
 from . import likelihoods
 from .data import DataError, dataset_names, describe_dataset
 
+#: File types ``sigmavae sample --out`` can write (PIL's writers for these suffixes).
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+
 # CLI flag -> TrainConfig key, for the flags that override a config file.
 _TRAIN_FLAGS = {
     "data": str, "data_root": str, "likelihood": str, "model": str, "epochs": int,
@@ -23,15 +26,50 @@ _TRAIN_FLAGS = {
 _TRAIN_SWITCHES = ("channels_last", "compile", "drop_last")
 
 
+class UsageError(ValueError):
+    """A command-line value that is wrong before anything runs (printed as one line, exit 2)."""
+
+
 def _key_values(items: list[str] | None, flag: str) -> dict[str, Any]:
     """``["a=1", "b=x"]`` -> ``{"a": 1, "b": "x"}`` (values parsed as YAML scalars)."""
     out: dict[str, Any] = {}
     for item in items or []:
         key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise SystemExit(f"{flag}: expected KEY=VALUE, got {item!r}")
-        out[key] = yaml.safe_load(value)
+        if not sep or not key.strip():
+            raise UsageError(f"{flag}: expected KEY=VALUE, got {item!r}")
+        try:
+            out[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError as err:
+            raise UsageError(f"{flag} {item!r}: the value is not a YAML scalar "
+                             f"({_first_line(err)})") from None
     return out
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
+def _check_device(device: str, flag: str = "--device") -> str:
+    """``cpu`` | ``cuda`` | ``cuda:N`` | ``auto`` -> a torch device string."""
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    kind, _, index = device.partition(":")
+    if kind not in ("cpu", "cuda") or (index and not index.isdigit()):
+        raise UsageError(f"{flag}: expected cpu, cuda, cuda:N or auto, got {device!r}")
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise UsageError(f"{flag} {device}: no CUDA device is available here; use --device cpu")
+    return device
+
+
+def _check_output_file(path: Path, flag: str, suffixes: tuple[str, ...] | None = None) -> None:
+    """An output file must not be a folder and must have a suffix this writer knows."""
+    if path.is_dir():
+        raise UsageError(f"{flag} {path}: is a folder; expected a file name")
+    if suffixes is not None and path.suffix.lower() not in suffixes:
+        raise UsageError(f"{flag} {path}: expected a file ending in {', '.join(suffixes)}")
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -56,6 +94,9 @@ def _train(args: argparse.Namespace) -> int:
     if args.no_fused_adam:
         changes["fused_adam"] = False
     config = config.replace(**changes)
+    if args.resume not in (None, "auto") and not Path(args.resume).is_file():
+        raise UsageError(f"--resume {args.resume}: no such checkpoint file (pass a .ckpt or "
+                         "'auto' for OUT/checkpoints/last.ckpt)")
     result = Trainer(config).fit(resume=args.resume)
     if result.get("interrupted"):
         return 128 + int(result["signal"])  # the shell convention; the checkpoint is saved
@@ -63,27 +104,30 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    import torch
-
     from .data import load_dataset
+    from .metrics.fid import check_fid_features
     from .metrics.report import evaluate, parse_metrics, render_markdown, stderr_log, write_report
     from .training import load_trained
 
     try:
         metrics = parse_metrics(args.metrics)
     except ValueError as err:
-        raise SystemExit(f"sigmavae eval: --metrics: {err}") from err
+        raise UsageError(f"--metrics: {err}") from None
     for flag, value, least in (("--elbo-samples", args.elbo_samples, 1),
                                ("--iwae-samples", args.iwae_samples, 1),
                                ("--mi-data", args.mi_data, 2), ("--mi-samples", args.mi_samples, 1),
                                ("--fid-samples", args.fid_samples, 2),
                                ("--batch-size", args.batch_size, 1), ("--limit", args.limit, 1)):
         if value is not None and value < least:
-            raise SystemExit(f"sigmavae eval: {flag} must be >= {least}, got {value}")
-    device = args.device
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+            raise UsageError(f"{flag} must be >= {least}, got {value}")
+    if args.seed < 0:
+        raise UsageError(f"--seed must be >= 0, got {args.seed}")
+    if args.out:
+        _check_output_file(Path(args.out), "--out")
+    device = _check_device(args.device)
     model, config = load_trained(args.checkpoint)
+    if "fid" in metrics:  # a named extractor that cannot work: fail now, not after the others
+        check_fid_features(args.fid_features, model.data_shape)
     root = args.data_root if args.data_root is not None else config.data_root
     data = load_dataset(config.data, args.split, root, **config.data_options)
     if args.limit:
@@ -115,6 +159,11 @@ def _sample(args: argparse.Namespace) -> int:
     from .training import load_trained
     from .training.visuals import save_sample_grid
 
+    if args.n < 1:
+        raise UsageError(f"--n must be >= 1 (images in the grid), got {args.n}")
+    if args.seed < 0:
+        raise UsageError(f"--seed must be >= 0, got {args.seed}")
+    _check_output_file(Path(args.out), "--out", IMAGE_SUFFIXES)
     model, _ = load_trained(args.checkpoint)
     path = save_sample_grid(model, Path(args.out), n=args.n, seed=args.seed)
     print(f"wrote {args.n} samples (decoder means of prior draws) to {path}")
@@ -240,14 +289,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the command line; a user error is one line on stderr and exit status 2."""
     args = build_parser().parse_args(argv)
     from .likelihoods import LikelihoodInputError
+    from .metrics.fid import FeatureExtractorError
     from .training import CheckpointError, ConfigError
 
     try:
         return args.func(args)
-    except (ConfigError, CheckpointError, DataError, LikelihoodInputError) as err:
+    except (ConfigError, CheckpointError, DataError, LikelihoodInputError, FeatureExtractorError,
+            UsageError) as err:
         print(f"sigmavae {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:  # the file system refused: permissions, a full disk, a missing folder
+        where = f" {err.filename}" if err.filename else ""
+        print(f"sigmavae {args.command}: error: cannot access{where}: "
+              f"{err.strerror or _first_line(err)}", file=sys.stderr)
         return 2
 
 

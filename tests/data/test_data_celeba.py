@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pytest
 import torch
@@ -9,7 +11,13 @@ import torch.nn.functional as F
 from PIL import Image
 
 import sigmavae.data.decode as decode_module
-from sigmavae.data import DataFormatError, DataNotFoundError, DataOptionError, load_dataset
+from sigmavae.data import (
+    CorruptImageError,
+    DataFormatError,
+    DataNotFoundError,
+    DataOptionError,
+    load_dataset,
+)
 
 # (file, partition, uniform colour of the central 140x140 crop)
 FILES = [
@@ -100,3 +108,95 @@ def test_malformed_partition_file(celeba_root):
     (celeba_root / "celeba" / "list_eval_partition.txt").write_text("../../etc/passwd 0\n")
     with pytest.raises(DataFormatError, match="line 1"):
         load_dataset("celeba", "train", celeba_root)
+
+
+def test_symlinked_image_folder(tmp_path, celeba_root, monkeypatch):
+    """img_align_celeba is often a link to the unzipped images elsewhere."""
+    first = load_dataset("celeba", "test", celeba_root, cache=False)
+    images = celeba_root / "celeba" / "img_align_celeba"
+    moved = tmp_path / "elsewhere" / "img_align_celeba"
+    moved.parent.mkdir()
+    images.rename(moved)
+    try:
+        images.symlink_to(moved, target_is_directory=True)
+    except (OSError, NotImplementedError) as exc:
+        pytest.skip(f"cannot create symbolic links here: {exc}")
+    linked = load_dataset("celeba", "test", celeba_root)
+    assert torch.equal(linked.images, first.images)
+    monkeypatch.setattr(decode_module, "decode_images", None)  # the second load is a cache hit
+    assert torch.equal(load_dataset("celeba", "test", celeba_root).images, first.images)
+
+
+def _garbage_partition(path):
+    path.write_bytes(bytes(range(14, 256)) * 3)  # binary, no newline
+
+
+@pytest.mark.parametrize(
+    ("breakage", "error", "pattern"),
+    [
+        (
+            lambda f: (f / "list_eval_partition.txt").write_bytes(b""),
+            DataFormatError,
+            r"list_eval_partition\.txt is empty \(0 bytes\); expected a text file",
+        ),
+        (
+            lambda f: _garbage_partition(f / "list_eval_partition.txt"),
+            DataFormatError,
+            r"line 1 of \S*list_eval_partition\.txt is .{1,60}; expected '<image file name>",
+        ),
+        (
+            lambda f: (
+                (f / "list_eval_partition.txt").unlink(),
+                (f / "list_eval_partition.txt").mkdir(),
+            ),
+            DataNotFoundError,
+            r"missing file\(s\) \S*list_eval_partition\.txt \(looked in",
+        ),
+        (
+            lambda f: (f / "img_align_celeba" / "000002.jpg").write_bytes(b""),
+            CorruptImageError,
+            r"000002\.jpg: the file is empty \(0 bytes\)",
+        ),
+        (
+            lambda f: Image.fromarray(np.zeros((100, 90, 3), np.uint8)).save(
+                f / "img_align_celeba" / "000002.jpg"
+            ),
+            DataOptionError,
+            r"image \S*000002\.jpg is 100x90 pixels, too small for the requested crop",
+        ),
+        (
+            lambda f: (
+                shutil.rmtree(f / "img_align_celeba"),
+                (f / "img_align_celeba").write_text("not a folder"),
+            ),
+            DataNotFoundError,
+            r"missing file\(s\) \S*img_align_celeba \(looked in",
+        ),
+    ],
+    ids=[
+        "empty-partition",
+        "binary-partition",
+        "partition-is-dir",
+        "empty-jpeg",
+        "small-jpeg",
+        "image-folder-is-file",
+    ],
+)
+def test_bad_files_give_one_clear_line(celeba_root, breakage, error, pattern):
+    breakage(celeba_root / "celeba")
+    with pytest.raises(error, match=pattern) as info:
+        load_dataset("celeba", "train", celeba_root, cache=False)
+    assert "\n" not in str(info.value) and len(str(info.value)) < 500
+
+
+@pytest.mark.parametrize(
+    ("options", "pattern"),
+    [
+        ({"num_workers": 0}, r"celeba: num_workers must be a positive integer"),
+        ({"on_error": "ignore"}, r"celeba: on_error must be 'raise' or 'skip'"),
+        ({"cache": "no thanks"}, r"celeba: option cache must be True or False"),
+    ],
+)
+def test_bad_options(celeba_root, options, pattern):
+    with pytest.raises(DataOptionError, match=pattern):
+        load_dataset("celeba", "train", celeba_root, **options)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from sigmavae.data import DataFormatError, DataNotFoundError, load_dataset
+from sigmavae.data import DataFormatError, DataNotFoundError, EmptyDatasetError, load_dataset
 
 PER_BATCH = 6
 
@@ -121,3 +121,46 @@ def test_malformed_batches(cifar_root):
     write_batch(path, np.random.default_rng(0), 2)
     with pytest.raises(DataFormatError, match="published MD5"):
         load_dataset("cifar10", "test", root=root, check_md5=True)
+
+
+def _pickled(batch) -> bytes:
+    return pickle.dumps(batch, protocol=2)
+
+
+@pytest.mark.parametrize(
+    ("content", "error", "pattern"),
+    [
+        (
+            b"",
+            DataFormatError,
+            r"test_batch is empty \(0 bytes\); expected a CIFAR-10 python batch",
+        ),
+        (
+            _pickled({b"data": np.zeros((2, 3072), np.uint8), b"labels": [[0], [1, 2]]}),
+            DataFormatError,
+            r"b'labels' in \S*test_batch is not a flat list of integers",
+        ),
+        (
+            _pickled({b"data": np.zeros((2, 3072), np.uint8), b"labels": ["a", "b"]}),
+            DataFormatError,
+            r"b'labels' in \S*test_batch must be 2 integers, got <U1 \(2,\)",
+        ),
+        (
+            _pickled({b"data": np.zeros((2, 3072), np.uint8), b"labels": [0, 12]}),
+            DataFormatError,
+            r"labels in \S*test_batch must be 0\.\.9, got 0\.\.12",
+        ),
+        (
+            _pickled({b"data": np.zeros((0, 3072), np.uint8), b"labels": []}),
+            EmptyDatasetError,
+            r"b'data' in \S*test_batch holds no images",
+        ),
+    ],
+    ids=["empty", "ragged-labels", "text-labels", "label-12", "no-images"],
+)
+def test_bad_batches_give_one_clear_line(cifar_root, content, error, pattern):
+    root = cifar_root[0]
+    (root / "cifar-10-batches-py" / "test_batch").write_bytes(content)
+    with pytest.raises(error, match=pattern) as info:
+        load_dataset("cifar10", "test", root=root)
+    assert "\n" not in str(info.value)

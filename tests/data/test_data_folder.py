@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 import warnings
 from pathlib import Path
@@ -272,3 +273,216 @@ def test_decode_images_detects_mode_after_a_corrupt_first_file(tmp_path):
         images, kept = decode_module.decode_images(files, on_error="skip", num_workers=1)
     assert len(record) == 1 and "a.png" in str(record[0].message)
     assert images.shape == (2, 1, 6, 5) and kept.tolist() == [1, 2]
+
+
+# --- symbolic links: the usual way a data set is linked into place -------------------------------
+
+
+def _symlink(target: Path, link: Path) -> None:
+    try:
+        link.symlink_to(target, target_is_directory=target.is_dir())
+    except (OSError, NotImplementedError) as exc:  # e.g. Windows without the privilege
+        pytest.skip(f"cannot create symbolic links here: {exc}")
+
+
+def _no_decoding(monkeypatch: pytest.MonkeyPatch) -> None:
+    def fail(*args, **kwargs):
+        raise AssertionError("decoded again despite a cache entry")
+
+    monkeypatch.setattr(decode_module, "decode_images", fail)
+
+
+def test_symlinked_files_load_and_cache(tmp_path, monkeypatch):
+    arrays = write_pngs(tmp_path / "store", 10, 0)
+    root = tmp_path / "linked"
+    root.mkdir()
+    for src in sorted(arrays):
+        _symlink(Path(src), root / Path(src).name)
+    real = load_dataset("folder", "train", tmp_path / "store", cache=False)
+    ds = load_dataset("folder", "train", root, cache_dir=tmp_path / "cache")
+    assert ds.name == "folder:linked" and torch.equal(ds.images, real.images)
+    assert len(list((tmp_path / "cache").glob("*.pt"))) == 1
+    _no_decoding(monkeypatch)  # the cache key works for linked files: the second load is a hit
+    again = load_dataset("folder", "train", root, cache_dir=tmp_path / "cache")
+    assert torch.equal(again.images, real.images)
+
+
+def test_repointed_file_link_misses_the_cache(tmp_path):
+    # BMP files of one shape all have the same size; give them the same mtime too, so only the
+    # link target tells the two cache entries apart
+    store = tmp_path / "store"
+    store.mkdir()
+    for name, value in (("a.bmp", 10), ("b.bmp", 200)):
+        Image.fromarray(np.full((4, 4, 3), value, np.uint8)).save(store / name)
+        os.utime(store / name, ns=(10**18, 10**18))
+    assert (store / "a.bmp").stat().st_size == (store / "b.bmp").stat().st_size
+    root = tmp_path / "linked"
+    root.mkdir()
+    for i in range(4):
+        write_pngs(root / f"p{i}", 1, i, size=(4, 4))
+    link = root / "z.bmp"
+    _symlink(store / "a.bmp", link)
+    opts = {"test_fraction": 0.2, "val_fraction": 0.0, "cache_dir": tmp_path / "cache"}
+    before = torch.cat([load_dataset("folder", s, root, **opts).images for s in ("train", "test")])
+    link.unlink()
+    _symlink(store / "b.bmp", link)
+    after = torch.cat([load_dataset("folder", s, root, **opts).images for s in ("train", "test")])
+    assert {int(x.max()) for x in before} >= {10} and 200 not in {int(x.min()) for x in before}
+    assert any(bool((x == 200).all()) for x in after)  # the new target was decoded
+
+
+def test_symlinked_subfolder_is_followed(tmp_path, monkeypatch):
+    a = write_pngs(tmp_path / "root" / "a", 6, 0)
+    b = write_pngs(tmp_path / "elsewhere" / "b_images", 4, 1)
+    _symlink(tmp_path / "elsewhere" / "b_images", tmp_path / "root" / "b")
+    root = tmp_path / "root"
+    files = list_images(root)
+    assert [f.relative_to(root).as_posix() for f in files] == [
+        *(f"a/img_{i:03d}.png" for i in range(6)),
+        *(f"b/img_{i:03d}.png" for i in range(4)),
+    ]
+    opts = {"labels": True, "test_fraction": 0.2, "val_fraction": 0.0}
+    parts = [load_dataset("folder", s, root, **opts) for s in ("train", "test")]
+    got = sorted(
+        (x.permute(1, 2, 0).numpy().tobytes(), int(y))
+        for p in parts
+        for x, y in zip(p.images, p.labels, strict=True)
+    )
+    expected = sorted(
+        [(v.tobytes(), 0) for v in a.values()] + [(v.tobytes(), 1) for v in b.values()]
+    )
+    assert got == expected
+    _no_decoding(monkeypatch)
+    assert torch.equal(load_dataset("folder", "train", root, **opts).images, parts[0].images)
+
+
+def test_symlinked_root_loads_like_the_real_folder(tmp_path, monkeypatch):
+    write_pngs(tmp_path / "data" / "train" / "x", 8, 0)
+    write_pngs(tmp_path / "data" / "test" / "x", 3, 1)
+    _symlink(tmp_path / "data", tmp_path / "mylink")
+    real = load_dataset("folder", "train", tmp_path / "data", val_fraction=0.25)
+    _no_decoding(monkeypatch)  # same files, same options: the link hits the real folder's entry
+    linked = load_dataset("folder", "train", tmp_path / "mylink", val_fraction=0.25)
+    assert torch.equal(linked.images, real.images) and len(linked) == 6
+    assert linked.name == "folder:mylink"  # named as given, not after the link's target
+
+
+def test_symlink_loop_is_skipped_with_a_warning(tmp_path):
+    write_pngs(tmp_path / "root" / "a", 3, 0)
+    _symlink(tmp_path / "root", tmp_path / "root" / "a" / "again")
+    with pytest.warns(UserWarning, match=r"again: a symbolic link loop"):
+        files = list_images(tmp_path / "root")
+    assert len(files) == 3
+
+
+def test_broken_file_link_is_named(tmp_path):
+    write_pngs(tmp_path / "root", 4, 0)
+    _symlink(tmp_path / "gone.png", tmp_path / "root" / "img_009.png")
+    with pytest.raises(
+        DataNotFoundError, match=r"img_009\.png is a broken symbolic link.*gone\.png"
+    ):
+        load_dataset("folder", "train", tmp_path / "root", test_fraction=0.25, channels=3)
+    with pytest.warns(CorruptImageWarning, match=r"img_009\.png"):
+        parts = [
+            load_dataset("folder", s, tmp_path / "root", on_error="skip", channels=3, cache=False)
+            for s in ("train", "val", "test")
+        ]
+    assert sum(len(p) for p in parts) == 4  # the 4 real images; the broken link is skipped
+
+
+# --- bad inputs: one clear line, or a rebuilt cache ----------------------------------------------
+
+
+def test_empty_image_file_is_named(tmp_path):
+    write_pngs(tmp_path, 5, 0)
+    (tmp_path / "img_002.png").write_bytes(b"")
+    with pytest.raises(CorruptImageError, match=r"img_002\.png: the file is empty \(0 bytes\)"):
+        load_dataset("folder", "train", tmp_path, test_fraction=0.2, cache=False)
+
+
+def _corrupt_entries():
+    """(id, function writing a bad entry at the path, reason the warning must give)."""
+
+    def tensors(images, kept):
+        return lambda p: torch.save({"images": images, "kept": kept}, p)
+
+    u8 = torch.uint8
+    return [
+        ("empty", lambda p: p.write_bytes(b""), r"the file is empty \(0 bytes\)"),
+        ("truncated", lambda p: p.write_bytes(p.read_bytes()[:100]), r"truncated or corrupt"),
+        ("random-bytes", lambda p: p.write_bytes(bytes(range(256))), r"not a tensor file"),
+        (
+            "pickled-code",
+            lambda p: p.write_bytes(b"cos\nsystem\n(S'echo hi'\ntR."),
+            r"not a tensor file",
+        ),
+        ("a-list", lambda p: torch.save([1, 2], p), r"not a dict with 'images' and 'kept'"),
+        (
+            "kept-out-of-range",
+            tensors(torch.zeros(4, 3, 6, 5, dtype=u8), torch.arange(4) + 100),
+            r"'kept' is not an increasing list of positions among 5 files",
+        ),
+        (
+            "kept-float",
+            tensors(torch.zeros(4, 3, 6, 5, dtype=u8), torch.arange(4.0)),
+            r"'kept' is not an int64 \(M,\) tensor",
+        ),
+        (
+            "too-few-images",
+            tensors(torch.zeros(2, 3, 6, 5, dtype=u8), torch.arange(2)),
+            r"2 images for 5 files, but no file may be skipped",
+        ),
+        (
+            "wrong-channels",
+            tensors(torch.zeros(5, 1, 6, 5, dtype=u8), torch.arange(5)),
+            r"images have 1 channels, not 3",
+        ),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("corrupt", "reason"),
+    [case[1:] for case in _corrupt_entries()],
+    ids=[case[0] for case in _corrupt_entries()],
+)
+def test_corrupt_cache_entry_is_rebuilt_with_one_line(tmp_path, corrupt, reason):
+    write_pngs(tmp_path / "imgs", 5, 0)
+    opts = {"cache_dir": tmp_path / "cache", "channels": 3}
+    first = load_dataset("folder", "train", tmp_path / "imgs", **opts)
+    (entry,) = (tmp_path / "cache").glob("*.pt")
+    corrupt(entry)
+    with pytest.warns(UserWarning, match=r"ignoring unreadable cache file \S+\.pt \(") as record:
+        again = load_dataset("folder", "train", tmp_path / "imgs", **opts)
+    (message,) = [str(w.message) for w in record if "cache file" in str(w.message)]
+    assert re.search(reason, message) and "\n" not in message
+    assert torch.equal(again.images, first.images)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # rebuilt: the next load is a clean hit
+        load_dataset("folder", "train", tmp_path / "imgs", **opts)
+
+
+def test_cache_dir_that_is_a_file_warns_and_still_loads(tmp_path):
+    write_pngs(tmp_path / "imgs", 5, 0)
+    (tmp_path / "not-a-dir").write_text("x")
+    with pytest.warns(UserWarning, match=r"not-a-dir is a file, not a folder; nothing is cached"):
+        ds = load_dataset("folder", "train", tmp_path / "imgs", cache_dir=tmp_path / "not-a-dir")
+    assert torch.equal(ds.images, load_dataset("folder", "train", tmp_path / "imgs").images)
+
+
+@pytest.mark.parametrize(
+    ("options", "pattern"),
+    [
+        ({"crop": "abc"}, r"folder: option crop must be True or False, got 'abc' \(str\)"),
+        ({"labels": 3}, r"folder: option labels must be True or False, got 3 \(int\)"),
+        ({"cache": "abc"}, r"folder: option cache must be True or False"),
+        ({"channels": True}, r"folder: option channels must be an integer or None, got True"),
+        ({"num_workers": "abc"}, r"folder: option num_workers must be an integer or None"),
+        ({"num_workers": 0}, r"folder: num_workers must be a positive integer"),
+        ({"cache_dir": 5}, r"folder: option cache_dir must be a path or None, got 5 \(int\)"),
+    ],
+    ids=["crop", "labels", "cache", "channels", "num_workers-text", "num_workers-0", "cache_dir"],
+)
+def test_bad_option_values(tmp_path, options, pattern):
+    write_pngs(tmp_path, 5, 0)
+    with pytest.raises(DataOptionError, match=pattern):
+        load_dataset("folder", "train", tmp_path, **options)

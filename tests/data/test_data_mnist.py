@@ -10,7 +10,13 @@ import pytest
 import torch
 
 import sigmavae.data.mnist as mnist_module
-from sigmavae.data import DataFormatError, DataNotFoundError, SplitError, load_dataset
+from sigmavae.data import (
+    DataFormatError,
+    DataNotFoundError,
+    EmptyDatasetError,
+    SplitError,
+    load_dataset,
+)
 
 
 def test_test_split_matches_independent_parser(mnist_test_root, read_idx_gz):
@@ -128,3 +134,120 @@ def test_download_true_delegates_to_torchvision(tmp_path, monkeypatch, mnist_tes
     load_dataset("mnist", "test", root=tmp_path, download=True)  # files present: no second call
     assert len(calls) == 1
     assert mnist_module.raw_folder(tmp_path) == tmp_path / "MNIST" / "raw"
+
+
+def _idx_payload(array: np.ndarray, type_code: int = 0x08) -> bytes:
+    header = bytes([0, 0, type_code, array.ndim]) + b"".join(
+        int(d).to_bytes(4, "big") for d in array.shape
+    )
+    return header + np.ascontiguousarray(array).tobytes()
+
+
+_DIGITS = np.zeros((5, 28, 28), np.uint8)
+_LABELS = np.arange(5, dtype=np.uint8)
+
+# (case id, which file, payload before optional gzip, error, message pattern)
+BAD_IDX = [
+    ("empty", "images", None, DataFormatError, r"images-idx3-ubyte(\.gz)? is empty \(0 bytes\)"),
+    (
+        "truncated-header",
+        "images",
+        _idx_payload(_DIGITS)[:10],
+        DataFormatError,
+        r"not a valid IDX file of uint8 images.*the header is truncated \(10 of 16 bytes\)",
+    ),
+    (
+        "truncated-pixels",
+        "images",
+        _idx_payload(_DIGITS)[:-100],
+        DataFormatError,
+        r"truncated: the header says 5 x 28 x 28 \(3920 bytes\) but 3820 bytes follow",
+    ),
+    (
+        "trailing-bytes",
+        "images",
+        _idx_payload(_DIGITS) + b"\0" * 7,
+        DataFormatError,
+        r"7 unexpected bytes after the 5 x 28 x 28 values",
+    ),
+    (
+        "random-bytes",
+        "images",
+        bytes(range(256)) * 4,
+        DataFormatError,
+        r"not a valid IDX file of uint8 images .*: magic number 66051 \(type code 0x02, 3 dims\)",
+    ),
+    (
+        "labels-file-as-images",
+        "images",
+        _idx_payload(_LABELS),
+        DataFormatError,
+        r"magic number 2049 \(that is a labels file\)",
+    ),
+    (
+        "int32-images",
+        "images",
+        _idx_payload(np.zeros((5, 28, 28), ">i4"), 0x0C),
+        DataFormatError,
+        r"magic number 3075 \(type code 0x0c, 3 dims\)",
+    ),
+    (
+        "32x32-images",
+        "images",
+        _idx_payload(np.zeros((5, 32, 32), np.uint8)),
+        DataFormatError,
+        r"the images are 32 x 32 pixels; MNIST images are 28 x 28",
+    ),
+    (
+        "no-images",
+        "images",
+        _idx_payload(np.zeros((0, 28, 28), np.uint8)),
+        EmptyDatasetError,
+        r"t10k-images-idx3-ubyte(\.gz)? holds no images",
+    ),
+    (
+        "label-200",
+        "labels",
+        _idx_payload(np.full(5, 200, np.uint8)),
+        DataFormatError,
+        r"labels-idx1-ubyte(\.gz)? is not a valid IDX file of uint8 labels .*found 200",
+    ),
+]
+
+
+@pytest.mark.parametrize("gz", [True, False], ids=["gz", "raw"])
+@pytest.mark.parametrize(
+    ("which", "payload", "error", "pattern"),
+    [case[1:] for case in BAD_IDX],
+    ids=[case[0] for case in BAD_IDX],
+)
+def test_bad_idx_files_give_one_clear_line(tmp_path, gz, which, payload, error, pattern):
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    ext = ".gz" if gz else ""
+    files = {
+        "images": (raw / f"t10k-images-idx3-ubyte{ext}", _idx_payload(_DIGITS)),
+        "labels": (raw / f"t10k-labels-idx1-ubyte{ext}", _idx_payload(_LABELS)),
+    }
+    for name, (path, good) in files.items():
+        data = good if name != which else payload
+        if data is None:
+            path.write_bytes(b"")  # a 0-byte file, gzipped or not
+        else:
+            path.write_bytes(gzip.compress(data) if gz else data)
+    with pytest.raises(error, match=pattern) as info:
+        load_dataset("mnist", "test", root=tmp_path)
+    assert "\n" not in str(info.value)
+
+
+def test_gzip_that_is_not_gzip_or_holds_nothing(tmp_path):
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    (raw / "t10k-labels-idx1-ubyte.gz").write_bytes(gzip.compress(_idx_payload(_LABELS)))
+    images = raw / "t10k-images-idx3-ubyte.gz"
+    images.write_bytes(gzip.compress(b""))
+    with pytest.raises(DataFormatError, match=r"idx3-ubyte\.gz .*: it decompresses to 0 bytes"):
+        load_dataset("mnist", "test", root=tmp_path)
+    images.write_bytes(gzip.compress(_idx_payload(_DIGITS))[:-30])
+    with pytest.raises(DataFormatError, match=r"not a readable gzip file \(truncated or corrupt"):
+        load_dataset("mnist", "test", root=tmp_path)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import io
+import zipfile
+
 import numpy as np
 import pytest
 import torch
@@ -95,3 +98,105 @@ def test_errors(tmp_path, rng):
         load_dataset("npz", "train", path)
     with pytest.raises(DataOptionError, match="root="):
         load_dataset("npz", "train")
+
+
+def _npz_bytes(**arrays) -> bytes:
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    return buf.getvalue()
+
+
+def _npy_bytes(array) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, array)
+    return buf.getvalue()
+
+
+def _zip_with_raw_member() -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("images", b"not an array")  # a member without .npy: numpy returns bytes
+    return buf.getvalue()
+
+
+_IMGS = np.arange(20 * 5 * 5, dtype=np.int64).reshape(20, 5, 5) % 256
+
+BAD_NPZ = [
+    ("empty", b"", DataFormatError, r"d\.npz is empty \(0 bytes\); expected a \.npz archive"),
+    (
+        "truncated",
+        _npz_bytes(images=_IMGS.astype(np.uint8))[:300],
+        DataFormatError,
+        r"cannot read \S*d\.npz as a \.npz of plain arrays \(no pickled objects; truncated or",
+    ),
+    (
+        "random-bytes",
+        bytes(range(7, 200)),
+        DataFormatError,
+        r"d\.npz is not a \.npz archive \(a zip file of \.npy arrays",
+    ),
+    ("npy-file", _npy_bytes(_IMGS.astype(np.uint8)), DataFormatError, r"d\.npz is a \.npy file"),
+    (
+        "raw-zip-member",
+        _zip_with_raw_member(),
+        DataFormatError,
+        r"member 'images' of \S*d\.npz is not a NumPy array",
+    ),
+    (
+        "int64-in-range",
+        _npz_bytes(images=_IMGS),
+        DataFormatError,
+        r"dtype int64; expected uint8 \(0\.\.255\), found values 0\.\.255; convert first with "
+        r"x\.astype\(np\.uint8\)",
+    ),
+    (
+        "int64-out-of-range",
+        _npz_bytes(images=_IMGS + 300),
+        DataFormatError,
+        r"dtype int64; expected uint8 \(0\.\.255\), found values 300\.\.555; pixel values must",
+    ),
+    (
+        "negative",
+        _npz_bytes(images=_IMGS.astype(np.int16) - 5),
+        DataFormatError,
+        r"found values -5\.\.250",
+    ),
+    (
+        "bool",
+        _npz_bytes(images=_IMGS > 3),
+        DataFormatError,
+        r"dtype bool; .*x\.astype\(np\.uint8\) \* 255",
+    ),
+    (
+        "zero-height",
+        _npz_bytes(images=np.zeros((20, 0, 5), np.uint8)),
+        DataFormatError,
+        r"images of 0x5 pixels; expected at least 1x1",
+    ),
+    (
+        "splits-differ",
+        _npz_bytes(x_train=np.zeros((8, 5, 5), np.uint8), x_test=np.zeros((4, 8, 8, 3), np.uint8)),
+        DataFormatError,
+        r"hold images of different shapes \(C, H, W\): x_train \(1, 5, 5\), x_test \(3, 8, 8\)",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("content", "error", "pattern"),
+    [case[1:] for case in BAD_NPZ],
+    ids=[case[0] for case in BAD_NPZ],
+)
+def test_bad_files_give_one_clear_line(tmp_path, content, error, pattern):
+    path = tmp_path / "d.npz"
+    path.write_bytes(content)
+    with pytest.raises(error, match=pattern) as info:
+        load_dataset("npz", "train", path)
+    assert "\n" not in str(info.value)
+
+
+def test_root_is_a_directory(tmp_path):
+    with pytest.raises(
+        DataNotFoundError, match=r"is a directory; root must be the path of a \.npz"
+    ):
+        load_dataset("npz", "train", tmp_path)

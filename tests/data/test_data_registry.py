@@ -107,3 +107,21 @@ def test_image_dataset_container():
         ImageDataset(images=images[0], name="x", split="train")
     with pytest.raises(DataError, match="3 labels for 2 images"):
         ImageDataset(images=images, name="x", split="train", labels=torch.zeros(3))
+
+
+@pytest.mark.parametrize(
+    ("name", "options", "pattern"),
+    [
+        ("svhn", {"extra": "abc"}, r"svhn: option extra must be True or False, got 'abc' \(str\)"),
+        ("svhn", {"check_md5": 1}, r"svhn: option check_md5 must be True or False, got 1 \(int\)"),
+        ("cifar10", {"check_md5": "yes please"}, r"cifar10: option check_md5 must be True or"),
+        ("celeba", {"crop": "abc"}, r"celeba: option crop must be an integer or None, got 'abc'"),
+        ("npz", {"test_fraction": "abc"}, r"npz: option test_fraction must be a number, got 'abc'"),
+        ("npz", {"layout": 4}, r"npz: option layout must be a string or None, got 4 \(int\)"),
+    ],
+    ids=["svhn-extra", "svhn-md5", "cifar-md5", "celeba-crop", "npz-fraction", "npz-layout"],
+)
+def test_option_values_are_checked_against_the_loader(tmp_path, name, options, pattern):
+    # checked before any file is looked at, so an empty root is enough
+    with pytest.raises(DataOptionError, match=pattern):
+        load_dataset(name, "train", tmp_path / "x.npz" if name == "npz" else tmp_path, **options)

@@ -8,7 +8,7 @@ import scipy.io
 import torch
 import torch.nn.functional as F
 
-from sigmavae.data import DataFormatError, DataNotFoundError, load_dataset
+from sigmavae.data import DataFormatError, DataNotFoundError, EmptyDatasetError, load_dataset
 
 
 def write_svhn(path, n, seed):
@@ -101,3 +101,61 @@ def test_errors(tmp_path):
     write_svhn(tmp_path / "test_32x32.mat", 2, 0)
     with pytest.raises(DataFormatError, match="does not match the published MD5"):
         load_dataset("svhn", "test", root=tmp_path, check_md5=True)
+
+
+def _svhn_truncated(path):
+    write_svhn(path, 50, 0)
+    path.write_bytes(path.read_bytes()[:20000])
+
+
+_X = np.zeros((32, 32, 3, 3), np.uint8)
+
+
+@pytest.mark.parametrize(
+    ("write", "error", "pattern"),
+    [
+        (lambda p: p.write_bytes(b""), DataFormatError, r"test_32x32\.mat is empty \(0 bytes\)"),
+        (
+            _svhn_truncated,
+            DataFormatError,
+            r"cannot read \S*test_32x32\.mat as a MATLAB v5 \.mat file with X uint8",
+        ),
+        (
+            lambda p: scipy.io.savemat(
+                p, {"X": np.zeros((28, 28, 3, 3), np.uint8), "y": np.ones((3, 1))}
+            ),
+            DataFormatError,
+            r"X in \S*test_32x32\.mat is uint8 \(28, 28, 3, 3\); expected uint8 \(32, 32, 3, N\)",
+        ),
+        (
+            lambda p: scipy.io.savemat(p, {"X": _X, "y": np.full((3, 1), 1.5)}),
+            DataFormatError,
+            r"labels y in \S*test_32x32\.mat must be whole numbers 1\.\.10",
+        ),
+        (
+            lambda p: scipy.io.savemat(p, {"X": _X, "y": "abc"}),
+            DataFormatError,
+            r"y in \S*test_32x32\.mat is <U3 \(1,\); expected numeric labels",
+        ),
+        (
+            lambda p: scipy.io.savemat(
+                p, {"X": _X, "y": np.array([[1], ["a"], [2]], dtype=object)}
+            ),
+            DataFormatError,
+            r"y in \S*test_32x32\.mat is object \(3, 1\); expected numeric labels",
+        ),
+        (
+            lambda p: scipy.io.savemat(
+                p, {"X": np.zeros((32, 32, 3, 0), np.uint8), "y": np.ones((0, 1))}
+            ),
+            EmptyDatasetError,
+            r"X in \S*test_32x32\.mat holds no images",
+        ),
+    ],
+    ids=["empty", "truncated", "28x28", "y-fractional", "y-text", "y-cell", "no-images"],
+)
+def test_bad_files_give_one_clear_line(tmp_path, write, error, pattern):
+    write(tmp_path / "test_32x32.mat")
+    with pytest.raises(error, match=pattern) as info:
+        load_dataset("svhn", "test", root=tmp_path)
+    assert "\n" not in str(info.value)

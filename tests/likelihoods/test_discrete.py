@@ -287,12 +287,15 @@ def test_categorical_default_is_bounded_and_options_are_checked():
     plain = create("categorical", memory="plain")
     assert plain.log_prob_fn is categorical_log_prob and plain.chunk_pixels is None
     assert create("categorical", chunk_pixels=5).chunk_pixels == 5
-    with pytest.raises(ValueError, match="memory must be one of"):
+    with pytest.raises(ValueError, match="option memory must be 'bounded' or 'plain' or None"):
         create("categorical", memory="lazy")
     with pytest.raises(ValueError, match="memory='bounded' only"):
         create("categorical", memory="plain", chunk_pixels=8)
-    for bad in (0, -3, 2.5, True):
+    for bad in (0, -3):
         with pytest.raises(ValueError, match="positive int"):
+            create("categorical", chunk_pixels=bad)
+    for bad in (2.5, True):  # the wrong type: refused by the option check before the head
+        with pytest.raises(ValueError, match="option chunk_pixels must be an integer or None"):
             create("categorical", chunk_pixels=bad)
     with pytest.raises(ValueError, match="not both"):
         create("categorical", log_prob_fn=categorical_log_prob, memory="plain")

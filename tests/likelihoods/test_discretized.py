@@ -197,16 +197,17 @@ def test_optimal_scale_is_the_continuous_mle_and_uses_the_running_estimate(name)
     dist = head(params, target=x)
     mse = float((torch.sigmoid(params) - x.double() / 255).pow(2).mean())
     std = 1.0 if name == "discretized_gaussian" else math.pi / math.sqrt(3)
-    # Gaussian: s^2 = MSE; logistic: s = sqrt(3 MSE) / pi; then the default soft clip at -6.
-    scale = float(softclip(torch.tensor(math.log(math.sqrt(mse) / std), dtype=torch.float64),
-                           -6.0).exp())
-    assert abs(scale * std / math.sqrt(mse) - 1) < 0.02  # the clip shifts it by < 2% here
+    # Gaussian: s^2 = MSE; logistic: s = sqrt(3 MSE) / pi; exact (no soft clip) by default.
+    scale = math.sqrt(mse) / std
     assert math.isclose(float(dist.base_dist.scale[0, 0, 0, 0, 0]), scale, rel_tol=1e-6)
     assert math.isclose(float(dist.sigma), scale * std, rel_tol=1e-6)  # the noise std
     assert math.isclose(float(dist.effective_beta), 2 * (scale * std) ** 2, rel_tol=1e-6)
     assert math.isclose(float(head.sigma), scale * std, rel_tol=1e-6)
-    unclipped = create(name, scale="optimal", min_log_scale=None)(params, target=x)
-    assert math.isclose(float(unclipped.sigma), math.sqrt(mse), rel_tol=1e-9)
+    # The public sigma-VAE code's soft clip of log s at -6, on request.
+    clipped = create(name, scale="optimal", min_log_scale="public_code")(params, target=x)
+    expected = float(softclip(torch.tensor(math.log(scale), dtype=torch.float64), -6.0).exp())
+    assert math.isclose(float(clipped.base_dist.scale[0, 0, 0, 0, 0]), expected, rel_tol=1e-6)
+    assert float(clipped.sigma) > float(dist.sigma)
     # Eval mode uses the running average, not the test batch.
     head.eval()
     other = head(params, target=torch.zeros_like(x))

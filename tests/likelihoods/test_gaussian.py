@@ -181,5 +181,5 @@ def test_low_precision_params_are_evaluated_in_float32():
 def test_registry_errors_are_specific():
     with pytest.raises(ValueError, match="unknown likelihood 'gausian'; choose one of"):
         create("gausian")
-    with pytest.raises(TypeError, match="bad options"):
+    with pytest.raises(ValueError, match="unknown option"):
         create("gaussian", nonsense=1)

@@ -123,12 +123,86 @@ def test_per_image_is_flagged_as_not_a_valid_bound():
     assert "not a bound" in head.invalid_bound_reason
 
 
-def test_min_log_sigma_floors_a_perfect_reconstruction():
+def _residuals_with_rmse(rmse: float, shape=(64, 3, 8, 8), seed=0):
+    """Data in [0, 1] and means whose batch RMSE is exactly ``rmse``."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(*shape, generator=g, dtype=torch.float64)
+    noise = torch.randn(shape, generator=g, dtype=torch.float64)
+    return x, x + noise * (rmse / noise.pow(2).mean().sqrt())
+
+
+@pytest.mark.parametrize("rmse", [0.055, 0.0185, 0.01])
+@pytest.mark.parametrize("name", ["optimal_sigma", "optimal_sigma_per_dim",
+                                  "optimal_sigma_per_image"])
+def test_default_sigma_is_the_exact_mle(name, rmse):
+    """No soft clip by default: sigma is sqrt(MSE) (the old default clipped log sigma at -6, so
+    sigma was 4.5% / 13% / 25% too large at 0.055 / 0.0185 / 0.01)."""
+    x, mean = _residuals_with_rmse(rmse)
+    head = create(name, mean_activation="identity").double()
+    dist = head(mean, target=x)
+    axes = {"optimal_sigma": None, "optimal_sigma_per_dim": 0,
+            "optimal_sigma_per_image": (1, 2, 3)}[name]
+    squared = (x - mean).pow(2)
+    mse = squared.mean() if axes is None else squared.mean(axes, keepdim=name.endswith("image"))
+    torch.testing.assert_close(dist.sigma.reshape(mse.shape), mse.sqrt(), rtol=1e-12, atol=0)
+    if name == "optimal_sigma":
+        assert math.isclose(float(dist.sigma), rmse, rel_tol=1e-12)
+        assert math.isclose(float(dist.effective_beta), 2 * rmse**2, rel_tol=1e-12)
+        assert math.isclose(float(head.sigma), rmse, rel_tol=1e-12)  # the running estimate
+
+
+@pytest.mark.parametrize("name", ["optimal_sigma", "optimal_sigma_per_dim",
+                                  "optimal_sigma_per_image"])
+def test_default_gradient_through_sigma_vanishes_for_every_scope(name):
+    """At the exact MLE d NLL / d sigma = 0, so the gradient with respect to the means is the
+    same whether sigma is differentiated through or held fixed (the envelope theorem)."""
+    x, mean = _residuals_with_rmse(0.02, shape=(8, 2, 4, 4))
+    head = create(name, mean_activation="identity").double()
+    p = mean.clone().requires_grad_(True)
+    dist = head(p, target=x)
+    (grad_through,) = torch.autograd.grad(-dist.log_prob(x).sum(), p)
+    q = mean.clone().requires_grad_(True)
+    fixed = torch.distributions.Normal(q, dist.sigma.detach().expand_as(q))
+    (grad_fixed,) = torch.autograd.grad(-fixed.log_prob(x).sum(), q)
+    torch.testing.assert_close(grad_through, grad_fixed, rtol=1e-9, atol=1e-9)
+    # With the public code's soft clip the gradient through sigma does not vanish.
+    clipped = create(name, mean_activation="identity", min_log_sigma="public_code").double()
+    r = mean.clone().requires_grad_(True)
+    (grad_clipped,) = torch.autograd.grad(-clipped(r, target=x).log_prob(x).sum(), r)
+    assert not torch.allclose(grad_clipped, grad_fixed, rtol=1e-3)
+
+
+def test_public_code_option_soft_clips_log_sigma_at_minus_six():
+    from sigmavae.likelihoods import PUBLIC_CODE_MIN_LOG_SIGMA, softclip
+
+    assert PUBLIC_CODE_MIN_LOG_SIGMA == -6.0
+    x, mean = _residuals_with_rmse(0.01)
+    head = create("optimal_sigma", mean_activation="identity", min_log_sigma="public_code")
+    sigma = float(head.double()(mean, target=x).sigma)
+    expected = float(softclip(torch.tensor(math.log(0.01), dtype=torch.float64), -6.0).exp())
+    assert math.isclose(sigma, expected, rel_tol=1e-12)
+    assert 1.2 < sigma / 0.01 < 1.3  # the clip's bias at sigma = 0.01: about 25%
+    same = create("optimal_sigma", mean_activation="identity", min_log_sigma=-6)
+    assert math.isclose(float(same.double()(mean, target=x).sigma), expected, rel_tol=1e-12)
+
+
+def test_hard_floor_for_a_perfect_reconstruction():
+    from sigmavae.likelihoods import QUANTIZATION_SIGMA
+
+    assert math.isclose(QUANTIZATION_SIGMA, 1 / (255 * math.sqrt(12)), rel_tol=1e-12)
     head = create("optimal_sigma", mean_activation="identity")
     x = torch.rand(4, 1, 3, 3)
     dist = head(x.clone(), target=x)
-    assert math.isclose(float(dist.sigma), math.exp(-6.0), rel_tol=1e-4)
+    assert math.isclose(float(dist.sigma), QUANTIZATION_SIGMA, rel_tol=1e-6)
     assert torch.isfinite(dist.log_prob(x)).all()
+    per_image = create("optimal_sigma_per_image", mean_activation="identity")
+    mean = x.clone()
+    mean[1:] += 0.05  # image 0 perfect, the others not
+    d = per_image(mean, target=x)
+    assert math.isclose(float(d.sigma[0]), QUANTIZATION_SIGMA, rel_tol=1e-6)
+    assert torch.isfinite(d.log_prob(x)).all() and torch.isfinite(per_image.running_var)
+    floored = create("optimal_sigma", mean_activation="identity", min_sigma=1e-4)
+    assert math.isclose(float(floored(x.clone(), target=x).sigma), 1e-4, rel_tol=1e-6)
 
 
 @pytest.mark.parametrize("name", ["optimal_sigma", "optimal_sigma_per_dim"])
@@ -154,6 +228,15 @@ def test_bad_options():
         OptimalSigmaGaussian(scope="pixel")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="decay"):
         create("optimal_sigma", decay=1.0)
+    with pytest.raises(ValueError, match="min_log_sigma must be a finite number, 'public_code'"):
+        OptimalSigmaGaussian(min_log_sigma="paper")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="option min_log_sigma must be a number or 'public_code'"):
+        create("optimal_sigma", min_log_sigma="paper")
+    for bad in (0, -1e-3, float("inf")):
+        with pytest.raises(ValueError, match="min_sigma must be a positive number"):
+            create("optimal_sigma", min_sigma=bad)
+    with pytest.raises(ValueError, match="option min_sigma must be a number, got 'small'"):
+        create("optimal_sigma", min_sigma="small")
 
 
 def test_gradcheck_optimal_heads():

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from sigmavae import likelihoods
 from sigmavae.likelihoods import (
     BernoulliHead,
     CategoricalHead,
@@ -13,9 +14,16 @@ from sigmavae.likelihoods import (
     FixedSigmaGaussian,
     StudentTHead,
 )
-from sigmavae.metrics import EvalContext, PITHistogram, pit_values, plot_calibration
+from sigmavae.metrics import (
+    EvalContext,
+    MetricUnavailable,
+    PITHistogram,
+    pit_values,
+    plot_calibration,
+)
 from sigmavae.metrics import calibration as cal_metric
 from sigmavae.metrics.calibration import DEFAULT_LEVELS
+from sigmavae.models.conv import build_conv_vae
 
 SHAPE = (64, 1, 16, 16)  # 16384 values
 
@@ -101,3 +109,56 @@ def test_calibration_metric_on_a_trained_model(frey_model, frey_test_images, tmp
     assert out["available"] and out["num_values"] == 24 * 28 * 20
     assert set(out["coverage"]) == {"0.5", "0.8", "0.9", "0.95"}
     assert 0 <= out["ece"] <= 1 and (tmp_path / "c.png").is_file()
+
+
+# -- which heads are calibrated, and the note: the head answers (bound_validity, fits_test_data) --
+def _tiny_model(head):
+    torch.manual_seed(0)
+    return build_conv_vae((1, 8, 8), head, latent_dim=3, channels=(4, 4, 4)).eval()
+
+
+def _tiny_images(binary: bool = False) -> torch.Tensor:
+    images = torch.randint(0, 256, (6, 1, 8, 8), generator=torch.Generator().manual_seed(0),
+                           dtype=torch.uint8)
+    return torch.where(images > 127, 255, 0).to(torch.uint8) if binary else images
+
+
+class _UnnormalisedGaussian(FixedSigmaGaussian):
+    """A head that declares no valid bound for a reason of its own (not fitted to the data)."""
+
+    valid_bound = False
+    invalid_bound_reason = "this test head's density is not normalised over the data"
+
+
+def test_head_fitted_to_the_scored_data_gets_the_flattered_note():
+    head = likelihoods.create("optimal_sigma_per_image")
+    assert head.fits_test_data and not head.bound_validity(_tiny_images())[0]
+    out = cal_metric.run(EvalContext(_tiny_model(head), _tiny_images(), batch_size=3))
+    assert out["available"]
+    assert out["note"] == ("calibration is flattered: the head's parameters are fitted to the "
+                           f"evaluated images themselves ({head.invalid_bound_reason})")
+    rows = cal_metric.markdown_rows(out)
+    assert rows[-1] == ("calibration note", "", out["note"])
+
+
+def test_head_without_a_distribution_over_the_data_is_unavailable_with_its_own_reason():
+    images = _tiny_images()
+    bernoulli = BernoulliHead()
+    with pytest.raises(MetricUnavailable) as info:
+        cal_metric.run(EvalContext(_tiny_model(bernoulli), images, batch_size=3))
+    message = str(info.value)
+    assert message.startswith("bernoulli on these data is not a distribution over the data, so "
+                              "it has no predictive CDF to calibrate (")
+    assert bernoulli.invalid_bound_reason in message and "\n" not in message
+    # not "the head's sigma depends on the test image itself": that is only per-image sigma
+    with pytest.raises(MetricUnavailable, match="no predictive CDF") as info:
+        cal_metric.run(EvalContext(_tiny_model(_UnnormalisedGaussian(sigma=0.1)), images))
+    assert "this test head's density is not normalised over the data" in str(info.value)
+    assert "sigma depends on the test image" not in str(info.value)
+
+
+def test_heads_with_a_valid_bound_get_no_note():
+    for head, images in ((BernoulliHead(), _tiny_images(binary=True)),  # exact on binary data
+                         (FixedSigmaGaussian(sigma=0.1), _tiny_images())):
+        out = cal_metric.run(EvalContext(_tiny_model(head), images, batch_size=4))
+        assert out["available"] and "note" not in out

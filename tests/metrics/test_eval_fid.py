@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+import copy
+import re
+from pathlib import Path
+
 import numpy as np
 import pytest
 import scipy.linalg
 import torch
 from torch import nn
 
-from sigmavae.metrics import EvalContext, MetricUnavailable, build_fid_metric, fid_from_images
+from sigmavae.metrics import (
+    EvalContext,
+    MetricUnavailable,
+    build_fid_metric,
+    evaluate,
+    fid_from_images,
+)
 from sigmavae.metrics import fid as fid_metric
+from sigmavae.metrics.fid import FeatureExtractorError, check_fid_features
 
 
 class Flatten64(nn.Module):
@@ -86,9 +97,131 @@ def test_fid_metric_on_a_trained_model(frey_model, frey_test_images):
     out = fid_metric.run(ctx)
     assert out["available"] and out["num_real"] == out["num_fake"] == 16
     assert out["fid"] > 0
-    with pytest.raises(MetricUnavailable, match="cannot import"):
+    with pytest.raises(FeatureExtractorError, match="cannot import"):  # an error, not n/a
         fid_metric.run(EvalContext(frey_model, frey_test_images,
                                    options={"fid_features": "no_such_module_xyz:f"}))
     samples = fid_metric.prior_samples(frey_model, 5, seed=1, batch_size=2)
     assert samples.shape == (5, 1, 28, 20)
     assert 0 <= float(samples.min()) <= float(samples.max()) <= 1
+
+
+# -- a feature extractor the user named that cannot be used is an error, never "FID n/a" ---------
+_FEATURES_PY = """\
+import torch
+from torch import nn
+
+NUMBER = 3
+
+
+def needs_an_argument(width):
+    return nn.Flatten()
+
+
+def explodes():
+    raise RuntimeError("no GPU here")
+
+
+def a_number():
+    return 3
+
+
+class _Scalar(nn.Module):
+    def forward(self, x):
+        return x.mean()
+
+
+def scalar_features():
+    return _Scalar()
+
+
+class _Broken(nn.Module):
+    def forward(self, x):
+        return x @ torch.ones(7, 7)
+
+
+def broken_features():
+    return _Broken()
+"""
+
+
+def _bad_specs(tmp_path: Path) -> list[tuple[str, str]]:
+    """(spec, what the message says after the quoted spec)."""
+    feats = tmp_path / "feats.py"
+    feats.write_text(_FEATURES_PY)
+    (tmp_path / "fails_on_import.py").write_text("raise ImportError('needs timm')\n")
+    (tmp_path / "syntax.py").write_text("def f(:\n")
+    weights_dir = tmp_path / "weights"
+    weights_dir.mkdir()
+    return [
+        ("nosuchmod:fn", r"cannot import module 'nosuchmod' \(ModuleNotFoundError: No module "
+                         r"named 'nosuchmod'\)$"),
+        ("math:no_such_function", "math has no attribute 'no_such_function'$"),
+        (f"{tmp_path}/missing.py:features", f"no such file {tmp_path}/missing.py$"),
+        (f"{tmp_path}/fails_on_import.py:f", r"cannot import .*fails_on_import.py: ImportError: "
+                                             "needs timm$"),
+        (f"{tmp_path}/syntax.py:f", "cannot import .*syntax.py: SyntaxError"),
+        (f"{feats}:nope", "has no attribute 'nope'$"),
+        (f"{feats}:NUMBER", "NUMBER in .*feats.py is of type int, not an nn.Module or a "
+                            "function returning one$"),
+        (f"{feats}:needs_an_argument", r"calling needs_an_argument\(\) failed \(TypeError: .*"
+                                       "expected a function without arguments"),
+        (f"{feats}:explodes", r"calling explodes\(\) failed \(RuntimeError: no GPU here\)"),
+        (f"{feats}:a_number", r"a_number\(\) returned int, not an nn.Module$"),
+        (f"{feats}:scalar_features", r"maps \(2, 3, 4, 4\) images to a torch.float32 tensor of "
+                                     r"shape \(\); expected \(2, d\) float features$"),
+        (f"{feats}:broken_features", r"the extractor fails on a \(2, 3, 4, 4\) batch of images "
+                                     r"in \[0, 1\] \(RuntimeError: "),
+        ("nocolon", "expected module:function or file.py:function; the choices are inception, "),
+        (f"inception:{tmp_path}/missing.pth", f"the Inception weights file {tmp_path}/missing.pth "
+                                              "does not exist; expected the torch-fidelity file "
+                                              "weights-inception-2015-12-05-6726825d.pth"),
+        (f"inception:{weights_dir}", f"the Inception weights file {weights_dir} is a directory"),
+    ]
+
+
+def test_named_feature_extractor_that_cannot_be_used_is_an_error(tmp_path, monkeypatch):
+    images = torch.randint(0, 256, (6, 1, 4, 4), dtype=torch.uint8)
+    model = _tiny_model((1, 4, 4))
+    for spec, expected in _bad_specs(tmp_path):
+        for call in (lambda spec=spec: check_fid_features(spec, (1, 4, 4)),
+                     lambda spec=spec: fid_metric.run(EvalContext(
+                         model, images, options={"fid_features": spec})),
+                     lambda spec=spec: evaluate(model, images, ["elbo", "fid"],
+                                                {"fid_features": spec})):
+            with pytest.raises(FeatureExtractorError) as info:
+                call()
+            message = str(info.value)
+            assert isinstance(info.value, ValueError) and "\n" not in message, message
+            prefix = f"--fid-features {spec!r}: "
+            assert message.startswith(prefix), message
+            assert re.search(expected, message[len(prefix):]), message
+    # By contrast, where nothing the user named failed (the default Inception features, or an
+    # existing weights file, without torch-fidelity), FID is n/a with the reason, the report
+    # goes on.
+    monkeypatch.setattr(fid_metric, "torch_fidelity_installed", lambda: False)
+    weights = tmp_path / fid_metric.INCEPTION_WEIGHTS_FILE
+    weights.write_bytes(b"weights")
+    for spec in (None, "inception", f"inception:{weights}"):
+        check_fid_features(spec, (1, 4, 4))
+        fid = evaluate(model, images, ["fid"], {"fid_features": spec})["metrics"]["fid"]
+        assert fid["available"] is False and "pip install torch-fidelity" in fid["reason"]
+
+
+def _tiny_model(shape):
+    from sigmavae import likelihoods
+    from sigmavae.models.conv import build_conv_vae
+
+    torch.manual_seed(0)
+    return build_conv_vae(shape, likelihoods.create("fixed_sigma", sigma=0.1), latent_dim=2,
+                          channels=(4, 4, 4)).eval()
+
+
+def test_prior_samples_and_fid_of_a_float64_model(frey_model, frey_test_images):
+    double = copy.deepcopy(frey_model).double()
+    samples = fid_metric.prior_samples(double, 5, seed=1, batch_size=2)
+    torch.testing.assert_close(samples.double(),
+                               fid_metric.prior_samples(frey_model, 5, seed=1).double(),
+                               rtol=0, atol=1e-5)  # the same weights: float32 rounding only
+    out = fid_metric.run(EvalContext(double, frey_test_images, batch_size=10,
+                                     options={"fid_samples": 16, "fid_features": "pixels"}))
+    assert out["available"] and out["fid"] > 0

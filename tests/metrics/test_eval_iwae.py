@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import copy
 import itertools
 import math
 
+import pytest
 import torch
 
-from sigmavae.metrics import elbo_per_image, evaluate_elbo, iwae_per_image, log_importance_weights
-from sigmavae.metrics.iwae import default_ks, iwae_from_weights
+from sigmavae.metrics import (
+    EvalContext,
+    elbo_per_image,
+    evaluate_elbo,
+    iwae_per_image,
+    log_importance_weights,
+)
+from sigmavae.metrics import iwae as iwae_metric
+from sigmavae.metrics.iwae import _image_noise, default_ks, iwae_from_weights
 
 
 def test_linear_gaussian_elbo_gap_is_the_kl_to_the_true_posterior(linear_gaussian):
@@ -76,3 +85,34 @@ def test_iwae_beats_elbo_and_grows_with_k_on_a_trained_model(frey_model, frey_te
     assert float(gain.mean()) > 3 * float(gain.std() / math.sqrt(gain.numel()))
     report = evaluate_elbo(frey_model, images, samples=8, seed=0)
     assert means[64] > -report.neg_elbo  # log-likelihood bound above the (8-sample) ELBO
+
+
+def test_float64_model_gets_iwae_that_agrees_with_float32(frey_model, frey_test_images):
+    images = frey_test_images[:8]
+    double = copy.deepcopy(frey_model).double()
+    bounds64 = iwae_per_image(double, images, 16, ks=[1, 16], seed=2, batch_size=32)
+    bounds32 = iwae_per_image(frey_model, images, 16, ks=[1, 16], seed=2, batch_size=32)
+    for k in (1, 16):
+        assert bounds64[k].dtype == torch.float64
+        # the same weights and noise: float32 rounding only (the bounds are ~ -1e3 nats)
+        torch.testing.assert_close(bounds64[k], bounds32[k], rtol=1e-5, atol=1e-2)
+    # the metric entry point (what `sigmavae eval --metrics iwae` runs) works on it too
+    out = iwae_metric.run(EvalContext(double, images, batch_size=32, seed=2,
+                                      options={"iwae_samples": 16}))
+    assert out["neg_iwae_nats_per_image"] == pytest.approx(-float(bounds64[16].mean()), rel=1e-12)
+
+
+def test_float64_one_sample_iwae_is_the_single_sample_elbo_with_the_same_noise(frey_model,
+                                                                             frey_test_images):
+    images = frey_test_images[:8]
+    double = copy.deepcopy(frey_model).double()
+    log_w = log_importance_weights(double, images, 1, seed=4)[:, 0]
+    generator = torch.Generator()
+    noise = torch.cat([_image_noise(4, i, 1, double.latent_dim, generator)
+                       for i in range(images.shape[0])])
+    with torch.no_grad():
+        terms = double(images, noise=noise)  # the ELBO path: model.forward
+    z = terms.z
+    log_prior = (-0.5 * z.pow(2) - 0.5 * math.log(2 * math.pi)).sum(-1)
+    elbo_one_sample = -terms.nll + log_prior - terms.posterior.log_prob(z)  # Monte Carlo KL
+    torch.testing.assert_close(log_w, elbo_one_sample, rtol=0, atol=1e-9)

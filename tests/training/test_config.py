@@ -9,7 +9,8 @@ from sigmavae.training import ConfigError, TrainConfig
 
 def test_yaml_roundtrip(tmp_path):
     path = tmp_path / "c.yaml"
-    path.write_text("data: mnist\nepochs: 3\nlr: 1\nlikelihood_options: {beta: 0.01}\n")
+    path.write_text("data: mnist\nepochs: 3\nlr: 1\nlikelihood: fixed_sigma\n"
+                    "likelihood_options: {beta: 0.01}\n")
     cfg = TrainConfig.from_yaml(path)
     assert cfg.data == "mnist" and cfg.epochs == 3 and cfg.lr == 1.0
     assert cfg.likelihood_options == {"beta": 0.01}

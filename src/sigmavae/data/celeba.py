@@ -7,7 +7,7 @@ from pathlib import Path
 from .cache import decode_cached
 from .dataset import ImageDataset
 from .errors import DataFormatError, DataOptionError, EmptyDatasetError
-from .paths import not_found, resolve_root
+from .paths import check_not_empty, not_found, resolve_root, short
 from .registry import register_dataset
 
 BASE_FOLDER = "celeba"
@@ -42,23 +42,32 @@ def read_partition(path: Path) -> dict[str, list[str]]:
     """``list_eval_partition.txt`` -> ``{"train": [file names], "val": [...], "test": [...]}``."""
     out: dict[str, list[str]] = {s: [] for s in PARTITION_CODES}
     names = {v: k for k, v in PARTITION_CODES.items()}
-    with open(path, encoding="utf-8", errors="replace") as f:
-        for number, line in enumerate(f, 1):
-            fields = line.split()
-            if not fields:
-                continue
-            if (
-                len(fields) != 2
-                or fields[1] not in ("0", "1", "2")
-                or "/" in fields[0]
-                or "\\" in fields[0]
-                or fields[0].startswith(".")
-            ):
-                raise DataFormatError(
-                    f"celeba: line {number} of {path} is {line.strip()!r}; expected "
-                    "'<image file name> <0|1|2>' (0 train, 1 val, 2 test)"
-                )
-            out[names[int(fields[1])]].append(fields[0])
+    expected = "lines '<image file name> <0|1|2>' (0 train, 1 val, 2 test)"
+    check_not_empty(path, "celeba", f"a text file of {expected}")
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError as exc:
+        raise DataFormatError(
+            f"celeba: cannot read {path}: {type(exc).__name__}: {short(exc)}; expected {expected}"
+        ) from exc
+    for number, line in enumerate(text.splitlines(), 1):
+        fields = line.split()
+        if not fields:
+            continue
+        if (
+            len(fields) != 2
+            or fields[1] not in ("0", "1", "2")
+            or "/" in fields[0]
+            or "\\" in fields[0]
+            or fields[0].startswith(".")
+        ):
+            shown = repr(line.strip())
+            shown = shown if len(shown) <= 60 else shown[:57] + "..."
+            raise DataFormatError(
+                f"celeba: line {number} of {path} is {shown}; expected '<image file name> "
+                "<0|1|2>' (0 train, 1 val, 2 test)"
+            )
+        out[names[int(fields[1])]].append(fields[0])
     return out
 
 
@@ -84,25 +93,35 @@ def load_celeba(
     official validation split).
     """
     del val_fraction, seed
+    if on_error not in ("raise", "skip"):
+        raise DataOptionError(f"celeba: on_error must be 'raise' or 'skip', got {on_error!r}")
+    if num_workers is not None and num_workers < 1:
+        raise DataOptionError(
+            f"celeba: num_workers must be a positive integer (decoding threads) or None, "
+            f"got {num_workers!r}"
+        )
     if crop is not None and (isinstance(crop, bool) or not isinstance(crop, int) or crop < 1):
         raise DataOptionError(f"celeba: crop must be a positive int (pixels) or None, got {crop!r}")
     root = resolve_root(root)
     folder = root / BASE_FOLDER
     partition = folder / PARTITION_FILE
-    if download and not (partition.is_file() and (folder / IMAGE_FOLDER).is_dir()):
+    image_dir = folder / IMAGE_FOLDER
+    if download and not (partition.is_file() and image_dir.is_dir()):
         from torchvision.datasets import CelebA
 
         CelebA(str(root), split="all", target_type=[], download=True)
-    missing = [p for p in (partition, folder / IMAGE_FOLDER) if not p.exists()]
+    missing = [
+        p for p, ok in ((partition, partition.is_file()), (image_dir, image_dir.is_dir())) if not ok
+    ]
     if missing:
         raise not_found("celeba", missing, folder, _HOW)
     names = read_partition(partition)[split]
     if not names:
         raise EmptyDatasetError(f"celeba: {partition} lists no images for split {split!r}")
-    files = [folder / IMAGE_FOLDER / n for n in names]
+    files = [image_dir / n for n in names]
     absent = [p for p in files if not p.is_file()]
     if absent:
-        raise not_found("celeba", absent, folder / IMAGE_FOLDER, _HOW)
+        raise not_found("celeba", absent, image_dir, _HOW)
     side = CELEBA_DEFAULT_SIZE if image_size is None else image_size
     images, _ = decode_cached(
         files,

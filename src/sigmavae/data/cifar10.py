@@ -20,8 +20,8 @@ import numpy as np
 import torch
 
 from .dataset import ImageDataset
-from .errors import DataFormatError
-from .paths import not_found, resolve_root, verify_md5
+from .errors import DataFormatError, EmptyDatasetError
+from .paths import check_not_empty, not_found, resolve_root, short, verify_md5
 from .registry import register_dataset
 from .splits import train_val_indices
 from .transforms import resize
@@ -75,6 +75,8 @@ class _BatchUnpickler(pickle.Unpickler):
         ("numpy", "ndarray"): lambda: np.ndarray,
         ("numpy", "dtype"): lambda: np.dtype,
         ("_codecs", "encode"): lambda: codecs.encode,
+        ("__builtin__", "bytes"): lambda: bytes,  # protocol 2 spells an empty bytes b"" so
+        ("builtins", "bytes"): lambda: bytes,
     }
 
     def find_class(self, module: str, name: str) -> Any:
@@ -86,16 +88,24 @@ class _BatchUnpickler(pickle.Unpickler):
 
 def read_cifar_batch(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
     """One CIFAR-10 batch file: uint8 images ``(n, 3, 32, 32)`` and int64 labels ``(n,)``."""
+    check_not_empty(path, "cifar10", "a CIFAR-10 python batch (a pickled dict)")
     try:
         with open(path, "rb") as f:
             batch = _BatchUnpickler(f, encoding="bytes").load()
     except Exception as exc:  # UnpicklingError, EOFError, ValueError, ...
         raise DataFormatError(
-            f"cifar10: cannot read {path} as a CIFAR-10 python batch: {type(exc).__name__}: {exc}"
+            f"cifar10: cannot read {path} as a CIFAR-10 python batch: "
+            f"{type(exc).__name__}: {short(exc)}"
         ) from exc
     if not isinstance(batch, dict) or b"data" not in batch or b"labels" not in batch:
         raise DataFormatError(f"cifar10: {path} is not a dict with keys b'data' and b'labels'")
-    data, labels = batch[b"data"], np.asarray(batch[b"labels"])
+    data = batch[b"data"]
+    try:
+        labels = np.asarray(batch[b"labels"])
+    except (ValueError, TypeError) as exc:  # ragged lists and the like
+        raise DataFormatError(
+            f"cifar10: b'labels' in {path} is not a flat list of integers (one per image, 0..9)"
+        ) from exc
     if (
         not isinstance(data, np.ndarray)
         or data.dtype != np.uint8
@@ -107,12 +117,17 @@ def read_cifar_batch(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
             f"cifar10: b'data' in {path} is {getattr(data, 'dtype', type(data))} {shape}; "
             "expected uint8 (n, 3072) (rows of 1024 red, 1024 green, 1024 blue)"
         )
+    if data.shape[0] == 0:
+        raise EmptyDatasetError(f"cifar10: b'data' in {path} holds no images")
     if labels.shape != (data.shape[0],) or not np.issubdtype(labels.dtype, np.integer):
         raise DataFormatError(
-            f"cifar10: b'labels' in {path} must be {data.shape[0]} integers, got {labels.shape}"
+            f"cifar10: b'labels' in {path} must be {data.shape[0]} integers, got "
+            f"{labels.dtype} {labels.shape}"
         )
-    if labels.size and (labels.min() < 0 or labels.max() > 9):
-        raise DataFormatError(f"cifar10: labels in {path} must be 0..9")
+    if labels.min() < 0 or labels.max() > 9:
+        raise DataFormatError(
+            f"cifar10: labels in {path} must be 0..9, got {labels.min()}..{labels.max()}"
+        )
     images = torch.from_numpy(np.ascontiguousarray(data).reshape(-1, 3, 32, 32).copy())
     return images, torch.from_numpy(labels.astype(np.int64))
 

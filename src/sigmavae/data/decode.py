@@ -38,13 +38,26 @@ def default_num_workers() -> int:
     return max(1, min(8, os.cpu_count() or 1))
 
 
+def describe_failure(path: Path, exc: BaseException) -> str:
+    """One line saying why ``path`` could not be decoded (an empty file is named as such)."""
+    try:
+        if os.path.getsize(path) == 0:
+            return "the file is empty (0 bytes)"
+    except OSError:
+        if os.path.islink(path):
+            return f"a broken symbolic link (its target {os.readlink(path)} does not exist)"
+    text = " ".join(str(exc).replace(str(path), "<file>").split())
+    text = text if len(text) <= 160 else text[:157] + "..."
+    return f"{type(exc).__name__}: {text}"
+
+
 def channels_of(path: Path) -> int:
     """1 for grey Pillow modes (L, 1, I;16, ...), else 3; reads the header only."""
     try:
         with Image.open(path) as im:
             return 1 if im.mode in _GREY_MODES else 3
     except Exception as exc:  # Pillow raises many types on malformed input
-        raise CorruptImageError(path, f"{type(exc).__name__}: {exc}") from exc
+        raise CorruptImageError(path, describe_failure(path, exc)) from exc
 
 
 def _read(path: Path, mode: str) -> np.ndarray | Exception:
@@ -121,7 +134,7 @@ def decode_images(
     reported: set[int] = set()  # files already reported as bad while probing the mode
 
     def bad(i: int, exc: Exception | str) -> None:
-        reason = exc if isinstance(exc, str) else f"{type(exc).__name__}: {exc}"
+        reason = exc if isinstance(exc, str) else describe_failure(paths[i], exc)
         if on_error == "raise":
             raise CorruptImageError(paths[i], reason)
         warnings.warn(f"skipping image {paths[i]}: {reason}", CorruptImageWarning, stacklevel=3)
@@ -153,7 +166,14 @@ def decode_images(
                 continue
             blocks = []
             for members in groups.values():
-                block = _finish([arrays[i] for i in members], crop, image_size)
+                try:
+                    block = _finish([arrays[i] for i in members], crop, image_size)
+                except DataOptionError as exc:  # the crop does not fit these images
+                    h, w = arrays[members[0]].shape[:2]
+                    raise DataOptionError(
+                        f"image {paths[members[0]]} is {h}x{w} pixels, too small for the "
+                        f"requested crop: {exc}"
+                    ) from exc
                 if reference is None:
                     reference, first = tuple(block.shape[1:]), paths[members[0]]
                 elif tuple(block.shape[1:]) != reference:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import torch
@@ -48,21 +49,62 @@ independent of seed) and val from the rest with val_fraction and seed. Options: 
 default from the first image), image_size with crop=True to centre-crop to a square first
 (crop=False resizes without keeping the aspect ratio), labels=True for class labels from the first
 sub-folder level (ImageFolder convention), on_error='raise' or 'skip' for undecodable files,
-num_workers decoding threads. All images must have one size unless image_size is given. Name:
-'folder:<directory name>'.
+num_workers decoding threads. All images must have one size unless image_size is given.
+Symbolic links (a linked root, linked sub-folders or linked files) are followed like ordinary
+folders and files. Name: 'folder:<directory name>' (the name of root as given).
 """
 
 
 def list_images(directory: Path) -> list[Path]:
-    """Image files under ``directory``, recursively, sorted by relative path; hidden skipped."""
+    """Image files under ``directory``, recursively, sorted by relative path; hidden skipped.
+
+    Symbolic links are followed like ordinary files and folders (a linked data set loads like a
+    copied one); the returned paths are spelled below ``directory`` (links are not resolved). A
+    folder link that leads back to one of its own parent folders (a loop) is skipped with a
+    warning.
+    """
     found: list[tuple[str, Path]] = []
-    for dirpath, dirnames, filenames in os.walk(directory):
-        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+    top = os.fspath(directory)
+    chains = {top: (os.path.realpath(top),)}  # real paths of each folder and its parents
+    for dirpath, dirnames, filenames in os.walk(top, followlinks=True):
+        chain = chains.pop(dirpath, (os.path.realpath(dirpath),))
+        keep = []
+        for d in dirnames:
+            if d.startswith("."):
+                continue
+            sub = os.path.join(dirpath, d)
+            real = os.path.realpath(sub)
+            if real in chain:
+                warnings.warn(
+                    f"folder: skipping {sub}: a symbolic link loop (it leads back to {real})",
+                    stacklevel=2,
+                )
+                continue
+            chains[sub] = (*chain, real)
+            keep.append(d)
+        dirnames[:] = keep
         for name in filenames:
             if not name.startswith(".") and name.lower().endswith(IMAGE_EXTENSIONS):
                 path = Path(dirpath) / name
                 found.append((path.relative_to(directory).as_posix(), path))
     return [p for _, p in sorted(found)]
+
+
+def _check_links(files: list[Path], on_error: str) -> None:
+    """Raise :class:`DataNotFoundError` for the first broken symbolic link (unless skipping)."""
+    if on_error == "skip":
+        return  # the decoder skips it with a CorruptImageWarning naming it
+    for f in files:
+        if not f.exists():
+            target = os.readlink(f) if f.is_symlink() else None
+            what = (
+                f"a broken symbolic link (its target {target} does not exist)"
+                if target
+                else "gone (it was listed but no longer exists)"
+            )
+            raise DataNotFoundError(
+                f"folder: image file {f} is {what}; fix or remove it, or pass on_error='skip'"
+            )
 
 
 def _split_dirs(root: Path) -> dict[str, Path] | None:
@@ -127,6 +169,11 @@ def load_folder(
         raise DataOptionError(f"folder: channels must be 1, 3 or None, got {channels!r}")
     if on_error not in ("raise", "skip"):
         raise DataOptionError(f"folder: on_error must be 'raise' or 'skip', got {on_error!r}")
+    if num_workers is not None and num_workers < 1:
+        raise DataOptionError(
+            f"folder: num_workers must be a positive integer (decoding threads) or None, "
+            f"got {num_workers!r}"
+        )
     test_fraction = check_fraction("test_fraction", test_fraction)
 
     dirs = _split_dirs(root)
@@ -155,6 +202,7 @@ def load_folder(
             positions = torch.arange(len(files))
         class_roots = list(dirs.values())
 
+    _check_links(files, on_error)
     if channels is None:
         first_files = list_images(dirs["train"]) if dirs is not None else files
         channels = _detect_channels(first_files or files, on_error)
@@ -192,5 +240,8 @@ def load_folder(
         file_classes = [index[_class_of(files[int(p)], base)] for p in kept[rows]]
         targets = torch.tensor(file_classes, dtype=torch.int64)
     return ImageDataset(
-        images=selected, name=f"folder:{root.resolve().name}", split=split, labels=targets
+        images=selected,
+        name=f"folder:{Path(os.path.abspath(root)).name}",
+        split=split,
+        labels=targets,
     )

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import gzip
-import shutil
-import tempfile
 import zlib
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from .dataset import ImageDataset
-from .errors import DataFormatError
-from .paths import not_found, resolve_root
+from .errors import DataFormatError, EmptyDatasetError
+from .paths import check_not_empty, not_found, resolve_root, short
 from .registry import register_dataset
 from .splits import train_val_indices
 from .transforms import resize
@@ -46,37 +45,86 @@ def _find(raw: Path, stem: str) -> Path | None:
     return None
 
 
-def read_idx(path: Path, *, images: bool) -> torch.Tensor:
-    """Read one IDX file (``.gz`` or not) with torchvision's MNIST reader.
+#: IDX magic numbers: unsigned bytes (type code 0x08) with 3 dims (images) or 1 dim (labels).
+IDX_IMAGES_MAGIC = 2051
+IDX_LABELS_MAGIC = 2049
+MNIST_HW = (28, 28)
 
-    Returns uint8 ``(N, 28, 28)`` for images, int64 ``(N,)`` for labels.
-    """
-    from torchvision.datasets.mnist import read_image_file, read_label_file
 
-    reader = read_image_file if images else read_label_file
+def _idx_bytes(path: Path, what: str) -> bytes:
+    """The (decompressed) bytes of one IDX file; :class:`DataFormatError` if unreadable."""
+    check_not_empty(path, "mnist", f"an IDX file of {what}")
     try:
-        if path.suffix != ".gz":
-            return reader(str(path))
-        with tempfile.TemporaryDirectory(prefix="sigmavae-mnist-") as tmp:
-            plain = Path(tmp) / path.stem
-            with gzip.open(path, "rb") as src, open(plain, "wb") as dst:
-                shutil.copyfileobj(src, dst)
-            return reader(str(plain))
-    except (
-        AssertionError,
-        TypeError,
-        ValueError,
-        EOFError,
-        OSError,
-        IndexError,
-        KeyError,
-        RuntimeError,
-        zlib.error,
-    ) as exc:
-        what = "uint8 images (magic 2051, 3 dims)" if images else "uint8 labels (magic 2049, 1 dim)"
+        raw = path.read_bytes()
+        data = gzip.decompress(raw) if path.suffix == ".gz" else raw
+    except (OSError, EOFError, zlib.error) as exc:  # BadGzipFile is an OSError
+        kind = "not a readable gzip file" if path.suffix == ".gz" else "unreadable"
         raise DataFormatError(
-            f"mnist: {path} is not a valid IDX file of {what}: {type(exc).__name__}: {exc}"
+            f"mnist: {path} is not a valid IDX file of {what}: {kind} (truncated or corrupt?): "
+            f"{type(exc).__name__}: {short(exc)}"
         ) from exc
+    if not data:
+        raise DataFormatError(
+            f"mnist: {path} is not a valid IDX file of {what}: it decompresses to 0 bytes"
+        )
+    return data
+
+
+def read_idx(path: Path, *, images: bool) -> torch.Tensor:
+    """Read one unsigned-byte IDX file (``.gz`` or not), checking its header and length.
+
+    Layout (big-endian): 4 magic bytes ``0, 0, 0x08, ndim`` (2051 for images, 2049 for labels),
+    ``ndim`` int32 sizes, then the bytes. Returns uint8 ``(N, 28, 28)`` for images, int64
+    ``(N,)`` labels in 0..9 for labels.
+
+    Raises:
+        DataFormatError: the file is empty, not gzip (for ``.gz``), has another magic number or
+            shape, is truncated or too long, or holds labels outside 0..9.
+        EmptyDatasetError: the header is valid but holds 0 examples.
+    """
+    magic, ndim = (IDX_IMAGES_MAGIC, 3) if images else (IDX_LABELS_MAGIC, 1)
+    what = (
+        f"uint8 images (magic {magic}, 3 dims N x 28 x 28)"
+        if images
+        else f"uint8 labels (magic {magic}, 1 dim N)"
+    )
+    data = _idx_bytes(path, what)
+
+    def bad(reason: str) -> DataFormatError:
+        return DataFormatError(f"mnist: {path} is not a valid IDX file of {what}: {reason}")
+
+    if len(data) < 4:
+        raise bad(f"only {len(data)} bytes, shorter than the 4-byte magic number")
+    found = int.from_bytes(data[:4], "big")
+    if found != magic:
+        other = {IDX_IMAGES_MAGIC: "an images file", IDX_LABELS_MAGIC: "a labels file"}
+        hint = (
+            f"that is {other[found]}"
+            if found in other
+            else f"type code 0x{(found >> 8) & 0xFF:02x}, {found & 0xFF} dims"
+        )
+        raise bad(f"magic number {found} ({hint})")
+    header = 4 + 4 * ndim
+    if len(data) < header:
+        raise bad(f"the header is truncated ({len(data)} of {header} bytes)")
+    shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    expected = int(np.prod(shape, dtype=np.int64))
+    body = len(data) - header
+    dims = " x ".join(map(str, shape))
+    if body < expected:
+        raise bad(f"truncated: the header says {dims} ({expected} bytes) but {body} bytes follow")
+    if body > expected:
+        raise bad(f"{body - expected} unexpected bytes after the {dims} values the header gives")
+    if images and shape[1:] != MNIST_HW:
+        raise bad(f"the images are {shape[1]} x {shape[2]} pixels; MNIST images are 28 x 28")
+    if shape[0] == 0:
+        raise EmptyDatasetError(f"mnist: {path} holds no {'images' if images else 'labels'}")
+    array = np.frombuffer(data, dtype=np.uint8, offset=header).reshape(shape)
+    if images:
+        return torch.from_numpy(array.copy())
+    if int(array.max()) > 9:
+        raise bad(f"labels must be digits 0..9, found {int(array.max())}")
+    return torch.from_numpy(array.astype(np.int64))
 
 
 @register_dataset("mnist", DESCRIPTION)

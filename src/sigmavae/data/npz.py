@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,7 @@ import torch
 
 from .dataset import ImageDataset
 from .errors import DataFormatError, DataNotFoundError, DataOptionError, EmptyDatasetError
+from .paths import check_not_empty, short
 from .registry import register_dataset
 from .splits import check_fraction, train_val_indices, train_val_test_indices
 from .transforms import resize
@@ -29,29 +31,55 @@ numpy.load(allow_pickle=False). Name: 'npz:<file stem>'.
 """
 
 
-def to_nchw(array: np.ndarray, key: str, path: Path, layout: str | None) -> torch.Tensor:
-    """A uint8 NHW / NHWC / NCHW array as a contiguous uint8 ``(N, C, H, W)`` tensor."""
-    if array.dtype != np.uint8:
+def _describe_values(array: np.ndarray) -> str:
+    if array.size == 0:
+        return "no values"
+    if array.dtype.kind == "f":
+        return f"values {array.min():.4g}..{array.max():.4g}"
+    return f"values {array.min()}..{array.max()}"
+
+
+def _layout_of(array: object, key: str, path: Path, layout: str | None) -> str:
+    """Check an image array and return its layout, ``"NHW"``, ``"NCHW"`` or ``"NHWC"``.
+
+    Raises:
+        DataFormatError: not a uint8 array of 3 or 4 dims with 1 or 3 channels and images of at
+            least 1x1 pixels; the message names the array, the file, and what was found.
+    """
+    if not isinstance(array, np.ndarray):
         raise DataFormatError(
-            f"npz: array {key!r} in {path} has dtype {array.dtype}; expected uint8 (0..255). "
-            "Convert first, e.g. np.round(x * 255).astype(np.uint8) for floats in [0, 1]"
+            f"npz: member {key!r} of {path} is not a NumPy array (save with numpy.savez)"
+        )
+    if array.dtype != np.uint8:
+        values = _describe_values(array) if array.dtype.kind in "biuf" else "non-numeric values"
+        if array.dtype.kind == "b":
+            hint = "convert first, e.g. x.astype(np.uint8) * 255 for black-and-white images"
+        elif array.dtype.kind in "iu" and array.size and array.min() >= 0 and array.max() <= 255:
+            hint = "convert first with x.astype(np.uint8)"
+        elif array.dtype.kind == "f":
+            hint = "convert first, e.g. np.round(x * 255).astype(np.uint8) for floats in [0, 1]"
+        else:
+            hint = "pixel values must be whole numbers in 0..255"
+        raise DataFormatError(
+            f"npz: array {key!r} in {path} has dtype {array.dtype}; expected uint8 (0..255), "
+            f"found {values}; {hint}"
         )
     if array.ndim == 3:
-        array = array[:, None]
+        found = "NHW"
     elif array.ndim == 4:
-        if layout is None:
+        found = layout
+        if found is None:
             first, last = array.shape[1] in (1, 3), array.shape[3] in (1, 3)
             if first == last:
                 raise DataFormatError(
                     f"npz: cannot tell whether array {key!r} {array.shape} in {path} is NCHW or "
                     "NHWC (channels must be 1 or 3); pass layout='NCHW' or layout='NHWC'"
                 )
-            layout = "NCHW" if first else "NHWC"
-        if layout == "NHWC":
-            array = array.transpose(0, 3, 1, 2)
-        if array.shape[1] not in (1, 3):
+            found = "NCHW" if first else "NHWC"
+        channels = array.shape[1] if found == "NCHW" else array.shape[3]
+        if channels not in (1, 3):
             raise DataFormatError(
-                f"npz: array {key!r} in {path} has {array.shape[1]} channels with layout {layout}; "
+                f"npz: array {key!r} in {path} has {channels} channels with layout {found}; "
                 "expected 1 or 3"
             )
     else:
@@ -59,7 +87,59 @@ def to_nchw(array: np.ndarray, key: str, path: Path, layout: str | None) -> torc
             f"npz: array {key!r} in {path} has shape {array.shape}; expected (N, H, W), "
             "(N, H, W, C) or (N, C, H, W)"
         )
+    hw = array.shape[2:4] if found == "NCHW" else array.shape[1:3]
+    if min(hw) < 1:
+        raise DataFormatError(
+            f"npz: array {key!r} in {path} has shape {array.shape} ({found}): images of "
+            f"{hw[0]}x{hw[1]} pixels; expected at least 1x1"
+        )
+    return found
+
+
+def image_shape(array: np.ndarray, layout: str) -> tuple[int, int, int]:
+    """``(C, H, W)`` of one image of an array in ``layout`` (from :func:`_layout_of`)."""
+    if layout == "NHW":
+        return (1, int(array.shape[1]), int(array.shape[2]))
+    if layout == "NHWC":
+        return (int(array.shape[3]), int(array.shape[1]), int(array.shape[2]))
+    return (int(array.shape[1]), int(array.shape[2]), int(array.shape[3]))
+
+
+def to_nchw(array: np.ndarray, key: str, path: Path, layout: str | None) -> torch.Tensor:
+    """A uint8 NHW / NHWC / NCHW array as a contiguous uint8 ``(N, C, H, W)`` tensor."""
+    found = _layout_of(array, key, path, layout)
+    if found == "NHW":
+        array = array[:, None]
+    elif found == "NHWC":
+        array = array.transpose(0, 3, 1, 2)
     return torch.from_numpy(np.ascontiguousarray(array))
+
+
+def _read_arrays(path: Path) -> dict[str, np.ndarray]:
+    """Every array of the ``.npz`` at ``path``, read with ``allow_pickle=False``."""
+    check_not_empty(path, "npz", "a .npz archive written by numpy.savez")
+    with open(path, "rb") as f:
+        head = f.read(8)
+    if head.startswith(b"\x93NUMPY"):
+        raise DataFormatError(
+            f"npz: {path} is a .npy file (one array), not a .npz archive; save the images with "
+            "numpy.savez(path, images=x) (or x_train=..., x_test=...)"
+        )
+    if not head.startswith(b"PK"):
+        raise DataFormatError(
+            f"npz: {path} is not a .npz archive (a zip file of .npy arrays, as numpy.savez "
+            f"writes); it starts with {head!r}"
+        )
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            if not isinstance(npz, np.lib.npyio.NpzFile):
+                raise ValueError(f"numpy read it as {type(npz).__name__}, not an archive")
+            return {k: npz[k] for k in npz.files}
+    except (ValueError, OSError, zipfile.BadZipFile, EOFError, zlib.error) as exc:
+        raise DataFormatError(
+            f"npz: cannot read {path} as a .npz of plain arrays (no pickled objects; truncated "
+            f"or corrupt?): {type(exc).__name__}: {short(exc)}"
+        ) from exc
 
 
 def _labels(
@@ -95,6 +175,8 @@ def load_npz(
     """One split of the ``.npz`` file ``root`` as uint8 ``(N, C, H, W)`` (+ int64 labels)."""
     if root is None:
         raise DataOptionError("npz: pass root=<path of the .npz file>")
+    if root.is_dir():
+        raise DataNotFoundError(f"npz: {root} is a directory; root must be the path of a .npz file")
     if not root.is_file():
         raise DataNotFoundError(f"npz: no file {root} (root must be the path of a .npz file)")
     if download:
@@ -102,13 +184,7 @@ def load_npz(
     if layout not in (None, "NCHW", "NHWC"):
         raise DataOptionError(f"npz: layout must be 'NCHW', 'NHWC' or None, got {layout!r}")
     test_fraction = check_fraction("test_fraction", test_fraction)
-    try:
-        with np.load(root, allow_pickle=False) as npz:
-            arrays = {k: npz[k] for k in npz.files}
-    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
-        raise DataFormatError(
-            f"npz: cannot read {root} as a .npz of plain arrays (no pickled objects): {exc}"
-        ) from exc
+    arrays = _read_arrays(root)
 
     def split_keys(s: str) -> tuple[list[str], list[str]]:
         return [f"x_{s}", f"images_{s}"], [f"y_{s}", f"labels_{s}"]
@@ -123,6 +199,18 @@ def load_npz(
 
     has = {s: _first(arrays, split_keys(s)[0]) is not None for s in ("train", "val", "test")}
     if any(has.values()):
+        # every split's images must have one shape, or a model trained on one cannot read another
+        shapes = {}
+        for s in ("train", "val", "test"):
+            key = _first(arrays, split_keys(s)[0])
+            if key is not None:
+                shapes[key] = image_shape(arrays[key], _layout_of(arrays[key], key, root, layout))
+        if len(set(shapes.values())) > 1:
+            found = ", ".join(f"{k} {v}" for k, v in shapes.items())
+            raise DataFormatError(
+                f"npz: the split arrays in {root} hold images of different shapes (C, H, W): "
+                f"{found}; every split must have one image shape"
+            )
         if has[split]:
             images, labels, _ = get(split)
         elif split == "val" and has["train"]:

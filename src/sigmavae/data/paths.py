@@ -32,6 +32,29 @@ def not_found(dataset: str, missing: list[Path], where: Path, how: str) -> DataN
     )
 
 
+def check_not_empty(path: Path, dataset: str, expected: str) -> None:
+    """Raise :class:`DataFormatError` if ``path`` is an empty (0-byte) file.
+
+    ``expected`` says what the file should hold, e.g. ``"a MATLAB v5 .mat file"``. An empty file
+    is usually an interrupted download or copy; a clear message beats the reader's own error.
+    """
+    try:
+        size = path.stat().st_size
+    except OSError:
+        return  # missing or unreadable: the caller's reader reports it
+    if size == 0:
+        raise DataFormatError(
+            f"{dataset}: {path} is empty (0 bytes); expected {expected} "
+            "(an interrupted download or copy? get the file again)"
+        )
+
+
+def short(text: object, limit: int = 160) -> str:
+    """``text`` as one line of at most ``limit`` characters (for quoting a reader's error)."""
+    line = " ".join(str(text).split())
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
 def verify_md5(path: Path, md5: str, dataset: str) -> None:
     """Raise :class:`DataFormatError` if ``path``'s MD5 is not ``md5`` (torchvision's sums)."""
     from torchvision.datasets.utils import check_integrity

@@ -9,18 +9,23 @@ A new data set is one loader function and one registration::
 
 ``split`` is already validated, ``root`` is a :class:`~pathlib.Path` or ``None``; set-specific
 keyword-only options (``my_option``) are passed through from :func:`load_dataset`'s ``**options``
-and unknown options are rejected with a list of the valid ones.
+and unknown options are rejected with a list of the valid ones. Option values are checked
+against the loader's annotations (``bool``, ``int``, ``float``, ``str``, ``Path``, ``None`` and
+unions of them), so ``crop="abc"`` for a ``crop: bool`` option is a :class:`DataOptionError`
+naming the option and the expected type, not a silently truthy string.
 """
 
 from __future__ import annotations
 
 import importlib
 import inspect
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..options import OptionError, check_value
 from .dataset import SPLITS, ImageDataset
 from .errors import DataOptionError, EmptyDatasetError, SplitError, UnknownDatasetError
 from .splits import check_fraction
@@ -45,6 +50,25 @@ class DatasetSpec:
         """Names of the set-specific keyword options the loader accepts."""
         params = inspect.signature(self.loader).parameters
         return tuple(p for p in params if p not in COMMON_ARGUMENTS)
+
+
+def check_option_types(spec: DatasetSpec, options: dict[str, Any]) -> dict[str, Any]:
+    """Check each option's value against the loader's annotation (with pydantic, strictly: see
+    :func:`sigmavae.options.check_value`); return the options, strings made paths where a path
+    is expected.
+
+    Raises:
+        DataOptionError: "``name``: option ``crop`` must be True or False, got 'abc' (str)".
+    """
+    try:
+        hints = typing.get_type_hints(spec.loader)
+    except Exception:  # unresolvable annotations in a user's loader: let the loader check
+        return options
+    try:
+        return {name: check_value(spec.name, name, value, hints.get(name))
+                for name, value in options.items()}
+    except OptionError as err:
+        raise DataOptionError(str(err)) from None
 
 
 _REGISTRY: dict[str, DatasetSpec] = {}
@@ -144,6 +168,7 @@ def load_dataset(
         raise DataOptionError(
             f"unknown option(s) {', '.join(unknown)} for data set {name!r}; valid options: {valid}"
         )
+    check_option_types(spec, options)
     root_path = None if root is None else Path(root).expanduser()
     data = spec.loader(
         split,

@@ -8,8 +8,8 @@ import numpy as np
 import torch
 
 from .dataset import ImageDataset
-from .errors import DataFormatError
-from .paths import not_found, resolve_root, verify_md5
+from .errors import DataFormatError, EmptyDatasetError
+from .paths import check_not_empty, not_found, resolve_root, short, verify_md5
 from .registry import register_dataset
 from .splits import train_val_indices
 from .transforms import resize
@@ -36,26 +36,49 @@ _HOW = (
 
 
 def read_svhn_mat(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
-    """One SVHN ``.mat``: uint8 images ``(N, 3, 32, 32)`` and int64 labels ``(N,)`` in 0..9."""
+    """One SVHN ``.mat``: uint8 images ``(N, 3, 32, 32)`` and int64 labels ``(N,)`` in 0..9.
+
+    Raises:
+        DataFormatError: the file is empty or not MATLAB v5, lacks ``X`` or ``y``, ``X`` is not
+            uint8 ``(32, 32, 3, N)``, or ``y`` is not ``N`` whole numbers in 1..10.
+        EmptyDatasetError: ``X`` holds no images.
+    """
     from scipy.io import loadmat
 
+    expected = "a MATLAB v5 .mat file with X uint8 (32, 32, 3, N) and y (N, 1) in 1..10"
+    check_not_empty(path, "svhn", expected)
     try:
         mat = loadmat(str(path), variable_names=["X", "y"])
     except Exception as exc:  # scipy raises ValueError, MatReadError, NotImplementedError (v7.3)...
-        raise DataFormatError(f"svhn: cannot read {path} as a MATLAB v5 .mat file: {exc}") from exc
+        raise DataFormatError(
+            f"svhn: cannot read {path} as {expected}: {type(exc).__name__}: {short(exc)}"
+        ) from exc
     for key in ("X", "y"):
         if key not in mat:
             raise DataFormatError(
                 f"svhn: {path} has no variable {key!r}; expected X uint8 (32, 32, 3, N), y (N, 1)"
             )
-    x, y = mat["X"], np.asarray(mat["y"]).reshape(-1)
-    if x.dtype != np.uint8 or x.ndim != 4 or x.shape[2] != 3:
+    x, y = mat["X"], np.asarray(mat["y"])
+    if (
+        not isinstance(x, np.ndarray)
+        or x.dtype != np.uint8
+        or x.ndim != 4
+        or x.shape[:3] != (32, 32, 3)
+    ):
+        kind = f"{x.dtype} {x.shape}" if isinstance(x, np.ndarray) else type(x).__name__
+        raise DataFormatError(f"svhn: X in {path} is {kind}; expected uint8 (32, 32, 3, N)")
+    if x.shape[3] == 0:
+        raise EmptyDatasetError(f"svhn: X in {path} holds no images")
+    if not (np.issubdtype(y.dtype, np.integer) or np.issubdtype(y.dtype, np.floating)):
         raise DataFormatError(
-            f"svhn: X in {path} is {x.dtype} {x.shape}; expected uint8 (32, 32, 3, N)"
+            f"svhn: y in {path} is {y.dtype} {y.shape}; expected numeric labels (N, 1) in 1..10"
         )
+    y = y.reshape(-1)
     if y.shape[0] != x.shape[3]:
         raise DataFormatError(f"svhn: {path} has {x.shape[3]} images but {y.shape[0]} labels")
-    if y.size and (y.min() < 1 or y.max() > 10):
+    if not np.all(np.isfinite(y)) or not np.all(y == np.round(y)):
+        raise DataFormatError(f"svhn: labels y in {path} must be whole numbers 1..10")
+    if y.min() < 1 or y.max() > 10:
         raise DataFormatError(f"svhn: labels y in {path} must be 1..10, got {y.min()}..{y.max()}")
     images = torch.from_numpy(np.ascontiguousarray(np.transpose(x, (3, 2, 0, 1))))
     labels = torch.from_numpy(y.astype(np.int64) % 10)

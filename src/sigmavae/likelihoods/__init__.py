@@ -39,7 +39,7 @@ from .gaussian import (
     beta_from_sigma,
     sigma_from_beta,
 )
-from .optimal import OptimalSigmaGaussian
+from .optimal import PUBLIC_CODE_MIN_LOG_SIGMA, QUANTIZATION_SIGMA, OptimalSigmaGaussian
 from .registry import create, names, register, summary
 from .softclip import DEFAULT_MIN_LOG_SIGMA, softclip
 from .student_t import DEFAULT_MIN_DF, StudentTHead, StudentTWithCdf, student_t_cdf
@@ -48,6 +48,8 @@ __all__ = [
     "DEFAULT_MIN_DF",
     "DEFAULT_MIN_LOG_SIGMA",
     "NUM_LEVELS",
+    "PUBLIC_CODE_MIN_LOG_SIGMA",
+    "QUANTIZATION_SIGMA",
     "BernoulliHead",
     "BitwiseCategoricalHead",
     "BitwiseIntensity",

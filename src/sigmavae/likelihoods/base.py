@@ -83,6 +83,13 @@ def check_data(value: torch.Tensor, data_kind: DataKind, what: str = "x") -> Non
             )
 
 
+def is_binary(data: torch.Tensor) -> bool:
+    """Whether every value is 0 or full intensity (255 for uint8 and integer data, 1.0 for
+    floats in [0, 1])."""
+    top = 1 if data.is_floating_point() else NUM_LEVELS - 1
+    return bool(((data == 0) | (data == top)).all())
+
+
 class ImageLikelihood(Independent):
     """A factorised distribution over whole data points: ``batch_shape (B,)``, event ``(C, ...)``.
 
@@ -259,6 +266,24 @@ class LikelihoodHead(nn.Module):
                 )
 
     # -- reporting ----------------------------------------------------------------------------
+    #: Whether the head's parameters depend on the data being scored (per-image optimal sigma):
+    #: then test metrics that use ``p(x|z)`` (bounds, calibration) are flattered by the test data.
+    fits_test_data: ClassVar[bool] = False
+
+    def bound_validity(self, data: torch.Tensor | None = None) -> tuple[bool, str | None]:
+        """Whether ``-log_prob`` of ``data`` (eval mode) is a valid bound on ``-log p(x)``, and
+        if not, why (this head's own reason). ``data``: the evaluated batch or set, for heads
+        whose validity depends on it (Bernoulli is exact on binary data)."""
+        if self.valid_bound:
+            return True, None
+        return False, self.invalid_bound_reason
+
+    @property
+    def train_bound_bias(self) -> str | None:
+        """Why ``-log_prob`` of a *training* batch in training mode is a biased bound, or
+        ``None`` when it is not (heads whose scale is fitted to the batch itself, App. C)."""
+        return None
+
     @property
     def sigma(self) -> torch.Tensor | None:
         """A scalar summary of the head's scale in its current state (``None`` if it has none)."""

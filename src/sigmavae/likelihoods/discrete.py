@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch.distributions import Bernoulli, Distribution, constraints
 
-from .base import NUM_LEVELS, ImageLikelihood, LikelihoodHead
+from .base import NUM_LEVELS, ImageLikelihood, LikelihoodHead, is_binary
 
 _NO_SHAPE = torch.Size()
 
@@ -60,6 +60,12 @@ class BernoulliHead(LikelihoodHead):
 
     def params_per_channel(self) -> int:
         return 1
+
+    def bound_validity(self, data: torch.Tensor | None = None) -> tuple[bool, str | None]:
+        """Exact on binary data (every value 0 or full intensity), no bound otherwise."""
+        if data is not None and is_binary(data):
+            return True, None
+        return False, self.invalid_bound_reason
 
     def distribution(self, params: torch.Tensor, target: torch.Tensor | None) -> ImageLikelihood:
         base = UnitBernoulli(logits=params, validate_args=False)

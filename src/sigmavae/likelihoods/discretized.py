@@ -31,7 +31,12 @@ from torch.distributions import Distribution, constraints
 
 from ._location import MeanActivation, check_mean_activation, location
 from .base import NUM_LEVELS, ImageLikelihood, LikelihoodHead, LikelihoodInputError
-from .optimal import OptimalSigmaGaussian, TrainSigma
+from .optimal import (
+    PUBLIC_CODE_MIN_LOG_SIGMA,
+    QUANTIZATION_SIGMA,
+    OptimalSigmaGaussian,
+    TrainSigma,
+)
 from .softclip import DEFAULT_MIN_LOG_SIGMA, softclip
 
 _NO_SHAPE = torch.Size()
@@ -374,7 +379,8 @@ class DiscretizedHead(LikelihoodHead):
     ``params``: ``(B, C, *spatial)`` raw locations (``mean_activation`` applied, ``sigmoid`` by
     default, on the [0, 1] scale). ``scale`` chooses the shared scalar scale ``s``:
 
-    * ``"learned"`` (default): ``log s = softclip(raw, min_log_scale, max_log_scale)`` with
+    * ``"learned"`` (default): ``log s = softclip(raw, min_log_scale, max_log_scale)`` (the
+      default ``min_log_scale="auto"`` is the paper's -6 here) with
       ``raw`` an ``nn.Parameter`` initialised at ``log(init_scale)``; ``init_scale = 0.1`` is
       the order of early reconstruction errors on [0, 1] data (``s = 1`` would make the initial
       likelihood almost flat across the 256 bins);
@@ -383,7 +389,10 @@ class DiscretizedHead(LikelihoodHead):
       all-reduced under torch.distributed: :class:`OptimalSigmaGaussian`, ``decay`` and
       ``train_sigma`` are passed on); for the logistic, the moment-matched
       ``s = sqrt(3 MSE) / pi``. This is the optimum of the *continuous* likelihood, an
-      approximation for the discretised one (close when ``s`` is well above a bin width);
+      approximation for the discretised one (close when ``s`` is well above a bin width). It is
+      exact by default (``min_log_scale="auto"`` means no soft clip here; only the hard floor
+      ``min_sigma`` of :class:`OptimalSigmaGaussian` on the noise's standard deviation); a number,
+      or ``"public_code"`` (-6), soft-clips ``log s`` as the public sigma-VAE code does;
     * a float: a fixed scale (not clipped).
 
     ``sigma`` (on the head and on the returned distribution) is the **standard deviation** of the
@@ -399,15 +408,23 @@ class DiscretizedHead(LikelihoodHead):
         self,
         scale: ScaleOption = "learned",
         init_scale: float = 0.1,
-        min_log_scale: float | None = DEFAULT_MIN_LOG_SIGMA,
+        min_log_scale: float | Literal["auto", "public_code"] | None = "auto",
         max_log_scale: float | None = None,
         decay: float = 0.9,
         train_sigma: TrainSigma = "batch",
+        min_sigma: float = QUANTIZATION_SIGMA,
         mean_activation: MeanActivation = "sigmoid",
         validate: bool = True,
     ) -> None:
         super().__init__(validate=validate)
         self.mean_activation = check_mean_activation(mean_activation)
+        if min_log_scale == "auto":  # the paper's clip for a learned scale; exact otherwise
+            min_log_scale = DEFAULT_MIN_LOG_SIGMA if scale == "learned" else None
+        elif min_log_scale == "public_code":
+            min_log_scale = PUBLIC_CODE_MIN_LOG_SIGMA
+        if isinstance(min_log_scale, str):
+            raise ValueError(f"{self.name}: min_log_scale must be a number, 'auto', "
+                             f"'public_code' or None, got {min_log_scale!r}")
         softclip(torch.zeros(()), min_log_scale, max_log_scale)  # validates the bounds
         self.min_log_scale = min_log_scale
         self.max_log_scale = max_log_scale
@@ -434,8 +451,12 @@ class DiscretizedHead(LikelihoodHead):
         if self.scale_mode == "optimal":
             self.optimal = OptimalSigmaGaussian(
                 scope="shared", decay=decay, train_sigma=train_sigma, min_log_sigma=None,
-                mean_activation="identity", validate=False,
+                min_sigma=min_sigma, mean_activation="identity", validate=False,
             )
+
+    @property
+    def train_bound_bias(self) -> str | None:  # type: ignore[override]
+        return self.optimal.train_bound_bias if self.scale_mode == "optimal" else None
 
     def params_per_channel(self) -> int:
         return 1

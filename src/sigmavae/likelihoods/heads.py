@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+import functools
 
 from .gaussian import (
     FixedSigmaGaussian,
@@ -23,21 +23,15 @@ register("learned_sigma", "Gaussian, one shared log-sigma learned by gradient de
 register("per_pixel_sigma", "Gaussian, network predicts a soft-clipped sigma per pixel/channel")(
     PerPixelSigmaGaussian
 )
-
-
-@register("optimal_sigma", "Gaussian, analytic sigma^2 = batch MSE, shared (optimal sigma-VAE)")
-def _optimal_shared(**options: Any) -> OptimalSigmaGaussian:
-    return OptimalSigmaGaussian(scope="shared", **options)
-
-
-@register("optimal_sigma_per_image", "Gaussian, analytic sigma per image (not a valid bound)")
-def _optimal_per_image(**options: Any) -> OptimalSigmaGaussian:
-    return OptimalSigmaGaussian(scope="per_image", **options)
-
-
-@register("optimal_sigma_per_dim", "Gaussian, analytic sigma per data dimension (batch average)")
-def _optimal_per_dim(**options: Any) -> OptimalSigmaGaussian:
-    return OptimalSigmaGaussian(scope="per_dim", **options)
+register("optimal_sigma", "Gaussian, analytic sigma^2 = batch MSE, shared (optimal sigma-VAE)")(
+    functools.partial(OptimalSigmaGaussian, scope="shared")
+)
+register("optimal_sigma_per_image", "Gaussian, analytic sigma per image (not a valid bound)")(
+    functools.partial(OptimalSigmaGaussian, scope="per_image")
+)
+register("optimal_sigma_per_dim", "Gaussian, analytic sigma per data dimension (batch average)")(
+    functools.partial(OptimalSigmaGaussian, scope="per_dim")
+)
 
 # -- Student-t, discrete and discretised heads ----------------------------------------------------
 from .discrete import BernoulliHead, BitwiseCategoricalHead, CategoricalHead  # noqa: E402

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from ..options import OptionError, check_options
 from .base import LikelihoodHead
 
 _REGISTRY: dict[str, Callable[..., LikelihoodHead]] = {}
@@ -36,14 +37,21 @@ def summary(name: str) -> str:
 
 
 def create(name: str, **options: Any) -> LikelihoodHead:
-    """Build the head registered as ``name`` with keyword ``options`` (see its docstring)."""
+    """Build the head registered as ``name`` with keyword ``options`` (see its docstring).
+
+    Raises:
+        OptionError: an unknown name, an unknown option, a value of the wrong type, or one the
+            head refuses (the message names the head, the option and what it takes).
+    """
     _check_name(name)
+    what = f"likelihood {name!r}"
+    options = check_options(what, _REGISTRY[name], options, internal=("validate",))
     try:
         return _REGISTRY[name](**options)
-    except TypeError as err:
-        raise TypeError(f"likelihood {name!r}: bad options {sorted(options)}: {err}") from err
+    except (TypeError, ValueError) as err:
+        raise OptionError(f"{what}: {str(err).removeprefix(f'{name}: ')}") from err
 
 
 def _check_name(name: str) -> None:
-    if name not in _REGISTRY:
-        raise ValueError(f"unknown likelihood {name!r}; choose one of: {', '.join(names())}")
+    if not isinstance(name, str) or name not in _REGISTRY:
+        raise OptionError(f"unknown likelihood {name!r}; choose one of: {', '.join(names())}")

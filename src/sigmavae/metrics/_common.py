@@ -10,8 +10,8 @@ from typing import Any
 
 import torch
 
-from ..likelihoods import BernoulliHead, LikelihoodHead
-from ..likelihoods.base import NUM_LEVELS
+from ..likelihoods import LikelihoodHead
+from ..likelihoods.base import is_binary  # noqa: F401  (re-exported for metrics)
 from ..models.hierarchical import PosteriorUnavailable
 from ..models.vae import VAE, prepare_batch
 
@@ -40,23 +40,11 @@ def mean_stderr(values: torch.Tensor) -> tuple[float, float]:
     return mean, se
 
 
-def is_binary(images: torch.Tensor) -> bool:
-    """Whether every value is 0 or full intensity (255 for uint8, 1.0 for floats)."""
-    top = NUM_LEVELS - 1 if images.dtype == torch.uint8 else 1
-    return bool(((images == 0) | (images == top)).all())
-
-
 def bound_validity(head: LikelihoodHead, images: torch.Tensor | None = None
                    ) -> tuple[bool, str | None]:
-    """Whether ``-log p(x|z)`` of this head gives a valid bound on ``-log p(x)``, and if not why.
-
-    The head's own flag, except that a Bernoulli head on binary data (all 0 or 255) is exact.
-    """
-    if head.valid_bound:
-        return True, None
-    if isinstance(head, BernoulliHead) and images is not None and is_binary(images):
-        return True, None
-    return False, head.invalid_bound_reason
+    """Whether ``-log p(x|z)`` of this head gives a valid bound on ``-log p(x)``, and if not why
+    (the head answers: :meth:`LikelihoodHead.bound_validity`)."""
+    return head.bound_validity(images)
 
 
 def model_device(model: VAE) -> torch.device:
@@ -82,7 +70,8 @@ def posterior_params(model: VAE, images: torch.Tensor, batch_size: int = 256,
     mus, sigmas = [], []
     with eval_mode(model):
         for start in range(0, images.shape[0], batch_size):
-            x, _ = prepare_batch(images[start:start + batch_size].to(device), model.head)
+            x, _ = prepare_batch(images[start:start + batch_size].to(device), model.head,
+                                 model.compute_dtype)
             try:
                 q = model.posterior(x)
             except PosteriorUnavailable as err:

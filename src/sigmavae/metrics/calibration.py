@@ -30,10 +30,10 @@ from pathlib import Path
 
 import torch
 
-from ..likelihoods import BernoulliHead, ImageLikelihood
+from ..likelihoods import ImageLikelihood
 from ..likelihoods.base import NUM_LEVELS
 from ..likelihoods.discretized import BIN_WIDTH
-from ._common import EvalContext, MetricUnavailable, fmt, is_binary
+from ._common import EvalContext, MetricUnavailable, fmt
 from .elbo import iter_elbo_terms
 
 #: Central-interval levels reported individually.
@@ -146,11 +146,21 @@ def plot_calibration(result: dict, path: str | Path, title: str = "") -> Path:
 
 @torch.no_grad()
 def run(ctx: EvalContext) -> dict:
+    """PIT histogram, coverage and ECE of ``p(x|z)`` on ``ctx.images``.
+
+    The head answers whether its ``-log_prob`` is a valid bound on these data
+    (:meth:`LikelihoodHead.bound_validity`). If it is not, and not because its parameters are
+    fitted to the scored data (:attr:`LikelihoodHead.fits_test_data`), then ``p(x|z)`` is not a
+    normalised distribution over these data (Bernoulli on non-binary data): there is no predictive
+    CDF, and the metric is unavailable with the head's reason. A head fitted to the scored data
+    (per-image optimal sigma) is calibrated, with a note that this flatters it.
+    """
     head = ctx.head
-    if isinstance(head, BernoulliHead) and not is_binary(ctx.images):
+    valid, reason = head.bound_validity(ctx.images)
+    if not valid and not head.fits_test_data:
         raise MetricUnavailable(
-            "Bernoulli on non-binary data is not a distribution over the data, so it has no "
-            "predictive CDF to calibrate")
+            f"{head.name} on these data is not a distribution over the data, so it has no "
+            f"predictive CDF to calibrate ({reason or 'not a valid likelihood of these data'})")
     generator = torch.Generator().manual_seed(ctx.seed + 3)
     acc = PITHistogram()
     n = ctx.images.shape[0]
@@ -166,9 +176,10 @@ def run(ctx: EvalContext) -> dict:
               "units": "probabilities (coverage, ECE, TV); PIT of the 8-bit data under p(x|z), "
                        "z ~ q(z|x), randomised within each intensity bin",
               **acc.summary(levels)}
-    if not head.valid_bound:
-        result["note"] = (f"the head's sigma depends on the test image itself "
-                          f"({head.invalid_bound_reason}); calibration is flattered")
+    if head.fits_test_data:
+        why = f" ({reason})" if reason else ""
+        result["note"] = ("calibration is flattered: the head's parameters are fitted to the "
+                          f"evaluated images themselves{why}")
     plot_path = ctx.option("plot_path")
     result["plot"] = None
     if plot_path is not None:

@@ -32,10 +32,10 @@ class ELBOReport:
 
     num_images: int
     data_dims: int
-    nll: float  # distortion, E[-log p(x|z)]
+    nll: float | None  # distortion, E[-log p(x|z)]; None where it is no log-likelihood
     kl: float  # rate, KL(q(z|x) || p(z))
-    neg_elbo: float  # nll + kl: an upper bound on -log p(x) when valid_bound
-    bits_per_dim: float  # neg_elbo / (D ln 2)
+    neg_elbo: float | None  # nll + kl, an upper bound on -log p(x); None where not a bound
+    bits_per_dim: float | None  # neg_elbo / (D ln 2); None where not a bound
     sigma: float | None
     effective_beta: float | None
     valid_bound: bool
@@ -44,12 +44,16 @@ class ELBOReport:
     samples_per_image: int
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        """The fields, with ``"n/a"`` (and ``invalid_reason``) where a bound is not valid."""
+        out = asdict(self)
+        if not self.valid_bound:
+            out.update(nll="n/a", neg_elbo="n/a", bits_per_dim="n/a")
+        return out
 
     def summary(self) -> str:
         """One human line with units and scaling; invalid bounds are never printed as numbers."""
         if not self.valid_bound:
-            bound = f"-ELBO n/a ({self.invalid_reason})"
+            bound = f"-ELBO n/a (not a bound: {self.invalid_reason}; rate kl {self.kl:.2f})"
         else:
             bound = (f"-ELBO {self.neg_elbo:.2f} nats/image = {self.bits_per_dim:.4f} bits/dim "
                      f"(nll {self.nll:.2f} + kl {self.kl:.2f})")
@@ -152,25 +156,32 @@ def elbo_per_image(
     return PerImageELBO(nll=nll, kl=kl, effective_beta=beta)
 
 
-def report_from_sums(model: VAE, sums: torch.Tensor, samples: int = 1) -> ELBOReport:
-    """Turn :func:`elbo_sums` (possibly all-reduced over processes) into an :class:`ELBOReport`."""
+def report_from_sums(model: VAE, sums: torch.Tensor, samples: int = 1,
+                     validity: tuple[bool, str | None] | None = None) -> ELBOReport:
+    """Turn :func:`elbo_sums` (possibly all-reduced over processes) into an :class:`ELBOReport`.
+
+    ``validity``: ``head.bound_validity(images)`` of the evaluated images (default: the head's
+    answer without data). Where the bound is not valid, ``nll``, ``neg_elbo`` and
+    ``bits_per_dim`` are ``None``: they are never reported as numbers.
+    """
     nll, kl, count = sums.tolist()
     if count == 0:
         raise ValueError("no images were evaluated")
     nll, kl = nll / count, kl / count
     head = model.head
+    valid, reason = validity if validity is not None else head.bound_validity(None)
     sigma, beta = head.sigma, head.effective_beta
     return ELBOReport(
         num_images=round(count / samples),
         data_dims=model.data_dims,
-        nll=nll,
+        nll=nll if valid else None,
         kl=kl,
-        neg_elbo=nll + kl,
-        bits_per_dim=(nll + kl) / (model.data_dims * math.log(2)),
+        neg_elbo=nll + kl if valid else None,
+        bits_per_dim=(nll + kl) / (model.data_dims * math.log(2)) if valid else None,
         sigma=None if sigma is None else float(sigma),
         effective_beta=None if beta is None else float(beta),
-        valid_bound=bool(head.valid_bound),
-        invalid_reason=head.invalid_bound_reason,
+        valid_bound=bool(valid),
+        invalid_reason=reason,
         data_scaling=data_scaling(head.data_kind),
         samples_per_image=samples,
     )
@@ -191,7 +202,7 @@ def evaluate_elbo(
     sums = elbo_sums(model, images, batch_size, samples, seed, device)
     if reduce is not None:
         sums = reduce(sums)
-    return report_from_sums(model, sums, samples)
+    return report_from_sums(model, sums, samples, model.head.bound_validity(images))
 
 
 # -- the "elbo" metric of the evaluation suite ----------------------------------------------------

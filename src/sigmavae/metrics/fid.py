@@ -9,11 +9,16 @@ repeated to 3 channels. Feature extractors (``--fid-features``):
   weights file :data:`INCEPTION_WEIGHTS_FILE`, which torch-fidelity downloads on first use into
   ``<torch hub dir>/checkpoints/`` (``torch.hub.get_dir()``, i.e. ``$TORCH_HOME/hub``). Offline,
   copy the file there, or pass ``inception:PATH``. If either is missing FID is reported as not
-  available, with that instruction.
+  available, with that instruction (but a named ``inception:PATH`` that is not a usable weights
+  file is an error).
 * ``module:function`` or ``path/to/file.py:function``: ``function()`` returns an ``nn.Module``
   (an ``nn.Module`` instance is used as is) mapping float images ``(N, 3, H, W)`` in [0, 1] to
   features ``(N, d)``. Numbers are comparable only for the same extractor and ``N``.
 * ``pixels``: the flattened pixels (a Fréchet distance in pixel space; a weak, offline proxy).
+
+A named extractor that cannot be used (no such module, function or file; it fails to import or
+to run; it is not an ``nn.Module`` giving ``(N, d)`` features) raises
+:class:`FeatureExtractorError`, a ``ValueError``: an error, never "FID n/a".
 
 FID is biased upwards for small ``N`` (it is usually reported at ``N = 10000`` or more).
 """
@@ -59,60 +64,156 @@ def _inception_help() -> str:
             "or use a custom extractor (--fid-features module:function, or pixels)")
 
 
+class FeatureExtractorError(ValueError):
+    """The FID feature extractor the user named (``--fid-features``) cannot be used: no such
+    module, function or file, it fails to import or to run, it does not give an ``nn.Module``
+    mapping images to ``(N, d)`` features, or a named Inception weights file is missing or
+    unreadable. An error, not "FID n/a": what was asked for cannot be computed."""
+
+
+#: What ``--fid-features`` accepts (for error messages).
+FEATURES_EXPECTED = ("inception, inception:WEIGHTS.pth, pixels, module:function or "
+                     "file.py:function (a function returning an nn.Module, or an nn.Module "
+                     "instance)")
+
+
+def _spec_error(spec: str, what: str) -> FeatureExtractorError:
+    return FeatureExtractorError(f"--fid-features {spec!r}: {what}")
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return f"{type(err).__name__}: {text.splitlines()[0]}" if text else type(err).__name__
+
+
 def _load_custom(spec: str) -> nn.Module:
     target, sep, attr = spec.rpartition(":")
     if not sep or not target or not attr:
-        raise ValueError(f"--fid-features: expected module:function or file.py:function, got "
-                         f"{spec!r}")
+        raise _spec_error(spec, f"expected module:function or file.py:function; the choices "
+                                f"are {FEATURES_EXPECTED}")
     if target.endswith(".py"):
         path = Path(target)
         if not path.is_file():
-            raise ValueError(f"--fid-features: no such file {target}")
+            raise _spec_error(spec, f"no such file {target}")
         name = f"_sigmavae_fid_features_{path.stem}"
         module_spec = importlib.util.spec_from_file_location(name, path)
         if module_spec is None or module_spec.loader is None:
-            raise ValueError(f"--fid-features: cannot import {target}")
+            raise _spec_error(spec, f"cannot import {target}")
         module = importlib.util.module_from_spec(module_spec)
         sys.modules[name] = module
-        module_spec.loader.exec_module(module)
+        try:
+            module_spec.loader.exec_module(module)
+        except Exception as err:  # the user's file fails to run: say how, in one line
+            sys.modules.pop(name, None)
+            raise _spec_error(spec, f"cannot import {target}: {_first_line(err)}") from err
     else:
         try:
             module = importlib.import_module(target)
-        except ImportError as err:
-            raise ValueError(f"--fid-features: cannot import {target}: {err}") from err
+        except Exception as err:  # no such module, or it fails on import
+            raise _spec_error(spec, f"cannot import module {target!r} "
+                                    f"({_first_line(err)})") from err
     obj = getattr(module, attr, None)
     if obj is None:
-        raise ValueError(f"--fid-features: {target} has no attribute {attr!r}")
-    extractor = obj if isinstance(obj, nn.Module) else obj()
+        raise _spec_error(spec, f"{target} has no attribute {attr!r}")
+    if isinstance(obj, nn.Module):
+        extractor = obj
+    elif callable(obj):
+        try:
+            extractor = obj()
+        except Exception as err:
+            raise _spec_error(spec, f"calling {attr}() failed ({_first_line(err)}); expected "
+                                    "a function without arguments returning an nn.Module") \
+                from err
+    else:
+        raise _spec_error(spec, f"{attr} in {target} is of type {type(obj).__name__}, not an "
+                                "nn.Module or a function returning one")
     if not isinstance(extractor, nn.Module):
-        raise ValueError(f"--fid-features: {spec}() returned {type(extractor).__name__}, not an "
-                         "nn.Module")
+        raise _spec_error(spec, f"{attr}() returned {type(extractor).__name__}, not an "
+                                "nn.Module")
     return extractor
+
+
+def _check_extractor(extractor: nn.Module, spec: str, image_shape: tuple[int, int, int]) -> None:
+    """Run ``extractor`` on two grey test images: it must give ``(2, d)`` float features."""
+    _, h, w = image_shape
+    param = next(extractor.parameters(), None)
+    probe = torch.full((2, 3, h, w), 0.5, device=None if param is None else param.device)
+    was_training = extractor.training
+    extractor.eval()
+    try:
+        with torch.no_grad():
+            out = extractor(probe)
+    except Exception as err:
+        raise _spec_error(spec, f"the extractor fails on a (2, 3, {h}, {w}) batch of images in "
+                                f"[0, 1] ({_first_line(err)})") from err
+    finally:
+        extractor.train(was_training)
+    if not isinstance(out, torch.Tensor) or out.dim() != 2 or out.shape[0] != 2 \
+            or not out.is_floating_point():
+        got = (f"a {out.dtype} tensor of shape {tuple(out.shape)}"
+               if isinstance(out, torch.Tensor) else type(out).__name__)
+        raise _spec_error(spec, f"the extractor maps (2, 3, {h}, {w}) images to {got}; expected "
+                                "(2, d) float features")
+
+
+def check_fid_features(spec: str | None, image_shape: tuple[int, int, int]) -> None:
+    """Fail early on a ``--fid-features`` value that cannot work, before any metric runs.
+
+    Checks the syntax, that a named Inception weights file exists, and loads and runs a custom
+    extractor once. Missing torch-fidelity or default weights are not checked here: FID is then
+    reported as not available, with the reason.
+
+    Raises:
+        FeatureExtractorError: one line naming the value and what is expected.
+    """
+    if spec is None or spec == "pixels" or spec == "inception":
+        return
+    if spec.startswith("inception:"):
+        _inception_weights(spec)
+        return
+    _check_extractor(_load_custom(spec), spec, image_shape)
+
+
+def _inception_weights(spec: str) -> str | None:
+    """The weights path of ``inception[:PATH]`` (``None``: torch-fidelity's cache); a named path
+    that is not a file is the user's error."""
+    weights = spec.partition(":")[2] or None
+    if weights is not None and not Path(weights).is_file():
+        what = "is a directory" if Path(weights).is_dir() else "does not exist"
+        raise _spec_error(spec, f"the Inception weights file {weights} {what}; expected the "
+                                f"torch-fidelity file {INCEPTION_WEIGHTS_FILE} (from "
+                                f"{INCEPTION_WEIGHTS_URL})")
+    return weights
 
 
 def build_fid_metric(spec: str | None, image_shape: tuple[int, int, int]) -> tuple[nn.Module, str]:
     """The torchmetrics FID metric for feature spec ``spec`` and its description.
 
-    Raises :class:`MetricUnavailable` (one line saying what to install or where to put the
-    weights) when the Inception features cannot be loaded.
+    Raises:
+        FeatureExtractorError: an extractor or weights file named in ``spec`` cannot be used
+            (see :func:`check_fid_features`).
+        MetricUnavailable: the default Inception features cannot be loaded (one line saying what
+            to install or where to put the weights).
     """
     from torchmetrics.image.fid import FrechetInceptionDistance
 
     spec = spec or "inception"
     _, h, w = image_shape
     if spec == "inception" or spec.startswith("inception:"):
-        weights = spec.partition(":")[2] or None
+        weights = _inception_weights(spec)
         if not torch_fidelity_installed():
             raise MetricUnavailable(
                 "Inception features need the torch-fidelity package (pip install torch-fidelity, "
                 f"or torchmetrics[image]); then {_inception_help()}")
-        if weights is not None and not Path(weights).is_file():
-            raise MetricUnavailable(f"no Inception weights file at {weights}; {_inception_help()}")
         try:
             metric = FrechetInceptionDistance(feature=2048, normalize=False,
                                               feature_extractor_weights_path=weights)
         except Exception as err:  # no network, corrupt file, ...: report, don't crash
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            if weights is not None:  # the file the user named is not usable
+                raise _spec_error(spec, f"could not load the InceptionV3 weights {weights} "
+                                        f"({first}); expected the torch-fidelity file "
+                                        f"{INCEPTION_WEIGHTS_FILE}") from err
             raise MetricUnavailable(f"could not load the InceptionV3 weights ({first}); "
                                     f"{_inception_help()}") from err
         return metric, f"InceptionV3 pool3 (2048-d, torch-fidelity weights {weights or 'cache'})"
@@ -120,6 +221,7 @@ def build_fid_metric(spec: str | None, image_shape: tuple[int, int, int]) -> tup
         extractor, desc = PixelFeatures(), f"pixels (3x{h}x{w} flattened; not Inception)"
     else:
         extractor, desc = _load_custom(spec), f"custom extractor {spec} (not Inception)"
+        _check_extractor(extractor, spec, image_shape)
     extractor.eval()
     metric = FrechetInceptionDistance(feature=extractor, normalize=True,
                                       input_img_size=(3, h, w))
@@ -151,13 +253,14 @@ def fid_from_images(metric: nn.Module, real: torch.Tensor, fake: torch.Tensor,
 @torch.no_grad()
 def prior_samples(model: VAE, n: int, seed: int = 0, batch_size: int = 256,
                   device: torch.device | None = None) -> torch.Tensor:
-    """Decoder means of ``n`` prior draws (seeded on the CPU), images in [0, 1] on the CPU."""
+    """Decoder means of ``n`` prior draws (seeded on the CPU), images in [0, 1] on the CPU (the
+    decoder runs in the model's precision: float64 for a ``.double()`` model)."""
     device = device or next(model.parameters()).device
     z = torch.randn(n, model.latent_dim, generator=torch.Generator().manual_seed(seed))
     out = []
     with eval_mode(model):
         for start in range(0, n, batch_size):
-            params = model.decoder(z[start:start + batch_size].to(device))
+            params = model.decoder(z[start:start + batch_size].to(device, model.compute_dtype))
             out.append(model.head.to_unit_interval(model.head.predict_mean(params)).cpu())
     return torch.cat(out)
 
@@ -166,10 +269,9 @@ def run(ctx: EvalContext) -> dict:
     n = min(int(ctx.option("fid_samples", 10_000)), ctx.images.shape[0])
     if n < 2:
         raise ValueError("FID needs at least 2 images")
-    try:
-        metric, desc = build_fid_metric(ctx.option("fid_features"), tuple(ctx.images.shape[1:]))
-    except ValueError as err:  # a bad --fid-features: report it, keep the other metrics
-        raise MetricUnavailable(str(err)) from err
+    # a --fid-features value that names something unusable raises FeatureExtractorError (an
+    # error, not n/a); missing default Inception weights raise MetricUnavailable (n/a, why)
+    metric, desc = build_fid_metric(ctx.option("fid_features"), tuple(ctx.images.shape[1:]))
     metric = metric.to(ctx.device)
     real = to_rgb(ctx.images[:n])
     fake = to_rgb(prior_samples(ctx.model, n, ctx.seed + 4, ctx.batch_size, ctx.device))

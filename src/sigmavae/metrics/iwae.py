@@ -51,9 +51,12 @@ def log_importance_weights(
     """``log p(x|z_k) + log p(z_k) - log q(z_k|x)``, ``(B, samples)`` float64 on the CPU.
 
     ``images`` (``uint8`` or floats in [0, 1]) are one batch; image ``i`` uses the noise of index
-    ``first_index + i``. The decoder sees at most ``batch_size`` latents at a time.
+    ``first_index + i``. The decoder sees at most ``batch_size`` latents at a time. The encoder
+    and decoder run in the model's precision (:attr:`VAE.compute_dtype`: float64 for a model
+    converted with ``.double()``), the weights are combined in float64.
     """
     device = device or model_device(model)
+    dtype = model.compute_dtype
     head = model.head
     n = images.shape[0]
     generator = torch.Generator()
@@ -62,14 +65,14 @@ def log_importance_weights(
     if isinstance(model, HierarchicalVAE):
         return _hierarchical_log_weights(model, images, noise, batch_size, device)
     with eval_mode(model):
-        x, target = prepare_batch(images.to(device), head)
+        x, target = prepare_batch(images.to(device), head, dtype)
         q = model.posterior(x)
         mu = q.base_dist.loc.double().cpu().unsqueeze(1)
         sd = q.base_dist.scale.double().cpu().unsqueeze(1)
         z = mu + sd * noise
         log_q = (-0.5 * noise.pow(2) - sd.log() - _HALF_LOG_2PI).sum(-1)
         log_prior = (-0.5 * z.pow(2) - _HALF_LOG_2PI).sum(-1)
-        z_rows = z.reshape(n * samples, -1).to(device=device, dtype=torch.float32)
+        z_rows = z.reshape(n * samples, -1).to(device=device, dtype=dtype)
         log_lik = torch.empty(n * samples, dtype=torch.float64)
         for start in range(0, n * samples, batch_size):
             stop = min(start + batch_size, n * samples)
@@ -92,7 +95,7 @@ def _hierarchical_log_weights(model: HierarchicalVAE, images: torch.Tensor, nois
         for start in range(0, n * samples, batch_size):
             stop = min(start + batch_size, n * samples)
             rows = torch.arange(start, stop, device=images.device) // samples
-            eps = flat_noise[start:stop].to(device=device, dtype=torch.float32)
+            eps = flat_noise[start:stop].to(device=device, dtype=model.compute_dtype)
             log_w[start:stop] = model.log_importance_weights(images[rows], eps).double().cpu()
     return log_w.view(n, samples)
 

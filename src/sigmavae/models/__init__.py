@@ -2,7 +2,7 @@
 
 from .conv import ConvDecoder, ConvEncoder, build_conv_vae
 from .hierarchical import HierarchicalVAE, PosteriorUnavailable, build_hierarchical_vae
-from .registry import build_model, model_names
+from .registry import build_model, check_model_options, model_names
 from .vae import VAE, ELBOTerms, kl_to_standard_normal, prepare_batch
 
 __all__ = [
@@ -15,6 +15,7 @@ __all__ = [
     "build_conv_vae",
     "build_hierarchical_vae",
     "build_model",
+    "check_model_options",
     "kl_to_standard_normal",
     "model_names",
     "prepare_batch",

@@ -18,6 +18,8 @@ class ConfigError(ValueError):
 
 #: Fabric precisions the trainer supports (the likelihood is float32 under the mixed ones).
 PRECISIONS = ("32-true", "bf16-mixed", "16-mixed", "64-true")
+#: Fabric accelerators a run may ask for.
+ACCELERATORS = ("auto", "cpu", "cuda", "gpu", "mps")
 
 
 @dataclass
@@ -84,6 +86,31 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ConfigError(f"config: {name} must be >= 1 or null, got {value}")
+        if not 0 <= self.seed < 2**32:
+            raise ConfigError(f"config: seed must be in 0..2^32-1, got {self.seed}")
+        if self.grad_clip is not None and not self.grad_clip > 0:
+            raise ConfigError(f"config: grad_clip must be > 0 or null, got {self.grad_clip}")
+        if self.accelerator not in ACCELERATORS:
+            raise ConfigError(f"config: accelerator must be one of {list(ACCELERATORS)}, got "
+                              f"{self.accelerator!r}")
+        self._check_components()
+
+    def _check_components(self) -> None:
+        """The data set, head and model names and options, before any data is read or file
+        written: a wrong one is a one-line ConfigError, not a traceback mid-run."""
+        from ..data import dataset_names
+        from ..likelihoods import create
+        from ..models import check_model_options
+        from ..options import OptionError
+
+        if self.data not in dataset_names():
+            raise ConfigError(f"config: data must be one of {dataset_names()}, got "
+                              f"{self.data!r}")
+        try:
+            create(self.likelihood, **self.likelihood_options)  # cheap: a head is small
+            check_model_options(self.model, self.model_options)
+        except OptionError as err:
+            raise ConfigError(f"config: {err}") from None
 
     # -- (de)serialisation ------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -111,7 +138,12 @@ class TrainConfig:
         try:
             values = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as err:
-            raise ConfigError(f"config file {path} is not valid YAML: {err}") from err
+            mark = getattr(err, "problem_mark", None)
+            where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+            problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+            raise ConfigError(f"config file {path} is not valid YAML{where}: {problem}") from None
+        except (OSError, UnicodeDecodeError) as err:
+            raise ConfigError(f"config file {path} cannot be read as text: {err}") from None
         return cls.from_dict(values, source=str(path))
 
     def replace(self, **changes: Any) -> TrainConfig:

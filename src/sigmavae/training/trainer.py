@@ -16,6 +16,7 @@ import signal
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +28,9 @@ from .. import likelihoods
 from ..data import ImageDataset, InMemoryBatches, load_dataset
 from ..metrics.elbo import ELBOReport, elbo_sums, report_from_sums
 from ..models import VAE, build_model
+from ..options import OptionError
 from .allocator import tune_cpu_allocator
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .config import ConfigError, TrainConfig
 from .optim import build_adam
 from .visuals import plot_curves, save_reconstruction_grid, save_sample_grid
@@ -36,8 +38,44 @@ from .visuals import plot_curves, save_reconstruction_grid, save_sample_grid
 EPOCH_COLUMNS = [
     "epoch", "step", "train_loss", "train_neg_elbo", "train_nll", "train_kl", "val_neg_elbo",
     "val_nll", "val_kl", "val_bits_per_dim", "sigma", "effective_beta", "skipped_steps",
-    "seconds",
+    "seconds", "train_bound_note", "val_bound_note",
 ]
+#: What a checkpoint needs to resume a run (evaluation needs only model, config, image_shape).
+RESUME_KEYS = ("model", "optimizer", "batches", "loop", "rng", "image_shape")
+#: What a log writes where a bound is expected but the number is not one.
+NOT_A_BOUND = "n/a"
+
+
+@dataclass(frozen=True)
+class BoundNotes:
+    """Whether the train and val -ELBO of a run are bounds, and what to say where they are not.
+
+    ``train_note``: ``None`` (a valid stochastic bound), the head's bias note (a number, but
+    optimistic: the optimal-sigma heads fit sigma to the batch itself), or, when not valid, the
+    reason. ``val_note``: ``None`` or the reason it is not a bound.
+    """
+
+    train_valid: bool
+    train_note: str | None
+    val_valid: bool
+    val_note: str | None
+
+    @classmethod
+    def of(cls, head: Any, train_images: torch.Tensor, val_images: torch.Tensor) -> BoundNotes:
+        train_valid, train_reason = head.bound_validity(train_images)
+        val_valid, val_reason = head.bound_validity(val_images)
+        train_note = head.train_bound_bias if train_valid else f"not a bound: {train_reason}"
+        return cls(train_valid, train_note, val_valid,
+                   None if val_valid else f"not a bound: {val_reason}")
+
+    @property
+    def val_reason(self) -> str | None:
+        """The head's reason why the val -ELBO is not a bound (``None`` when it is one)."""
+        return None if self.val_note is None else self.val_note.removeprefix("not a bound: ")
+
+    def train_columns(self, nll: float, kl: float) -> dict[str, Any]:
+        return {"train_neg_elbo": nll + kl if self.train_valid else NOT_A_BOUND,
+                "train_bound_note": self.train_note}
 
 
 #: Least seconds between two redraws of ``curves.png`` (the last epoch always redraws it).
@@ -54,7 +92,10 @@ def build_vae(config: TrainConfig, image_shape: tuple[int, int, int]) -> VAE:
     options = dict(config.model_options)
     if config.latent_dim is not None:
         options["latent_dim"] = config.latent_dim
-    return build_model(config.model, image_shape, head, **options)
+    try:
+        return build_model(config.model, image_shape, head, **options)
+    except OptionError as err:  # a value the network refuses for this image shape
+        raise ConfigError(f"config: {err} (images {tuple(image_shape)})") from None
 
 
 def load_splits(config: TrainConfig) -> tuple[ImageDataset, ImageDataset]:
@@ -99,6 +140,9 @@ class Trainer:
         """Train for ``config.epochs`` epochs; ``resume`` a checkpoint path or ``"auto"``
         (``out/checkpoints/last.ckpt`` if it exists). Returns the final metrics."""
         c = self.config
+        if self.out.exists() and not self.out.is_dir():
+            raise ConfigError(f"config: out {self.out} exists and is not a folder; expected the "
+                              "run's output folder")
         fabric = self.fabric = self._make_fabric()
         fabric.launch()
         # The loss scaler of 16-mixed (None at other precisions).
@@ -111,6 +155,10 @@ class Trainer:
             train, val = load_splits(c)
         self._check_batch_size(train)
         model = build_vae(c, train.image_shape)
+        self.bounds = BoundNotes.of(model.head, train.images, val.images)
+        for split, note in (("train", self.bounds.train_note), ("val", self.bounds.val_note)):
+            if note is not None:
+                fabric.print(f"note: the {split} -ELBO of {c.likelihood} is {note}")
         # Batches are sliced from uint8 tensors, valid by construction: no per-step data check
         # (it would also put a data-dependent branch into a compiled graph).
         model.head.validate = False
@@ -190,7 +238,7 @@ class Trainer:
                 if c.keep_epoch_checkpoints and fabric.is_global_zero:
                     save_checkpoint(self._state(model, optimizer, batches, state),
                                     self.out / "checkpoints" / f"epoch_{epoch + 1:04d}.ckpt")
-                fabric.print(_epoch_line(row, report))
+                fabric.print(_epoch_line(row, report, c.likelihood))
                 final = {**row, "val_report": report.as_dict()}
         if fabric.is_global_zero and final:
             (self.out / "final.json").write_text(json.dumps(final, indent=2))
@@ -280,7 +328,7 @@ class Trainer:
         row = {"step": state.step, "train_loss": float(sums[0]) / n,
                "train_nll": float(sums[1]) / n, "train_kl": float(sums[2]) / n,
                "skipped_steps": state.skipped, **_sigma_columns(model)}
-        row["train_neg_elbo"] = row["train_nll"] + row["train_kl"]
+        row.update(self.bounds.train_columns(row["train_nll"], row["train_kl"]))
         state.window.zero_()
         return row
 
@@ -288,7 +336,8 @@ class Trainer:
         sums = elbo_sums(model, val_images, batch_size=max(c.batch_size, 256), seed=c.seed + 1,
                          shard=(self.fabric.global_rank, self.fabric.world_size))
         sums = self.fabric.all_reduce(sums.to(self.fabric.device), reduce_op="sum").cpu()
-        return report_from_sums(model, sums)
+        return report_from_sums(model, sums,
+                                validity=(self.bounds.val_valid, self.bounds.val_reason))
 
     def _epoch_metrics(self, epoch: int, state: _LoopState, report: ELBOReport, model: VAE,
                        seconds: float) -> dict[str, Any]:
@@ -297,13 +346,13 @@ class Trainer:
         row: dict[str, Any] = {
             "epoch": epoch + 1, "step": state.step, "train_loss": float(sums[0]) / n,
             "train_nll": float(sums[1]) / n, "train_kl": float(sums[2]) / n,
-            "val_nll": report.nll, "val_kl": report.kl,
-            "val_neg_elbo": report.neg_elbo if report.valid_bound else None,
-            "val_bits_per_dim": report.bits_per_dim if report.valid_bound else None,
+            "val_nll": report.nll if report.valid_bound else NOT_A_BOUND, "val_kl": report.kl,
+            "val_neg_elbo": report.neg_elbo if report.valid_bound else NOT_A_BOUND,
+            "val_bits_per_dim": report.bits_per_dim if report.valid_bound else NOT_A_BOUND,
             "skipped_steps": state.skipped, "seconds": round(seconds, 3),
-            **_sigma_columns(model),
+            **_sigma_columns(model), "val_bound_note": self.bounds.val_note,
         }
-        row["train_neg_elbo"] = row["train_nll"] + row["train_kl"]
+        row.update(self.bounds.train_columns(row["train_nll"], row["train_kl"]))
         return row
 
     # -- checkpoints ------------------------------------------------------------------------------
@@ -334,20 +383,30 @@ class Trainer:
     def _restore(self, path: Path, model: VAE, optimizer: Any, batches: InMemoryBatches,
                  device: torch.device) -> _LoopState:
         ckpt = load_checkpoint(path)
-        if list(ckpt.get("image_shape", [])) != list(model.data_shape):
-            raise ValueError(f"{path}: checkpoint is for images {ckpt.get('image_shape')}, the "
-                             f"data has {list(model.data_shape)}")
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        batches.load_state_dict(ckpt["batches"])
-        if ckpt.get("precision"):
-            self.fabric.strategy.precision.load_state_dict(ckpt["precision"])
-        torch.set_rng_state(ckpt["rng"]["torch"])
-        self.noise_rng.set_state(ckpt["rng"]["noise"])
-        if "cuda" in ckpt["rng"] and device.type == "cuda":
-            torch.cuda.set_rng_state(ckpt["rng"]["cuda"], device)
-        state = _LoopState(device)
-        state.load_state_dict(ckpt["loop"])
+        missing = [k for k in RESUME_KEYS if k not in ckpt]
+        if missing:
+            raise CheckpointError(f"cannot resume from {path}: it has no {', '.join(missing)} "
+                                  "(a checkpoint for evaluation only?); start a new run instead")
+        if list(ckpt["image_shape"]) != list(model.data_shape):
+            raise CheckpointError(f"cannot resume from {path}: it is for images "
+                                  f"{ckpt['image_shape']}, the data has {list(model.data_shape)}")
+        try:
+            model.load_state_dict(ckpt["model"])
+            optimizer.load_state_dict(ckpt["optimizer"])
+            batches.load_state_dict(ckpt["batches"])
+            if ckpt.get("precision"):
+                self.fabric.strategy.precision.load_state_dict(ckpt["precision"])
+            torch.set_rng_state(ckpt["rng"]["torch"])
+            self.noise_rng.set_state(ckpt["rng"]["noise"])
+            if "cuda" in ckpt["rng"] and device.type == "cuda":
+                torch.cuda.set_rng_state(ckpt["rng"]["cuda"], device)
+            state = _LoopState(device)
+            state.load_state_dict(ckpt["loop"])
+        except (RuntimeError, KeyError, TypeError, ValueError) as err:
+            first = str(err).strip().splitlines()[0] if str(err).strip() else repr(err)
+            raise CheckpointError(f"cannot resume from {path}: it does not fit this run's "
+                                  f"config ({first}); resume with the config it was trained "
+                                  "with, or start a new run") from None
         self.fabric.print(f"resumed from {path} at epoch {state.epoch}, step {state.step}")
         return state
 
@@ -483,6 +542,20 @@ def _fmt(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.3g}"
 
 
-def _epoch_line(row: dict[str, Any], report: ELBOReport) -> str:
-    return (f"epoch {row['epoch']}: train -ELBO {row['train_neg_elbo']:.2f} nats/image; "
-            f"val {report.summary()}")
+def _epoch_line(row: dict[str, Any], report: ELBOReport, likelihood: str) -> str:
+    """The console line of an epoch: a number is called -ELBO only where it is a bound (the
+    full reasons are printed once, at the start of the run)."""
+    note = row.get("train_bound_note")
+    if row["train_neg_elbo"] == NOT_A_BOUND:
+        train = (f"train loss {row['train_loss']:.2f} nats/image (-ELBO n/a: not a bound for "
+                 f"{likelihood}, see the note above)")
+    else:
+        train = f"train -ELBO {row['train_neg_elbo']:.2f} nats/image"
+        if note:
+            train += f" ({note.split(' (')[0]})"
+    if report.valid_bound:
+        val = report.summary()
+    else:
+        val = (f"-ELBO n/a (not a bound for {likelihood}, see the note above); rate kl "
+               f"{report.kl:.2f} nats/image")
+    return f"epoch {row['epoch']}: {train}; val {val}"

@@ -62,15 +62,28 @@ def plot_curves(metrics_csv: Path, path: Path) -> Path | None:
         return None
 
     def column(name: str) -> list[float]:
-        return [float(r[name]) if r.get(name) not in (None, "", "None") else math.nan
+        return [float(r[name]) if r.get(name) not in (None, "", "None", "n/a") else math.nan
                 for r in rows]
+
+    def note(name: str) -> str:
+        return rows[-1].get(name) or ""
 
     epochs = column("epoch")
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
-    for key, label in (("train_neg_elbo", "train"), ("val_neg_elbo", "val")):
-        axes[0].plot(epochs, column(key), marker="o", label=label)
+    train_is_bound = rows[-1].get("train_neg_elbo") != "n/a"
+    if train_is_bound:
+        biased = note("train_bound_note").startswith("optimistic")
+        train_label = "train (optimistic: sigma fitted per batch)" if biased else "train"
+        axes[0].plot(epochs, column("train_neg_elbo"), marker="o", label=train_label)
+    else:
+        axes[0].plot(epochs, column("train_loss"), marker="o", label="train loss (not a bound)")
+    if rows[-1].get("val_neg_elbo") != "n/a":
+        axes[0].plot(epochs, column("val_neg_elbo"), marker="o", label="val")
+    else:
+        axes[0].text(0.5, 0.9, "val -ELBO n/a: not a bound", ha="center", va="top",
+                     transform=axes[0].transAxes)
     axes[0].set_xlabel("epoch")
-    axes[0].set_ylabel("-ELBO (nats / image)")
+    axes[0].set_ylabel("-ELBO (nats / image)" if train_is_bound else "loss (nats / image)")
     axes[0].legend()
     betas = column("effective_beta")
     axes[1].set_xlabel("epoch")
