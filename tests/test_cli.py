@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
 from sigmavae.cli import main
 
@@ -85,3 +86,21 @@ def test_train_and_eval_the_hierarchical_model(tmp_path, capsys):
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["metrics"]["elbo"]["available"] is True
     assert "not one diagonal Gaussian" in report["metrics"]["mi"]["reason"]
+
+
+def test_a_float64_run_is_evaluated_in_float64(tmp_path):
+    """--precision 64-true: load_trained gives a float64 model and every cheap metric runs on
+    it (IWAE, MI and active units crashed on float64 before: float32 latents)."""
+    from sigmavae.training import load_trained
+
+    out = tmp_path / "f64"
+    assert main(["train", "--data", "frey", "--train-subset", "64", "--val-subset", "16",
+                 "--epochs", "1", "--batch-size", "32", "--precision", "64-true",
+                 "--out", str(out), "--no-progress"]) == 0
+    ckpt = out / "checkpoints" / "last.ckpt"
+    model, _ = load_trained(ckpt)
+    assert {p.dtype for p in model.parameters()} == {torch.float64}
+    assert main(["eval", str(ckpt), "--metrics", "elbo,discretized,iwae,mi,active_units",
+                 "--iwae-samples", "10", "--limit", "16", "--out", str(tmp_path / "r.json")]) == 0
+    metrics = json.loads((tmp_path / "r.json").read_text())["metrics"]
+    assert all(m["available"] for m in metrics.values()), metrics

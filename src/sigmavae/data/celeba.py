@@ -6,6 +6,7 @@ from pathlib import Path
 
 from .cache import decode_cached
 from .dataset import ImageDataset
+from .decode import check_decode_options
 from .errors import DataFormatError, DataOptionError, EmptyDatasetError
 from .paths import check_not_empty, not_found, resolve_root, short
 from .registry import register_dataset
@@ -93,13 +94,7 @@ def load_celeba(
     official validation split).
     """
     del val_fraction, seed
-    if on_error not in ("raise", "skip"):
-        raise DataOptionError(f"celeba: on_error must be 'raise' or 'skip', got {on_error!r}")
-    if num_workers is not None and num_workers < 1:
-        raise DataOptionError(
-            f"celeba: num_workers must be a positive integer (decoding threads) or None, "
-            f"got {num_workers!r}"
-        )
+    check_decode_options("celeba", on_error, num_workers)
     if crop is not None and (isinstance(crop, bool) or not isinstance(crop, int) or crop < 1):
         raise DataOptionError(f"celeba: crop must be a positive int (pixels) or None, got {crop!r}")
     root = resolve_root(root)

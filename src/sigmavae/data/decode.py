@@ -33,6 +33,18 @@ _GREY_MODES = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I
 Crop = str | int | None
 
 
+def check_decode_options(name: str, on_error: str, num_workers: int | None) -> None:
+    """Raise :class:`DataOptionError` for an ``on_error`` other than ``raise``/``skip`` or a
+    ``num_workers`` (decoding threads) below 1; ``name`` is the data set the message names."""
+    if on_error not in ("raise", "skip"):
+        raise DataOptionError(f"{name}: on_error must be 'raise' or 'skip', got {on_error!r}")
+    if num_workers is not None and num_workers < 1:
+        raise DataOptionError(
+            f"{name}: num_workers must be a positive integer (decoding threads) or None, "
+            f"got {num_workers!r}"
+        )
+
+
 def default_num_workers() -> int:
     """Decoding threads used when not given: ``min(8, os.cpu_count())``."""
     return max(1, min(8, os.cpu_count() or 1))

@@ -10,7 +10,7 @@ import torch
 
 from .cache import decode_cached
 from .dataset import ImageDataset
-from .decode import channels_of
+from .decode import channels_of, check_decode_options
 from .errors import (
     CorruptImageError,
     DataFormatError,
@@ -167,13 +167,7 @@ def load_folder(
         raise DataOptionError("folder: download=True is not supported (the images are your own)")
     if channels not in (None, 1, 3):
         raise DataOptionError(f"folder: channels must be 1, 3 or None, got {channels!r}")
-    if on_error not in ("raise", "skip"):
-        raise DataOptionError(f"folder: on_error must be 'raise' or 'skip', got {on_error!r}")
-    if num_workers is not None and num_workers < 1:
-        raise DataOptionError(
-            f"folder: num_workers must be a positive integer (decoding threads) or None, "
-            f"got {num_workers!r}"
-        )
+    check_decode_options("folder", on_error, num_workers)
     test_fraction = check_fraction("test_fraction", test_fraction)
 
     dirs = _split_dirs(root)

@@ -41,6 +41,8 @@ def load_trained(path: str | Path, map_location: str = "cpu") -> tuple[VAE, Trai
             raise
         raise CheckpointError(f"{path}: cannot rebuild the model from the checkpoint's config: "
                               f"{_first_line(err)}") from err
+    if config.precision == "64-true":  # trained in float64: evaluate in float64 too
+        model = model.double()
     try:
         model.load_state_dict(state["model"])
     except RuntimeError as err:
