@@ -50,7 +50,10 @@ def check_options(what: str, factory: Callable[..., Any], options: dict[str, Any
         valid = ", ".join(parameters) or "none"
         raise OptionError(f"{what}: unknown option{'s' if len(unknown) > 1 else ''} "
                           f"{', '.join(unknown)}; its options are: {valid}")
-    hints = typing.get_type_hints(function)
+    try:
+        hints = typing.get_type_hints(function)
+    except Exception:  # annotations that do not resolve (a user's factory): check names only
+        hints = {}
     return {name: check_value(what, name, value, hints.get(name))
             for name, value in options.items()}
 
