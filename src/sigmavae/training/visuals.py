@@ -80,11 +80,10 @@ def plot_curves(metrics_csv: Path, path: Path) -> Path | None:
     if rows[-1].get("val_neg_elbo") != "n/a":
         axes[0].plot(epochs, column("val_neg_elbo"), marker="o", label="val")
     else:
-        axes[0].text(0.5, 0.9, "val -ELBO n/a: not a bound", ha="center", va="top",
-                     transform=axes[0].transAxes)
+        axes[0].set_title("val -ELBO n/a: not a bound", fontsize=9)
     axes[0].set_xlabel("epoch")
     axes[0].set_ylabel("-ELBO (nats / image)" if train_is_bound else "loss (nats / image)")
-    axes[0].legend()
+    axes[0].legend(loc="lower left", fontsize=8)  # the curves fall from the upper left
     betas = column("effective_beta")
     axes[1].set_xlabel("epoch")
     if any(math.isfinite(b) and b > 0 for b in betas):
