@@ -183,3 +183,12 @@ def test_registry_errors_are_specific():
         create("gausian")
     with pytest.raises(ValueError, match="unknown option"):
         create("gaussian", nonsense=1)
+
+
+def test_heads_name_their_own_divergence_hint():
+    """The trainer asks the head why training diverged instead of matching its name."""
+    hint = create("per_pixel_sigma", min_log_sigma=None).divergence_hint()
+    assert hint is not None and "without clipping" in hint and "min_log_sigma=-6" in hint
+    assert create("per_pixel_sigma").divergence_hint() is None  # clipped: nothing specific
+    for name in ("gaussian", "optimal_sigma", "learned_sigma", "categorical"):
+        assert create(name).divergence_hint() is None

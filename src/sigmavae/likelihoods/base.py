@@ -278,6 +278,11 @@ class LikelihoodHead(nn.Module):
             return True, None
         return False, self.invalid_bound_reason
 
+    def divergence_hint(self) -> str | None:
+        """The likely cause when training with this head keeps producing non-finite losses, and
+        what to do (``None``: nothing specific to the head)."""
+        return None
+
     @property
     def train_bound_bias(self) -> str | None:
         """Why ``-log_prob`` of a *training* batch in training mode is a biased bound, or

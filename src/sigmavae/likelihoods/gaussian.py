@@ -154,6 +154,12 @@ class PerPixelSigmaGaussian(LikelihoodHead):
     def params_per_channel(self) -> int:
         return 2
 
+    def divergence_hint(self) -> str | None:
+        if self.min_log_sigma is not None:
+            return None
+        return (f"a per-pixel sigma without clipping collapsing to zero (paper, Sec. 5.3): keep "
+                f"the default min_log_sigma={DEFAULT_MIN_LOG_SIGMA:g} or use optimal_sigma")
+
     def distribution(self, params: torch.Tensor, target: torch.Tensor | None) -> ImageLikelihood:
         raw_mean, raw_log_sigma = self.split_params(params).unbind(1)
         mean = location(raw_mean, self.mean_activation)

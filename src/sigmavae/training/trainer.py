@@ -309,13 +309,10 @@ class Trainer:
 
     def _nonfinite_message(self, state: _LoopState) -> str:
         c = self.config
-        hint = "a diverging decoder variance"
-        if c.likelihood == "per_pixel_sigma" and c.likelihood_options.get(
-                "min_log_sigma", -6.0) is None:
-            hint = ("a per-pixel sigma without clipping collapsing to zero (paper, Sec. 5.3): keep "
-                    "the default min_log_sigma=-6 or use optimal_sigma")
-        elif c.lr > 1e-3:
-            hint = f"a learning rate too high ({c.lr})"
+        hint = self.model.head.divergence_hint()  # the head knows its own failure modes
+        if hint is None:
+            hint = (f"a learning rate too high ({c.lr})" if c.lr > 1e-3
+                    else "a diverging decoder variance")
         last = self.out / "checkpoints" / "last.ckpt"
         where = f"the last good checkpoint is {last}" if last.is_file() else "no checkpoint yet"
         return (f"{state.nonfinite_in_a_row} consecutive steps had a non-finite loss or gradient "
