@@ -9,7 +9,7 @@
 * :mod:`.calibration`: PIT histogram, interval coverage and ECE of the decoder.
 """
 
-from ._common import EvalContext, MetricUnavailable, bound_validity
+from ._common import EvalContext, MetricUnavailable
 from .active_units import count_active_units
 from .calibration import PITHistogram, pit_values, plot_calibration
 from .discretized import discretized_log_mass
@@ -43,7 +43,6 @@ __all__ = [
     "MutualInfoEstimate",
     "PITHistogram",
     "PerImageELBO",
-    "bound_validity",
     "build_fid_metric",
     "count_active_units",
     "data_scaling",

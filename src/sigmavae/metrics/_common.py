@@ -11,7 +11,6 @@ from typing import Any
 import torch
 
 from ..likelihoods import LikelihoodHead
-from ..likelihoods.base import is_binary  # noqa: F401  (re-exported for metrics)
 from ..models.hierarchical import PosteriorUnavailable
 from ..models.vae import VAE, prepare_batch
 
@@ -38,13 +37,6 @@ def mean_stderr(values: torch.Tensor) -> tuple[float, float]:
     mean = float(v.mean())
     se = float(v.std(unbiased=True) / math.sqrt(n)) if n > 1 else 0.0
     return mean, se
-
-
-def bound_validity(head: LikelihoodHead, images: torch.Tensor | None = None
-                   ) -> tuple[bool, str | None]:
-    """Whether ``-log p(x|z)`` of this head gives a valid bound on ``-log p(x)``, and if not why
-    (the head answers: :meth:`LikelihoodHead.bound_validity`)."""
-    return head.bound_validity(images)
 
 
 def model_device(model: VAE) -> torch.device:

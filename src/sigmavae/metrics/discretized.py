@@ -26,7 +26,6 @@ from ._common import (
     EvalContext,
     MetricUnavailable,
     bits_per_dim,
-    bound_validity,
     fmt,
     fmt_pm,
     mean_stderr,
@@ -116,7 +115,7 @@ def discretized_per_image(ctx: EvalContext) -> tuple[torch.Tensor, torch.Tensor,
 
 def run(ctx: EvalContext) -> dict:
     """The discretised single-sample ELBO (Table 4), nats/image and bits/dim."""
-    valid, reason = bound_validity(ctx.head, ctx.images)
+    valid, reason = ctx.head.bound_validity(ctx.images)
     if not valid:
         raise MetricUnavailable(f"not a valid bound: {reason}")
     result: dict = {"available": True, "data_scaling": DISCRETIZED_SCALING,

@@ -19,7 +19,6 @@ from ._common import (
     NATS,
     EvalContext,
     bits_per_dim,
-    bound_validity,
     fmt,
     fmt_pm,
     mean_stderr,
@@ -239,7 +238,7 @@ def run(ctx: EvalContext) -> dict:
     samples = int(ctx.option("elbo_samples", 1))
     if samples < 1:
         raise ValueError(f"elbo_samples must be >= 1, got {samples}")
-    valid, reason = bound_validity(ctx.head, ctx.images)
+    valid, reason = ctx.head.bound_validity(ctx.images)
     single = cached_elbo(ctx, 1)
     result: dict = {
         "available": True,

@@ -22,7 +22,6 @@ from ._common import (
     EvalContext,
     MetricUnavailable,
     bits_per_dim,
-    bound_validity,
     eval_mode,
     fmt,
     fmt_pm,
@@ -142,7 +141,7 @@ def iwae_per_image(
 
 def run(ctx: EvalContext) -> dict:
     """``-L_K`` (nats/image, bits/dim) for ``K = iwae_samples`` and nested ``k = 1, 10, ...``."""
-    valid, reason = bound_validity(ctx.head, ctx.images)
+    valid, reason = ctx.head.bound_validity(ctx.images)
     if not valid:
         raise MetricUnavailable(f"not a valid bound: {reason}")
     samples = int(ctx.option("iwae_samples", 1000))
