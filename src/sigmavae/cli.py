@@ -11,6 +11,7 @@ import yaml
 
 from . import likelihoods
 from .data import DataError, dataset_names, describe_dataset
+from .messages import first_line
 
 #: File types ``sigmavae sample --out`` can write (PIL's writers for these suffixes).
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
@@ -41,13 +42,8 @@ def _key_values(items: list[str] | None, flag: str) -> dict[str, Any]:
             out[key.strip()] = yaml.safe_load(value)
         except yaml.YAMLError as err:
             raise UsageError(f"{flag} {item!r}: the value is not a YAML scalar "
-                             f"({_first_line(err)})") from None
+                             f"({first_line(err)})") from None
     return out
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
 
 
 def _check_device(device: str, flag: str = "--device") -> str:
@@ -304,7 +300,7 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as err:  # the file system refused: permissions, a full disk, a missing folder
         where = f" {err.filename}" if err.filename else ""
         print(f"sigmavae {args.command}: error: cannot access{where}: "
-              f"{err.strerror or _first_line(err)}", file=sys.stderr)
+              f"{err.strerror or first_line(err)}", file=sys.stderr)
         return 2
 
 

@@ -33,6 +33,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..messages import first_line
 from ..models.vae import VAE
 from ._common import EvalContext, MetricUnavailable, eval_mode, fmt
 
@@ -81,11 +82,6 @@ def _spec_error(spec: str, what: str) -> FeatureExtractorError:
     return FeatureExtractorError(f"--fid-features {spec!r}: {what}")
 
 
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return f"{type(err).__name__}: {text.splitlines()[0]}" if text else type(err).__name__
-
-
 def _load_custom(spec: str) -> nn.Module:
     target, sep, attr = spec.rpartition(":")
     if not sep or not target or not attr:
@@ -105,13 +101,14 @@ def _load_custom(spec: str) -> nn.Module:
             module_spec.loader.exec_module(module)
         except Exception as err:  # the user's file fails to run: say how, in one line
             sys.modules.pop(name, None)
-            raise _spec_error(spec, f"cannot import {target}: {_first_line(err)}") from err
+            reason = first_line(err, with_type=True)
+            raise _spec_error(spec, f"cannot import {target}: {reason}") from err
     else:
         try:
             module = importlib.import_module(target)
         except Exception as err:  # no such module, or it fails on import
             raise _spec_error(spec, f"cannot import module {target!r} "
-                                    f"({_first_line(err)})") from err
+                                    f"({first_line(err, with_type=True)})") from err
     obj = getattr(module, attr, None)
     if obj is None:
         raise _spec_error(spec, f"{target} has no attribute {attr!r}")
@@ -121,7 +118,8 @@ def _load_custom(spec: str) -> nn.Module:
         try:
             extractor = obj()
         except Exception as err:
-            raise _spec_error(spec, f"calling {attr}() failed ({_first_line(err)}); expected "
+            reason = first_line(err, with_type=True)
+            raise _spec_error(spec, f"calling {attr}() failed ({reason}); expected "
                                     "a function without arguments returning an nn.Module") \
                 from err
     else:
@@ -145,7 +143,7 @@ def _check_extractor(extractor: nn.Module, spec: str, image_shape: tuple[int, in
             out = extractor(probe)
     except Exception as err:
         raise _spec_error(spec, f"the extractor fails on a (2, 3, {h}, {w}) batch of images in "
-                                f"[0, 1] ({_first_line(err)})") from err
+                                f"[0, 1] ({first_line(err, with_type=True)})") from err
     finally:
         extractor.train(was_training)
     if not isinstance(out, torch.Tensor) or out.dim() != 2 or out.shape[0] != 2 \
@@ -209,7 +207,7 @@ def build_fid_metric(spec: str | None, image_shape: tuple[int, int, int]) -> tup
             metric = FrechetInceptionDistance(feature=2048, normalize=False,
                                               feature_extractor_weights_path=weights)
         except Exception as err:  # no network, corrupt file, ...: report, don't crash
-            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            first = first_line(err)
             if weights is not None:  # the file the user named is not usable
                 raise _spec_error(spec, f"could not load the InceptionV3 weights {weights} "
                                         f"({first}); expected the torch-fidelity file "

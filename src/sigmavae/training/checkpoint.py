@@ -25,6 +25,8 @@ from typing import Any
 
 import torch
 
+from ..messages import first_line
+
 
 class CheckpointError(RuntimeError):
     """A checkpoint is missing, corrupt, or carries something unsafe to load, or could not be
@@ -246,7 +248,7 @@ def _unpickling_message(path: Path, err: pickle.UnpicklingError) -> str:
         return (f"refusing to load {path}: it contains objects other than tensors and plain "
                 f"containers ({unsafe}), which could run code when unpickled")
     return (f"checkpoint {path} is not a PyTorch checkpoint: a plain Python pickle or a corrupt "
-            f"file (torch.load: {_first_line(err.__context__ or err)})")
+            f"file (torch.load: {first_line(err.__context__ or err)})")
 
 
 #: Pickle opcodes that import or call something (what a safe loader must refuse).
@@ -279,7 +281,7 @@ def _pickled_global(path: Path, max_opcodes: int = 1_000_000) -> str | None:
 def _unreadable_message(path: Path, err: Exception) -> str:
     if isinstance(err, EOFError):
         return f"checkpoint {path} is truncated (it ends early): an interrupted write or copy"
-    detail = _first_line(err)
+    detail = first_line(err)
     detail = detail.split(". This is an internal miniz error")[0]  # torch's zip reader
     if isinstance(err, KeyError):
         detail = f"unexpected data ({detail})"
@@ -306,9 +308,4 @@ def _check_layout(state: Any, path: Path) -> None:
 
 
 def _os_reason(err: OSError) -> str:
-    return err.strerror.lower() if err.strerror else _first_line(err)
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
+    return err.strerror.lower() if err.strerror else first_line(err)

@@ -11,6 +11,8 @@ from typing import Any
 
 import yaml
 
+from ..messages import first_line
+
 
 class ConfigError(ValueError):
     """A configuration file or value is invalid (unknown key, wrong type, bad value)."""
@@ -140,7 +142,7 @@ class TrainConfig:
         except yaml.YAMLError as err:
             mark = getattr(err, "problem_mark", None)
             where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-            problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+            problem = getattr(err, "problem", None) or first_line(err)
             raise ConfigError(f"config file {path} is not valid YAML{where}: {problem}") from None
         except (OSError, UnicodeDecodeError) as err:
             raise ConfigError(f"config file {path} cannot be read as text: {err}") from None

@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 
+from ..messages import first_line
 from ..models import VAE
 from .checkpoint import CheckpointError, load_checkpoint
 from .config import ConfigError, TrainConfig
@@ -40,7 +41,7 @@ def load_trained(path: str | Path, map_location: str = "cpu") -> tuple[VAE, Trai
         if isinstance(err, ConfigError | CheckpointError):
             raise
         raise CheckpointError(f"{path}: cannot rebuild the model from the checkpoint's config: "
-                              f"{_first_line(err)}") from err
+                              f"{first_line(err)}") from err
     if config.precision == "64-true":  # trained in float64: evaluate in float64 too
         model = model.double()
     try:
@@ -93,11 +94,6 @@ def _mismatch_message(path: str | Path, config: TrainConfig, model: VAE,
             shown = ", ".join(items[:3]) + (f" and {len(items) - 3} more" if len(items) > 3
                                              else "")
             parts.append(f"{label}: {shown}")
-    detail = "; ".join(parts) or _first_line(err)
+    detail = "; ".join(parts) or first_line(err)
     return (f"{path}: the weights do not fit the model its config describes (model "
             f"{config.model!r}, likelihood {config.likelihood!r}): {detail}")
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err.args[0] if isinstance(err, KeyError) and err.args else err).strip()
-    return text.splitlines()[0] if text else type(err).__name__

@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 
 from .. import likelihoods
 from ..data import ImageDataset, InMemoryBatches, load_dataset
+from ..messages import first_line
 from ..metrics.elbo import ELBOReport, elbo_sums, report_from_sums
 from ..models import VAE, build_model
 from ..options import OptionError
@@ -400,10 +401,9 @@ class Trainer:
             state = _LoopState(device)
             state.load_state_dict(ckpt["loop"])
         except (RuntimeError, KeyError, TypeError, ValueError) as err:
-            first = str(err).strip().splitlines()[0] if str(err).strip() else repr(err)
             raise CheckpointError(f"cannot resume from {path}: it does not fit this run's "
-                                  f"config ({first}); resume with the config it was trained "
-                                  "with, or start a new run") from None
+                                  f"config ({first_line(err)}); resume with the config it was "
+                                  "trained with, or start a new run") from None
         self.fabric.print(f"resumed from {path} at epoch {state.epoch}, step {state.step}")
         return state
 
