@@ -49,30 +49,30 @@ NOT_A_BOUND = "n/a"
 
 @dataclass(frozen=True)
 class BoundNotes:
-    """Whether the train and val -ELBO of a run are bounds, and what to say where they are not.
-
-    ``train_note``: ``None`` (a valid stochastic bound), the head's bias note (a number, but
-    optimistic: the optimal-sigma heads fit sigma to the batch itself), or, when not valid, the
-    reason. ``val_note``: ``None`` or the reason it is not a bound.
-    """
+    """What the head says of a run's train and val -ELBO: whether each is a bound (``*_reason``
+    is the head's reason where it is not) and, for a valid train bound, its bias note
+    (optimal sigma fits sigma to the batch itself: optimistic)."""
 
     train_valid: bool
-    train_note: str | None
+    train_reason: str | None
+    train_bias: str | None
     val_valid: bool
-    val_note: str | None
+    val_reason: str | None
 
     @classmethod
     def of(cls, head: Any, train_images: torch.Tensor, val_images: torch.Tensor) -> BoundNotes:
-        train_valid, train_reason = head.bound_validity(train_images)
-        val_valid, val_reason = head.bound_validity(val_images)
-        train_note = head.train_bound_bias if train_valid else f"not a bound: {train_reason}"
-        return cls(train_valid, train_note, val_valid,
-                   None if val_valid else f"not a bound: {val_reason}")
+        return cls(*head.bound_validity(train_images), head.train_bound_bias,
+                   *head.bound_validity(val_images))
 
     @property
-    def val_reason(self) -> str | None:
-        """The head's reason why the val -ELBO is not a bound (``None`` when it is one)."""
-        return None if self.val_note is None else self.val_note.removeprefix("not a bound: ")
+    def train_note(self) -> str | None:
+        """The ``train_bound_note`` column: the bias note, or why it is no bound."""
+        return self.train_bias if self.train_valid else f"not a bound: {self.train_reason}"
+
+    @property
+    def val_note(self) -> str | None:
+        """The ``val_bound_note`` column: ``None``, or why it is no bound."""
+        return None if self.val_valid else f"not a bound: {self.val_reason}"
 
     def train_columns(self, nll: float, kl: float) -> dict[str, Any]:
         return {"train_neg_elbo": nll + kl if self.train_valid else NOT_A_BOUND,
