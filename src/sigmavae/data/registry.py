@@ -10,8 +10,8 @@ A new data set is one loader function and one registration::
 ``split`` is already validated, ``root`` is a :class:`~pathlib.Path` or ``None``; set-specific
 keyword-only options (``my_option``) are passed through from :func:`load_dataset`'s ``**options``
 and unknown options are rejected with a list of the valid ones. Option values are checked
-against the loader's annotations (``bool``, ``int``, ``float``, ``str``, ``Path``, ``None`` and
-unions of them), so ``crop="abc"`` for a ``crop: bool`` option is a :class:`DataOptionError`
+against the loader's annotations (:func:`sigmavae.options.check_value`, the checker the heads and
+models use too), so ``crop="abc"`` for a ``crop: bool`` option is a :class:`DataOptionError`
 naming the option and the expected type, not a silently truthy string.
 """
 

@@ -24,6 +24,9 @@ from ._common import (
     mean_stderr,
 )
 
+#: What every output writes where a bound is expected but the number is not one.
+NOT_A_BOUND = "n/a"
+
 
 @dataclass
 class ELBOReport:
@@ -46,7 +49,7 @@ class ELBOReport:
         """The fields, with ``"n/a"`` (and ``invalid_reason``) where a bound is not valid."""
         out = asdict(self)
         if not self.valid_bound:
-            out.update(nll="n/a", neg_elbo="n/a", bits_per_dim="n/a")
+            out.update(nll=NOT_A_BOUND, neg_elbo=NOT_A_BOUND, bits_per_dim=NOT_A_BOUND)
         return out
 
     def summary(self) -> str:

@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 from .. import likelihoods
 from ..data import ImageDataset, InMemoryBatches, load_dataset
 from ..messages import first_line
-from ..metrics.elbo import ELBOReport, elbo_sums, report_from_sums
+from ..metrics.elbo import NOT_A_BOUND, ELBOReport, elbo_sums, report_from_sums
 from ..models import VAE, build_model
 from ..options import OptionError
 from .allocator import tune_cpu_allocator
@@ -43,8 +43,6 @@ EPOCH_COLUMNS = [
 ]
 #: What a checkpoint needs to resume a run (evaluation needs only model, config, image_shape).
 RESUME_KEYS = ("model", "optimizer", "batches", "loop", "rng", "image_shape")
-#: What a log writes where a bound is expected but the number is not one.
-NOT_A_BOUND = "n/a"
 
 
 @dataclass(frozen=True)

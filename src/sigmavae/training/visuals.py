@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 from torchvision.utils import save_image
 
+from ..metrics.elbo import NOT_A_BOUND
 from ..models.vae import VAE
 
 
@@ -62,7 +63,7 @@ def plot_curves(metrics_csv: Path, path: Path) -> Path | None:
         return None
 
     def column(name: str) -> list[float]:
-        return [float(r[name]) if r.get(name) not in (None, "", "None", "n/a") else math.nan
+        return [float(r[name]) if r.get(name) not in (None, "", "None", NOT_A_BOUND) else math.nan
                 for r in rows]
 
     def note(name: str) -> str:
@@ -70,14 +71,14 @@ def plot_curves(metrics_csv: Path, path: Path) -> Path | None:
 
     epochs = column("epoch")
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
-    train_is_bound = rows[-1].get("train_neg_elbo") != "n/a"
+    train_is_bound = rows[-1].get("train_neg_elbo") != NOT_A_BOUND
     if train_is_bound:
         biased = note("train_bound_note").startswith("optimistic")
         train_label = "train (optimistic: sigma fitted per batch)" if biased else "train"
         axes[0].plot(epochs, column("train_neg_elbo"), marker="o", label=train_label)
     else:
         axes[0].plot(epochs, column("train_loss"), marker="o", label="train loss (not a bound)")
-    if rows[-1].get("val_neg_elbo") != "n/a":
+    if rows[-1].get("val_neg_elbo") != NOT_A_BOUND:
         axes[0].plot(epochs, column("val_neg_elbo"), marker="o", label="val")
     else:
         axes[0].set_title("val -ELBO n/a: not a bound", fontsize=9)
