@@ -1,4 +1,9 @@
-"""Fixtures shared across the test packages."""
+"""Fixtures shared across the test packages.
+
+Real data comes from the project's shared folder ``../shared/data`` (beside the repository):
+ask for it with the ``shared_data`` / ``shared_file`` fixtures, which skip the test cleanly
+where the folder or the file is absent (a fresh clone, CI without the data).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,30 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+
+#: The project's shared data folder, ``../shared/data`` relative to the repository root.
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The shared data folder; skips the test where it is absent."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"the shared data folder {SHARED_DATA} is not available")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def shared_file(shared_data: Path) -> Callable[..., Path]:
+    """``shared_file("mnist", "x.gz")``: the path of a shared data file, or skip the test."""
+
+    def find(*parts: str) -> Path:
+        path = shared_data.joinpath(*parts)
+        if not path.is_file():
+            pytest.skip(f"shared data file {'/'.join(parts)} not available")
+        return path
+
+    return find
 
 
 @pytest.fixture

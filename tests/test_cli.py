@@ -104,3 +104,45 @@ def test_a_float64_run_is_evaluated_in_float64(tmp_path):
                  "--iwae-samples", "10", "--limit", "16", "--out", str(tmp_path / "r.json")]) == 0
     metrics = json.loads((tmp_path / "r.json").read_text())["metrics"]
     assert all(m["available"] for m in metrics.values()), metrics
+
+
+def test_every_config_key_is_a_flag(capsys, monkeypatch):
+    """The train flags are made from TrainConfig's declaration: one per key (a pair for a
+    boolean, KEY=VALUE for a mapping), with the key's help; absent flags stay absent."""
+    from sigmavae.cli import build_parser
+    from sigmavae.training.config import settings
+
+    monkeypatch.setenv("COLUMNS", "10000")  # argparse wraps help at the terminal width
+    parser = build_parser()
+    with pytest.raises(SystemExit):
+        parser.parse_args(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for setting in settings():
+        flag = "--" + setting.name.removesuffix("s" if setting.kind is dict else "").replace(
+            "_", "-")
+        assert f"{flag} " in text, flag
+        if setting.kind is bool:
+            assert f"--no-{flag[2:]}" in text, flag
+        assert " ".join(setting.help.split()) in text, setting.name
+    args = vars(parser.parse_args(["train", "--no-progress", "--latent-dim", "null",
+                                   "--epochs", "3", "--compile", "--model-option", "width=8"]))
+    assert args["progress"] is False and args["latent_dim"] is None and args["epochs"] == 3
+    assert args["compile"] is True and args["model_options"] == ["width=8"]
+    assert "lr" not in args and "fused_adam" not in args  # not given: the file's value stays
+
+
+def test_help_lists_come_from_the_registries(capsys, monkeypatch):
+    from sigmavae import likelihoods
+    from sigmavae.cli import build_parser
+    from sigmavae.data import dataset_names
+    from sigmavae.metrics import METRICS
+    from sigmavae.models import model_names
+
+    monkeypatch.setenv("COLUMNS", "10000")
+    parser = build_parser()
+    for command in ("train", "eval"):
+        with pytest.raises(SystemExit):
+            parser.parse_args([command, "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for names in (likelihoods.names(), model_names(), dataset_names(), METRICS.names()):
+        assert ", ".join(names) in text, names

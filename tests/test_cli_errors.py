@@ -298,3 +298,42 @@ def test_disk_full_while_writing_the_checkpoint(small_disk_factory, capsys):
     assert load_checkpoint(last)["loop"]["epoch"] == 1
     assert [p.name for p in last.parent.iterdir()] == ["last.ckpt"]
 
+
+
+@pytest.mark.parametrize(("argv", "line"), [
+    (["--likelihood", "nosuch"], "config: unknown likelihood 'nosuch'; choose one of: bernoulli, "
+     "bitwise_categorical, categorical, discretized_gaussian, discretized_logistic, fixed_sigma, "
+     "gaussian, learned_sigma, logistic_mixture, optimal_sigma, optimal_sigma_per_dim, "
+     "optimal_sigma_per_image, per_pixel_sigma, student_t"),
+    (["--model", "nosuch"], "config: unknown model 'nosuch'; choose one of: conv, hierarchical"),
+    (["--likelihood-option", "nosuchopt=1"], "config: likelihood 'optimal_sigma': unknown option "
+     "nosuchopt; its options are: decay, train_sigma"),
+], ids=["likelihood", "model", "likelihood-option"])
+def test_wrong_names_fail_before_any_data_is_read(argv, line, tmp_path, monkeypatch, capsys):
+    """The issue's fail-fast cases: one line naming the bad value and the valid ones, exit 2,
+    no traceback, and no data read (frey's loader is swapped for one that fails the test if
+    called) nor file written."""
+    from sigmavae.data import DATASETS, get_spec, register_dataset
+
+    frey = get_spec("frey")
+
+    def never(split, root, *, image_size, download, val_fraction, seed):
+        raise AssertionError("data was read before the names were checked")
+
+    monkeypatch.chdir(tmp_path)
+    DATASETS.unregister("frey")
+    try:
+        register_dataset("frey", frey.description)(never)
+        code = main(["train", *TINY, "--out", "run", *argv])
+        captured = capsys.readouterr()
+        files = list(tmp_path.iterdir())
+        with pytest.raises(AssertionError, match="data was read"):  # the control: it would
+            main(["train", *TINY, "--out", "control"])
+    finally:
+        DATASETS.unregister("frey")
+        DATASETS.register("frey", frey.description)(frey)
+    assert code == 2
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"sigmavae train: error: {line}"), lines
+    assert "Traceback" not in captured.out
+    assert files == []

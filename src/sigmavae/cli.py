@@ -16,16 +16,6 @@ from .messages import first_line
 #: File types ``sigmavae sample --out`` can write (PIL's writers for these suffixes).
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
-# CLI flag -> TrainConfig key, for the flags that override a config file.
-_TRAIN_FLAGS = {
-    "data": str, "data_root": str, "likelihood": str, "model": str, "epochs": int,
-    "batch_size": int, "lr": float, "beta": float, "seed": int, "out": str, "precision": str,
-    "accelerator": str, "devices": int, "num_nodes": int, "latent_dim": int,
-    "train_subset": int, "val_subset": int, "log_every_n_steps": int,
-    "checkpoint_every_n_steps": int, "grad_clip": float, "max_nonfinite_steps": int,
-}
-_TRAIN_SWITCHES = ("channels_last", "compile", "drop_last")
-
 
 class UsageError(ValueError):
     """A command-line value that is wrong before anything runs (printed as one line, exit 2)."""
@@ -46,18 +36,57 @@ def _key_values(items: list[str] | None, flag: str) -> dict[str, Any]:
     return out
 
 
-def _check_device(device: str, flag: str = "--device") -> str:
-    """``cpu`` | ``cuda`` | ``cuda:N`` | ``auto`` -> a torch device string."""
-    import torch
+def _flag(name: str, kind: type = str) -> str:
+    """The flag of a config key: ``batch_size`` -> ``--batch-size``; a mapping takes one
+    ``KEY=VALUE`` per flag, so ``likelihood_options`` -> ``--likelihood-option``."""
+    if kind is dict:
+        name = name.removesuffix("s")
+    return "--" + name.replace("_", "-")
 
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    kind, _, index = device.partition(":")
-    if kind not in ("cpu", "cuda") or (index and not index.isdigit()):
-        raise UsageError(f"{flag}: expected cpu, cuda, cuda:N or auto, got {device!r}")
-    if kind == "cuda" and not torch.cuda.is_available():
-        raise UsageError(f"{flag} {device}: no CUDA device is available here; use --device cpu")
-    return device
+
+_METAVARS = {int: "N", float: "X"}
+
+
+def _value_parser(kind: type, optional: bool) -> Any:
+    """argparse ``type=`` for a config value: ``int`` / ``float`` / ``str``; ``null`` or
+    ``none`` gives None where the key allows it."""
+    if not optional:
+        return kind
+
+    def parse(text: str) -> Any:
+        return None if text.lower() in ("null", "none") else kind(text)
+
+    parse.__name__ = kind.__name__  # argparse names it in "invalid int value: 'x'"
+    return parse
+
+
+def _add_config_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per :class:`~sigmavae.training.TrainConfig` field, from its declaration
+    (:func:`sigmavae.training.config.settings`): type, default, choices and help. A flag that
+    is not given is absent from the namespace, so it leaves the config file's value alone."""
+    from .training.config import settings
+
+    group = parser.add_argument_group("configuration (TrainConfig keys; 'null' for none)")
+    for setting in settings():
+        flag = _flag(setting.name, setting.kind)
+        names = setting.names()
+        text = setting.help
+        if setting.registered is not None and names:
+            text += f": {', '.join(names)}"
+        common: dict[str, Any] = {"dest": setting.name, "default": argparse.SUPPRESS}
+        if setting.kind is bool:
+            state = "on" if setting.default else "off"
+            group.add_argument(flag, action=argparse.BooleanOptionalAction,
+                               help=f"{text} (default: {state})", **common)
+        elif setting.kind is dict:
+            group.add_argument(flag, action="append", metavar="KEY=VALUE",
+                               help=f"{text} (repeatable; the value is read as YAML)", **common)
+        else:
+            default = "null" if setting.default is None else setting.default
+            metavar = ("{" + ",".join(setting.choices) + "}" if setting.choices
+                       else _METAVARS.get(setting.kind))
+            group.add_argument(flag, type=_value_parser(setting.kind, setting.optional),
+                               metavar=metavar, help=f"{text} (default: {default})", **common)
 
 
 def _check_output_file(path: Path, flag: str, suffixes: tuple[str, ...] | None = None) -> None:
@@ -70,25 +99,18 @@ def _check_output_file(path: Path, flag: str, suffixes: tuple[str, ...] | None =
 
 def _train(args: argparse.Namespace) -> int:
     from .training import TrainConfig, Trainer
+    from .training.config import settings
 
     config = TrainConfig.from_yaml(args.config) if args.config else TrainConfig()
-    changes = {k: getattr(args, k) for k in _TRAIN_FLAGS if getattr(args, k) is not None}
-    if args.likelihood_option:
-        extra = _key_values(args.likelihood_option, "--likelihood-option")
-        changes["likelihood_options"] = {**config.likelihood_options, **extra}
-    if args.model_option:
-        changes["model_options"] = {**config.model_options,
-                                    **_key_values(args.model_option, "--model-option")}
-    if args.data_option:
-        changes["data_options"] = {**config.data_options,
-                                   **_key_values(args.data_option, "--data-option")}
-    if args.no_progress:
-        changes["progress"] = False
-    changes.update({k: True for k in _TRAIN_SWITCHES if getattr(args, k)})
-    if args.no_tune_malloc:
-        changes["tune_malloc"] = False
-    if args.no_fused_adam:
-        changes["fused_adam"] = False
+    changes: dict[str, Any] = {}
+    for setting in settings():
+        if setting.name not in args:  # flags not given are absent (argparse.SUPPRESS)
+            continue
+        value = getattr(args, setting.name)
+        if setting.kind is dict:  # KEY=VALUE flags add to (or override) the file's mapping
+            value = {**getattr(config, setting.name),
+                     **_key_values(value, _flag(setting.name, setting.kind))}
+        changes[setting.name] = value
     config = config.replace(**changes)
     if args.resume not in (None, "auto") and not Path(args.resume).is_file():
         raise UsageError(f"--resume {args.resume}: no such checkpoint file (pass a .ckpt or "
@@ -100,54 +122,17 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from .data import load_dataset
-    from .metrics.fid import check_fid_features
-    from .metrics.report import evaluate, parse_metrics, render_markdown, stderr_log, write_report
-    from .training import load_trained
+    from .metrics.report import evaluate_checkpoint, stderr_log
 
-    try:
-        metrics = parse_metrics(args.metrics)
-    except ValueError as err:
-        raise UsageError(f"--metrics: {err}") from None
-    for flag, value, least in (("--elbo-samples", args.elbo_samples, 1),
-                               ("--iwae-samples", args.iwae_samples, 1),
-                               ("--mi-data", args.mi_data, 2), ("--mi-samples", args.mi_samples, 1),
-                               ("--fid-samples", args.fid_samples, 2),
-                               ("--batch-size", args.batch_size, 1), ("--limit", args.limit, 1)):
-        if value is not None and value < least:
-            raise UsageError(f"{flag} must be >= {least}, got {value}")
-    if args.seed < 0:
-        raise UsageError(f"--seed must be >= 0, got {args.seed}")
-    if args.out:
-        _check_output_file(Path(args.out), "--out")
-    device = _check_device(args.device)
-    model, config = load_trained(args.checkpoint)
-    if "fid" in metrics:  # a named extractor that cannot work: fail now, not after the others
-        check_fid_features(args.fid_features, model.data_shape)
-    root = args.data_root if args.data_root is not None else config.data_root
-    data = load_dataset(config.data, args.split, root, **config.data_options)
-    if args.limit:
-        data = data.subset(args.limit)
-    out = Path(args.out) if args.out else None
-    plot = None
-    if out is not None and "calibration" in metrics:
-        plot = out.with_name(out.stem + ".calibration.png")
-    options = {
-        "elbo_samples": args.elbo_samples, "iwae_samples": args.iwae_samples,
-        "mi_data": args.mi_data, "mi_samples": args.mi_samples,
-        "fid_samples": args.fid_samples, "fid_features": args.fid_features,
-        "plot_path": None if plot is None else str(plot),
-        "title": f"{config.data} {args.split} ({config.likelihood})",
-    }
-    meta = {"checkpoint": str(args.checkpoint), "data": config.data, "split": args.split,
-            "likelihood": config.likelihood, "device": str(device)}
-    report = evaluate(model, data.images, metrics, options, batch_size=args.batch_size,
-                      seed=args.seed, device=device, meta=meta, log=stderr_log)
-    print(render_markdown(report))
-    if out is not None:
-        json_path, md_path = write_report(report, out)
-        wrote = [str(json_path), str(md_path)] + ([str(plot)] if plot and plot.is_file() else [])
-        print(f"wrote {', '.join(wrote)}")
+    result = evaluate_checkpoint(
+        args.checkpoint, args.metrics, split=args.split, data_root=args.data_root,
+        limit=args.limit, elbo_samples=args.elbo_samples, iwae_samples=args.iwae_samples,
+        mi_data=args.mi_data, mi_samples=args.mi_samples, fid_samples=args.fid_samples,
+        fid_features=args.fid_features, batch_size=args.batch_size, seed=args.seed,
+        device=args.device, out=args.out, log=stderr_log)
+    print(result.markdown)
+    if result.files:
+        print(f"wrote {', '.join(str(p) for p in result.files)}")
     return 0
 
 
@@ -182,68 +167,33 @@ def _likelihoods(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``sigmavae`` parser; the train flags and the metric names come from the config
+    declaration and the registries."""
+    from .metrics.report import METRICS, default_metrics
+
     parser = argparse.ArgumentParser(
         prog="sigmavae", description="Train and evaluate VAEs with calibrated decoders.")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    t = sub.add_parser("train", help="train a VAE")
+    t = sub.add_parser(
+        "train", help="train a VAE",
+        description="Train a VAE. Every TrainConfig key is a flag (--batch-size for "
+                    "batch_size); flags override the --config file.")
     t.add_argument("--config", help="YAML file with TrainConfig keys (flags override it)")
-    t.add_argument("--data", help=f"data set: {', '.join(dataset_names())}")
-    t.add_argument("--data-root", help="folder with the data set's files")
-    t.add_argument("--data-option", action="append", metavar="KEY=VALUE",
-                   help="data set option, e.g. image_size=32 (repeatable)")
-    t.add_argument("--likelihood", help=f"decoder head: {', '.join(likelihoods.names())}")
-    t.add_argument("--likelihood-option", action="append", metavar="KEY=VALUE",
-                   help="head option, e.g. beta=0.006 for fixed_sigma (repeatable)")
-    t.add_argument("--model", help="network: conv (default; the paper's small conv VAE) or "
-                                    "hierarchical (15 layers of latent variables)")
-    t.add_argument("--model-option", action="append", metavar="KEY=VALUE",
-                   help="network option, e.g. width=32 or layers=6 for hierarchical "
-                        "(repeatable)")
-    t.add_argument("--latent-dim", type=int,
-                   help="conv: size of z (default 20); hierarchical: latent channels per layer "
-                        "(default 8)")
-    t.add_argument("--epochs", type=int)
-    t.add_argument("--batch-size", type=int)
-    t.add_argument("--lr", type=float)
-    t.add_argument("--beta", type=float, help="KL weight in the loss (1 = the ELBO)")
-    t.add_argument("--seed", type=int)
-    t.add_argument("--out", help="output folder")
-    t.add_argument("--precision",
-                   help="32-true (default) | bf16-mixed | 16-mixed (GPU) | 64-true (float64, "
-                        "for exactness checks)")
-    t.add_argument("--accelerator", help="cpu | cuda | auto")
-    t.add_argument("--devices", type=int, help="processes per node")
-    t.add_argument("--num-nodes", type=int)
-    t.add_argument("--train-subset", type=int, help="use the first N training images")
-    t.add_argument("--val-subset", type=int)
-    t.add_argument("--log-every-n-steps", type=int)
-    t.add_argument("--checkpoint-every-n-steps", type=int)
-    t.add_argument("--grad-clip", type=float)
-    t.add_argument("--max-nonfinite-steps", type=int)
     t.add_argument("--resume", help="checkpoint to resume, or 'auto' for OUT/checkpoints/last.ckpt")
-    t.add_argument("--no-progress", action="store_true", help="no progress bar")
-    t.add_argument("--channels-last", action="store_true", help="NHWC memory layout")
-    t.add_argument("--compile", action="store_true", help="torch.compile the model")
-    t.add_argument("--no-tune-malloc", action="store_true",
-                   help="leave glibc's malloc thresholds alone (CPU training tunes them)")
-    t.add_argument("--no-fused-adam", action="store_true",
-                   help="torch's default Adam instead of its fused kernel")
-    t.add_argument("--drop-last", action="store_true",
-                   help="drop each epoch's partial last batch (with --compile: no recompile)")
+    _add_config_flags(t)
     t.set_defaults(func=_train)
 
     e = sub.add_parser(
-        "eval", help="evaluate a checkpoint: ELBO, IWAE, discretised ELBO, FID, MI, calibration",
+        "eval", help=f"evaluate a checkpoint: {', '.join(METRICS.names())}",
         description="Evaluate a checkpoint on a data split. Writes a JSON report (--out) and a "
                     "markdown summary beside it (.md, also printed); the calibration plot goes "
                     "to OUT_STEM.calibration.png. Numbers are in nats/image (summed over data "
                     "dimensions) and bits/dim; invalid bounds are reported as n/a with the reason.")
     e.add_argument("checkpoint")
     e.add_argument("--metrics", default="default",
-                   help="comma-separated: elbo, discretized, iwae, fid, mi, active_units, "
-                        "calibration; 'all'; 'default' (= elbo,discretized,mi,active_units,"
-                        "calibration)")
+                   help=f"comma-separated: {', '.join(METRICS.names())}; 'all'; 'default' "
+                        f"(= {','.join(default_metrics())})")
     e.add_argument("--split", default="test")
     e.add_argument("--data-root")
     e.add_argument("--elbo-samples", "--samples", dest="elbo_samples", type=int, default=10,
@@ -264,7 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--batch-size", type=int, default=256)
     e.add_argument("--limit", type=int, help="evaluate the first N images only")
     e.add_argument("--seed", type=int, default=0)
-    e.add_argument("--device", default="auto", help="cpu | cuda | auto")
+    e.add_argument("--device", default="auto", help="cpu | cuda | cuda:N | auto")
     e.add_argument("--out", help="write the report as JSON (and the markdown beside it)")
     e.set_defaults(func=_eval)
 
@@ -281,20 +231,30 @@ def build_parser() -> argparse.ArgumentParser:
 
     h = sub.add_parser("likelihoods", help="list the decoder likelihood heads")
     h.set_defaults(func=_likelihoods)
+
+    from .experiments.command import add_parser as add_experiment_parser
+
+    add_experiment_parser(sub, _key_values)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; a user error is one line on stderr and exit status 2."""
     args = build_parser().parse_args(argv)
+    from .experiments.presets import ExperimentError
     from .likelihoods import LikelihoodInputError
     from .metrics.fid import FeatureExtractorError
+    from .metrics.report import EvalOptionError
     from .training import CheckpointError, ConfigError
 
     try:
         return args.func(args)
+    except EvalOptionError as err:  # a keyword of the library call: name it as its flag
+        print(f"sigmavae {args.command}: error: {_flag(err.option)}{err.detail}",
+              file=sys.stderr)
+        return 2
     except (ConfigError, CheckpointError, DataError, LikelihoodInputError, FeatureExtractorError,
-            UsageError) as err:
+            UsageError, ExperimentError) as err:
         print(f"sigmavae {args.command}: error: {err}", file=sys.stderr)
         return 2
     except OSError as err:  # the file system refused: permissions, a full disk, a missing folder

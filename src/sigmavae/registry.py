@@ -29,13 +29,17 @@ class Registry(Generic[T]):
         kind: what the names name, for messages ("likelihood", "model", "data set", "metric").
         load_builtins: called once before the first lookup (imports the modules whose decorators
             register the built-in entries, so importing the registry stays cheap).
+        display_rank: ``rank(name, entry)`` orders iteration (ties keep registration order);
+            default: registration order.
     """
 
-    def __init__(self, kind: str, load_builtins: Callable[[], object] | None = None) -> None:
+    def __init__(self, kind: str, load_builtins: Callable[[], object] | None = None,
+                 display_rank: Callable[[str, T], int] | None = None) -> None:
         self.kind = kind
         self._entries: dict[str, T] = {}
         self._summaries: dict[str, str] = {}
         self._load_builtins = load_builtins
+        self._display_rank = display_rank
 
     def register(self, name: str, summary: str) -> Callable[[T], T]:
         """Decorator: register the decorated object under ``name`` (which must be new)."""
@@ -71,7 +75,14 @@ class Registry(Generic[T]):
         return isinstance(name, str) and name in self._entries
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self.names())
+        """The names in display order (``display_rank``, else registration order): the order
+        of listings such as a report's metrics."""
+        self._ready()
+        names = list(self._entries)
+        if self._display_rank is not None:
+            rank = self._display_rank
+            names.sort(key=lambda name: rank(name, self._entries[name]))
+        return iter(names)
 
     def check(self, name: object) -> str:
         """``name`` if registered, else an OptionError naming it and the valid names."""

@@ -1,8 +1,9 @@
 """Fixtures for the data-layer tests.
 
-Real data is read from the project's shared folder ``../shared/data`` (relative to the repository
-root); tests that need it are skipped where it is absent. Every test runs with the decode cache and
-the default data root pointed into a temporary directory, so nothing is written to ``~/.cache``.
+Real data is read from the project's shared folder ``../shared/data`` through the ``shared_file``
+fixture of ``tests/conftest.py`` (tests that need it are skipped where it is absent). Every test
+runs with the decode cache and the default data root pointed into a temporary directory, so
+nothing is written to ``~/.cache``.
 """
 
 from __future__ import annotations
@@ -10,21 +11,11 @@ from __future__ import annotations
 import gzip
 import shutil
 import tarfile
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
-
-REPO = Path(__file__).resolve().parents[2]
-SHARED = REPO.parent / "shared" / "data"
-
-
-def _shared_file(*parts: str) -> Path:
-    """A file of the shared data folder, or skip the test when it is not there."""
-    path = SHARED.joinpath(*parts)
-    if not path.is_file():
-        pytest.skip(f"shared data file {'/'.join(parts)} not available")
-    return path
 
 
 def _read_idx_gz(path: Path) -> np.ndarray:
@@ -52,12 +43,6 @@ def _write_idx(path: Path, array: np.ndarray, *, gz: bool) -> None:
 
 
 @pytest.fixture(scope="session")
-def shared_file():
-    """``shared_file("mnist", "x.gz")``: path of a shared data file, or skip the test."""
-    return _shared_file
-
-
-@pytest.fixture(scope="session")
 def read_idx_gz():
     """An independent gzipped-IDX reader (gzip + numpy.frombuffer)."""
     return _read_idx_gz
@@ -77,10 +62,11 @@ def _isolated_dirs(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest
 
 
 @pytest.fixture(scope="session")
-def mnist_test_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def mnist_test_root(tmp_path_factory: pytest.TempPathFactory,
+                    shared_file: Callable[..., Path]) -> Path:
     """A root in torchvision's layout holding the real MNIST test files (gzipped)."""
-    images = _shared_file("mnist", "t10k-images-idx3-ubyte.gz")
-    labels = _shared_file("mnist", "t10k-labels-idx1-ubyte.gz")
+    images = shared_file("mnist", "t10k-images-idx3-ubyte.gz")
+    labels = shared_file("mnist", "t10k-labels-idx1-ubyte.gz")
     root = tmp_path_factory.mktemp("mnist")
     raw = root / "MNIST" / "raw"
     raw.mkdir(parents=True)
@@ -90,13 +76,14 @@ def mnist_test_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def cifar_jpeg_slice(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def cifar_jpeg_slice(tmp_path_factory: pytest.TempPathFactory,
+                     shared_file: Callable[..., Path]) -> Path:
     """The first 30 JPEGs of each class of the shared CIFAR-10 (JPEG copy) test split.
 
     Returns a directory holding ``test/<class>/NNNN.jpg`` (300 files), extracted with tarfile into
     a temporary directory (never into the repository).
     """
-    tar_path = _shared_file("cifar10-jpeg", "test.tar")
+    tar_path = shared_file("cifar10-jpeg", "test.tar")
     out = tmp_path_factory.mktemp("cifar-jpeg")
     per_class: dict[str, int] = {}
     with tarfile.open(tar_path) as tar:

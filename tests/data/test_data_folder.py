@@ -105,6 +105,31 @@ def test_split_subfolders_are_used(tmp_path):
     assert len(load_dataset("folder", "train", tmp_path)) == 10
 
 
+def test_shuffle_mixes_a_class_sorted_tree_in_a_fixed_order(tmp_path):
+    for k, name in enumerate("abcd"):
+        write_pngs(tmp_path / "train" / name, 10, k)
+        write_pngs(tmp_path / "test" / name, 5, 10 + k)
+    for split in ("train", "val", "test"):
+        plain = load_dataset("folder", split, tmp_path, labels=True, val_fraction=0.2)
+        mixed = load_dataset("folder", split, tmp_path, labels=True, val_fraction=0.2,
+                             shuffle=True)
+        again = load_dataset("folder", split, tmp_path, labels=True, val_fraction=0.2,
+                             shuffle=True, seed=5)
+        # the same images and labels, in another order
+        assert sorted(x.numpy().tobytes() for x in plain.images) == sorted(
+            x.numpy().tobytes() for x in mixed.images)
+        pairs = {(x.numpy().tobytes(), int(y)) for x, y in zip(plain.images, plain.labels,
+                                                               strict=True)}
+        assert pairs == {(x.numpy().tobytes(), int(y)) for x, y in zip(mixed.images,
+                                                                      mixed.labels, strict=True)}
+        assert plain.labels.tolist() == sorted(plain.labels.tolist())  # sorted by class
+        assert mixed.labels.tolist() != plain.labels.tolist()
+        if split == "test":  # the order does not depend on the run seed
+            assert torch.equal(mixed.images, again.images)
+    first = load_dataset("folder", "train", tmp_path, labels=True, shuffle=True).labels[:8]
+    assert len(set(first.tolist())) >= 3  # a first-N subset holds several classes
+
+
 def test_grey_and_channel_options(tmp_path):
     arrays = write_pngs(tmp_path, 10, 0, mode="L")
     ds = load_dataset("folder", "train", tmp_path, test_fraction=0.2, val_fraction=0.25)

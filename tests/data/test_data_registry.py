@@ -125,3 +125,41 @@ def test_option_values_are_checked_against_the_loader(tmp_path, name, options, p
     # checked before any file is looked at, so an empty root is enough
     with pytest.raises(DataOptionError, match=pattern):
         load_dataset(name, "train", tmp_path / "x.npz" if name == "npz" else tmp_path, **options)
+
+
+@pytest.mark.parametrize(("name", "options", "error", "match"), [
+    ("nosuch", {}, UnknownDatasetError, "unknown data set 'nosuch'; valid names: celeba"),
+    ("frey", {"colour": 1}, DataOptionError, "unknown option(s) colour for data set 'frey'"),
+    ("frey", {"split": "train"}, DataOptionError, "unknown option(s) split"),
+    ("frey", {"image_size": 0}, DataOptionError, "image_size must be a positive integer"),
+    ("frey", {"val_fraction": 2}, DataOptionError, "val_fraction must be in [0, 1)"),
+    ("folder", {"crop": "abc"}, DataOptionError, "option crop must be True or False"),
+])
+def test_options_are_checked_without_reading(name, options, error, match):
+    """What a training config checks before any data is read: load_dataset's own checks."""
+    from sigmavae.data import check_dataset_options
+
+    with pytest.raises(error) as info:
+        check_dataset_options(name, options)
+    assert match in str(info.value)
+    check_dataset_options("folder", {"crop": True, "image_size": 16, "seed": 3})
+
+
+def test_registering_a_data_set_and_the_shared_registry(tmp_path):
+    from sigmavae.data import DATASETS, register_dataset
+
+    def load_toy(split, root, *, image_size, download, val_fraction, seed, n: int = 3):
+        return ImageDataset(images=torch.zeros(n, 1, 2, 2, dtype=torch.uint8), name="toy",
+                            split=split)
+
+    register_dataset("toy", "Three black 2x2 images.")(load_toy)
+    try:
+        assert "toy" in dataset_names() and DATASETS.summary("toy") == "Three black 2x2 images."
+        assert register_dataset("toy", "again")(load_toy) is load_toy  # the same loader: no-op
+        with pytest.raises(ValueError, match="data set 'toy' is already registered"):
+            register_dataset("toy", "another")(lambda split, root, **kw: None)
+        assert len(load_dataset("toy", "test", n=5)) == 5
+        assert describe_dataset("toy") == "Three black 2x2 images. Options: n."
+    finally:
+        DATASETS.unregister("toy")
+    assert "toy" not in dataset_names()

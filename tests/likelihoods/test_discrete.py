@@ -273,11 +273,11 @@ def test_bounded_categorical_gradcheck_float64(shape, chunk):
 
 
 def test_categorical_default_is_bounded_and_options_are_checked():
-    from sigmavae.likelihoods.discrete import (
-        DEFAULT_CATEGORICAL_MEMORY,
+    from sigmavae.likelihoods.bounded_categorical import (
         DEFAULT_CHUNK_PIXELS,
         bounded_categorical_log_prob,
     )
+    from sigmavae.likelihoods.discrete import DEFAULT_CATEGORICAL_MEMORY
 
     head = create("categorical")
     assert DEFAULT_CATEGORICAL_MEMORY == "bounded"
@@ -305,7 +305,7 @@ def test_categorical_default_is_bounded_and_options_are_checked():
 
 def test_bounded_categorical_log_prob_on_other_layouts():
     """Contiguous (..., 256) logits, a single vector, non-dense (copied) logits, float x."""
-    from sigmavae.likelihoods.discrete import bounded_categorical_log_prob as bounded
+    from sigmavae.likelihoods.bounded_categorical import bounded_categorical_log_prob as bounded
 
     gen = torch.Generator().manual_seed(0)
     cases = [

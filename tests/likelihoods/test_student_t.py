@@ -19,7 +19,7 @@ from sigmavae.likelihoods import (
     softclip,
     student_t_cdf,
 )
-from sigmavae.likelihoods.student_t import log_gamma_half_ratio
+from sigmavae.likelihoods.special import log_gamma_half_ratio
 
 
 def _params_and_data(b=3, c=3, h=4, w=5, k=3, seed=0, dtype=torch.float64):

@@ -75,7 +75,7 @@ def linear_gaussian() -> LinearGaussian:
         dec.bias.copy_(b)
     encoder = nn.Sequential(nn.Flatten(), enc.float())
     decoder = nn.Sequential(dec.float(), nn.Unflatten(1, (1, d)))
-    head = FixedSigmaGaussian(sigma=sigma, mean_activation="identity", validate=False)
+    head = FixedSigmaGaussian(sigma=sigma, mean_activation="identity", validate_args=False)
     model = VAE(encoder, decoder, head, latent, (1, d)).eval()
     return LinearGaussian(model=model, data=x.float().view(n, 1, d), W=W, b=b, sigma=sigma)
 

@@ -9,9 +9,9 @@ import math
 import pytest
 import scipy.stats
 import torch
-from torch.distributions import Normal
 
 from sigmavae.likelihoods import (
+    BinnedNormal,
     DiscretizedGaussianHead,
     FixedSigmaGaussian,
     ImageLikelihood,
@@ -31,13 +31,13 @@ def _all_levels(base_factory, locs, scales) -> torch.Tensor:
     combos = list(itertools.product(locs, scales))
     loc = torch.tensor([c[0] for c in combos]).unsqueeze(1).expand(-1, 256)
     scale = torch.tensor([c[1] for c in combos]).unsqueeze(1).expand(-1, 256)
-    dist = ImageLikelihood(base_factory(loc.float(), scale.float()), "unit", validate=False)
+    dist = ImageLikelihood(base_factory(loc.float(), scale.float()), "unit", validate_args=False)
     target = (LEVELS / 255).float().expand(len(combos), 256)
     return discretized_log_mass(dist, target)
 
 
 def test_discretized_gaussian_sums_to_one_over_the_256_bins():
-    log_mass = _all_levels(lambda m, s: Normal(m, s, validate_args=False), LOCS, SCALES)
+    log_mass = _all_levels(lambda m, s: BinnedNormal(m, s, validate_args=False), LOCS, SCALES)
     assert torch.isfinite(log_mass).all()
     total = torch.logsumexp(log_mass, dim=1).exp()
     torch.testing.assert_close(total, torch.ones_like(total), rtol=0, atol=1e-6)
@@ -61,7 +61,7 @@ def test_bin_masses_match_scipy(family):
     lo = torch.where(x == 0, -math.inf, (x - 0.5) / 255)
     hi = torch.where(x == 255, math.inf, (x + 0.5) / 255)
     if family == "gaussian":
-        base = Normal(loc.float(), scale.float(), validate_args=False)
+        base = BinnedNormal(loc.float(), scale.float(), validate_args=False)
         ref = scipy.stats.norm
         args: tuple = ()
     else:
@@ -72,7 +72,7 @@ def test_bin_masses_match_scipy(family):
     expected = ref.cdf(hi.numpy(), *args, loc=loc32, scale=scale32) - ref.cdf(
         lo.numpy(), *args, loc=loc32, scale=scale32)
     ok = expected > 1e-250  # compare where scipy's difference is representable
-    got = discretized_log_mass(ImageLikelihood(base, "unit", validate=False), x / 255)
+    got = discretized_log_mass(ImageLikelihood(base, "unit", validate_args=False), x / 255)
     torch.testing.assert_close(got[torch.from_numpy(ok)],
                                torch.from_numpy(expected[ok]).log(), rtol=1e-5, atol=1e-7)
 

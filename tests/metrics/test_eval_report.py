@@ -135,3 +135,53 @@ def test_student_t_head_runs_every_metric():
     report = evaluate(_tiny("student_t"), _images(), "all", FAST, batch_size=4)
     assert all(r["available"] for r in report["metrics"].values())
     assert report["metrics"]["discretized"]["neg_elbo_nats_per_image"] > 0
+
+
+def test_evaluate_checkpoint_is_sigmavae_eval_as_a_call(frey_run, tmp_path):
+    """The library does what the CLI's eval does: load, check, evaluate, write."""
+    from sigmavae.metrics import EvalOptionError, evaluate_checkpoint
+
+    ckpt = frey_run / "checkpoints" / "last.ckpt"
+    out = tmp_path / "e" / "r.json"
+    result = evaluate_checkpoint(ckpt, "elbo,calibration", limit=8, elbo_samples=2,
+                                 device="cpu", out=out)
+    assert list(result.report["metrics"]) == ["elbo", "calibration"]
+    assert result.report["checkpoint"] == str(ckpt) and result.report["num_images"] == 8
+    assert result.files == [out, out.with_suffix(".md"), out.with_name("r.calibration.png")]
+    assert all(p.is_file() for p in result.files)
+    assert result.markdown == out.with_suffix(".md").read_text()
+    for kwargs, option, detail in [({"iwae_samples": 0}, "iwae_samples", " must be >= 1, got 0"),
+                                   ({"metrics": "nope"}, "metrics", ": unknown metric 'nope'"),
+                                   ({"device": "tpu"}, "device", ": expected cpu, cuda")]:
+        with pytest.raises(EvalOptionError) as info:
+            evaluate_checkpoint(ckpt, **kwargs)
+        assert info.value.option == option and info.value.detail.startswith(detail)
+
+
+def test_a_registered_metric_is_selectable_and_listed(capsys, monkeypatch):
+    """A metric is its own module with the decorator: --metrics and --help find it."""
+    from sigmavae.cli import build_parser
+    from sigmavae.metrics import register_metric
+
+    def rows(result):
+        return [("toy", str(result["images"]), "images seen")]
+
+    @register_metric("toy_count", "counts the images", title="toy", rows=rows, default=True)
+    def run(ctx):
+        return {"available": True, "images": int(ctx.images.shape[0])}
+
+    try:
+        import sigmavae.metrics
+
+        assert "toy_count" in parse_metrics("all") and "toy_count" in parse_metrics(None)
+        assert "toy_count" in sigmavae.metrics.DEFAULT_METRICS  # read when asked
+        report = evaluate(_tiny("bernoulli"), _images(3), ["toy_count"], batch_size=4)
+        assert report["metrics"]["toy_count"]["images"] == 3
+        assert "| toy | 3 | images seen |" in render_markdown(report)
+        monkeypatch.setenv("COLUMNS", "10000")
+        with pytest.raises(SystemExit):
+            build_parser().parse_args(["eval", "--help"])
+        assert "toy_count" in capsys.readouterr().out
+    finally:
+        METRICS.unregister("toy_count")
+    assert "toy_count" not in parse_metrics("all")

@@ -51,3 +51,60 @@ def test_shipped_configs_are_valid():
     assert configs
     for path in configs:
         TrainConfig.from_yaml(path)
+
+
+def test_every_field_is_declared_once_with_its_help():
+    """The dataclass is the one source: each field has a type, a default and a help text, and
+    the YAML keys, the flags and the checks are all made from it."""
+    import dataclasses
+
+    from sigmavae.training.config import settings
+
+    fields = [f.name for f in dataclasses.fields(TrainConfig)]
+    assert [s.name for s in settings()] == fields
+    for setting in settings():
+        assert setting.help and setting.kind in (bool, int, float, str, dict), setting
+        assert setting.default_value() == getattr(TrainConfig(), setting.name)
+    assert next(s for s in settings() if s.name == "likelihood").names()[0] == "bernoulli"
+    assert next(s for s in settings() if s.name == "precision").names() == [
+        "32-true", "bf16-mixed", "16-mixed", "64-true"]
+
+
+@pytest.mark.parametrize(("values", "message"), [
+    ({"epochs": "3"}, "config: epochs must be an integer, got '3'"),
+    ({"epochs": True}, "config: epochs must be an integer, got True"),
+    ({"lr": "fast"}, "config: lr must be a number, got 'fast'"),
+    ({"lr": 0}, "config: lr must be > 0, got 0"),
+    ({"seed": 2**32}, "config: seed must be in 0..2^32-1, got 4294967296"),
+    ({"latent_dim": 0}, "config: latent_dim must be >= 1 or null, got 0"),
+    ({"grad_clip": -1.0}, "config: grad_clip must be > 0 or null, got -1.0"),
+    ({"data_root": 3}, "config: data_root must be a string or null, got 3"),
+    ({"model_options": [1]}, "config: model_options must be a mapping, got [1]"),
+    ({"accelerator": "tpu"}, "config: accelerator must be one of ['auto', 'cpu', 'cuda', "),
+    ({"data": "nosuch"}, "config: data must be one of ['celeba', 'cifar10', 'folder', 'frey'"),
+    ({"model": "nosuch"}, "config: unknown model 'nosuch'; choose one of: conv, hierarchical"),
+])
+def test_the_constructor_checks_types_and_ranges(values, message):
+    """``TrainConfig(**kw)`` checks what ``from_dict`` checks (one ConfigError line)."""
+    with pytest.raises(ConfigError) as info:
+        TrainConfig(**values)
+    assert str(info.value).startswith(message) and "\n" not in str(info.value)
+
+
+def test_values_are_normalised():
+    from pathlib import Path
+
+    cfg = TrainConfig(lr=1, beta=0, out=Path("runs") / "x", data_root=Path("d"))
+    assert cfg.lr == 1.0 and isinstance(cfg.lr, float) and isinstance(cfg.beta, float)
+    assert cfg.out == str(Path("runs") / "x") and cfg.data_root == "d"
+    assert cfg.replace(epochs=2).epochs == 2 and cfg.replace(epochs=2).lr == 1.0
+    with pytest.raises(ConfigError, match=r"c\.yaml: epochs must be >= 1, got 0"):
+        TrainConfig.from_dict({"epochs": 0}, source="c.yaml")
+
+
+def test_data_options_are_checked_with_the_config():
+    with pytest.raises(ConfigError, match=r"^config: unknown option\(s\) colour for data set "):
+        TrainConfig(data_options={"colour": 1})
+    with pytest.raises(ConfigError, match=r"^config: image_size must be a positive integer"):
+        TrainConfig(data_options={"image_size": 0})
+    assert TrainConfig(data_options={"image_size": 16}).data_options == {"image_size": 16}

@@ -23,7 +23,9 @@ from .errors import (
     UnknownDatasetError,
 )
 from .registry import (
+    DATASETS,
     DatasetSpec,
+    check_dataset_options,
     dataset_names,
     describe_dataset,
     get_spec,
@@ -32,6 +34,7 @@ from .registry import (
 )
 
 __all__ = [
+    "DATASETS",
     "SPLITS",
     "CorruptImageError",
     "CorruptImageWarning",
@@ -45,6 +48,7 @@ __all__ = [
     "InMemoryBatches",
     "SplitError",
     "UnknownDatasetError",
+    "check_dataset_options",
     "dataset_names",
     "describe_dataset",
     "get_spec",

@@ -1,4 +1,5 @@
-"""Mini-batches sliced from an in-memory uint8 image tensor, shardable across processes."""
+"""Mini-batches sliced from an in-memory uint8 tensor of examples (images ``(N, C, H, W)``,
+sequences ``(N, T, C, H, W)``, any shape indexed on dim 0), shardable across processes."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any
 
 import torch
 
+from ..streams import epoch_seed
 from .errors import DataOptionError
 
 
@@ -18,10 +20,12 @@ def _positive_int(name: str, value: object) -> int:
 
 
 class InMemoryBatches:
-    """Iterate over batches of ``images`` (uint8 ``(N, C, H, W)``, or any tensor indexed on dim 0).
+    """Iterate over batches of ``images`` (uint8 ``(N, *example_shape)``: images ``(N, C, H, W)``,
+    sequences ``(N, T, C, H, W)``, or any tensor indexed on dim 0).
 
     Each epoch ``e`` uses one permutation of ``range(N)``: ``torch.randperm(N)`` drawn from a CPU
-    :class:`torch.Generator` seeded with ``seed + e`` (``arange(N)`` if ``shuffle=False``). The
+    :class:`torch.Generator` seeded with ``streams.epoch_seed(seed, e)`` (``seed + e``;
+    ``arange(N)`` if ``shuffle=False``). The
     permutation is cut into *global* batches of ``batch_size * world_size`` examples, and process
     ``rank`` gets the contiguous slice ``[rank * batch_size, (rank + 1) * batch_size)`` of each
     global batch. So at every step the shards of ranks ``0..world_size-1``, concatenated in rank
@@ -49,18 +53,19 @@ class InMemoryBatches:
     batches from there on. One iteration at a time per object.
 
     Args:
-        images: tensor whose first dimension indexes examples (normally uint8 ``(N, C, H, W)``).
+        images: tensor whose first dimension indexes examples (normally uint8 ``(N, C, H, W)``
+            or ``(N, T, C, H, W)``; nothing here depends on the shape of one example).
         batch_size: examples per batch *per process*.
         shuffle: permute every epoch (else examples come in stored order).
         drop_last: drop the last partial global batch (see above).
-        seed: base seed; epoch ``e`` uses ``seed + e``. Use the same seed on every rank.
+        seed: base seed; epoch ``e`` uses ``epoch_seed(seed, e)``. The same on every rank.
         device: if given, ``images`` are moved there once and batches are sliced there.
         rank, world_size: this process's index and the number of processes (distributed data
             parallel); defaults give a single process.
 
     Yields:
-        Tensors ``images[idx]`` of shape ``(batch_size, C, H, W)`` (smaller for a kept last batch),
-        same dtype as ``images`` (uint8), contiguous, on ``device``.
+        Tensors ``images[idx]`` of shape ``(batch_size, *example_shape)`` (smaller for a kept
+        last batch), same dtype as ``images`` (uint8), contiguous, on ``device``.
     """
 
     def __init__(
@@ -133,7 +138,7 @@ class InMemoryBatches:
         if self._perm_cache is not None and self._perm_cache[0] == epoch:
             return self._perm_cache[1]
         if self.shuffle:
-            gen = torch.Generator().manual_seed(self.seed + epoch)
+            gen = torch.Generator().manual_seed(epoch_seed(self.seed, epoch))
             perm = torch.randperm(self.num_examples, generator=gen)
         else:
             perm = torch.arange(self.num_examples)

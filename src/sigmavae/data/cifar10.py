@@ -52,15 +52,20 @@ def _numpy_reconstruct() -> Any:
     try:
         from numpy._core.multiarray import _reconstruct
     except ImportError:  # numpy < 2
-        from numpy.core.multiarray import _reconstruct
+        from numpy.core.multiarray import _reconstruct as _legacy_reconstruct
+
+        return _legacy_reconstruct
     return _reconstruct
 
 
 def _numpy_frombuffer() -> Any:
     try:
-        from numpy._core.numeric import _frombuffer
+        # numpy's stubs leave out this private pickle helper; it exists at run time.
+        from numpy._core.numeric import _frombuffer  # type: ignore[attr-defined]
     except ImportError:  # numpy < 2
-        from numpy.core.numeric import _frombuffer
+        from numpy.core.numeric import _frombuffer as _legacy_frombuffer
+
+        return _legacy_frombuffer
     return _frombuffer
 
 

@@ -38,6 +38,9 @@ IMAGE_EXTENSIONS = (
 #: Sub-folder names recognised as explicit splits (``train/`` and ``test/`` must both exist).
 SPLIT_DIRS = {"train": ("train",), "val": ("val", "valid", "validation"), "test": ("test",)}
 
+#: Seed of the fixed order of ``shuffle=True`` (independent of the run's seed).
+SHUFFLE_SEED = 20_200_601
+
 DESCRIPTION = """
 Any directory tree of images (png, jpg/jpeg, bmp, gif, webp, tif, ppm/pgm): root is the
 directory; files are found recursively (hidden files and folders skipped) in sorted path order and
@@ -49,7 +52,10 @@ independent of seed) and val from the rest with val_fraction and seed. Options: 
 default from the first image), image_size with crop=True to centre-crop to a square first
 (crop=False resizes without keeping the aspect ratio), labels=True for class labels from the first
 sub-folder level (ImageFolder convention), on_error='raise' or 'skip' for undecodable files,
-num_workers decoding threads. All images must have one size unless image_size is given.
+num_workers decoding threads, shuffle=True to put each split in a fixed random order (its own
+seed, independent of seed) so that a first-N subset (train_subset, --limit) of a class-sorted
+tree is a random sample, not the first classes. All images must have one size unless image_size
+is given.
 Symbolic links (a linked root, linked sub-folders or linked files) are followed like ordinary
 folders and files. Name: 'folder:<directory name>' (the name of root as given).
 """
@@ -65,7 +71,8 @@ def list_images(directory: Path) -> list[Path]:
     """
     found: list[tuple[str, Path]] = []
     top = os.fspath(directory)
-    chains = {top: (os.path.realpath(top),)}  # real paths of each folder and its parents
+    # the real paths of each folder and its parents
+    chains: dict[str, tuple[str, ...]] = {top: (os.path.realpath(top),)}
     for dirpath, dirnames, filenames in os.walk(top, followlinks=True):
         chain = chains.pop(dirpath, (os.path.realpath(dirpath),))
         keep = []
@@ -155,6 +162,7 @@ def load_folder(
     cache: bool = True,
     cache_dir: str | Path | None = None,
     num_workers: int | None = None,
+    shuffle: bool = False,
 ) -> ImageDataset:
     """Images under ``root`` as uint8 ``(N, C, H, W)`` (``H = W = image_size`` if given)."""
     if root is None:
@@ -218,6 +226,9 @@ def load_folder(
     row_of[kept] = torch.arange(kept.numel())
     rows = row_of[positions]
     rows = rows[rows >= 0]
+    if shuffle:  # a fixed order per split, the same for every run seed
+        order = torch.randperm(rows.numel(), generator=torch.Generator().manual_seed(SHUFFLE_SEED))
+        rows = rows[order]
     selected = images[rows].contiguous()
 
     targets = None

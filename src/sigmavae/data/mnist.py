@@ -152,6 +152,7 @@ def load_mnist(
         missing = [raw / f"{s}[.gz]" for s, f in zip(stems, found, strict=True) if f is None]
         raise not_found("mnist", missing, raw, _HOW)
     image_path, label_path = found
+    assert image_path is not None and label_path is not None  # the check above raised otherwise
     images = read_idx(image_path, images=True)
     labels = read_idx(label_path, images=False)
     if images.shape[0] != labels.shape[0]:

@@ -67,8 +67,7 @@ def _layout_of(array: object, key: str, path: Path, layout: str | None) -> str:
     if array.ndim == 3:
         found = "NHW"
     elif array.ndim == 4:
-        found = layout
-        if found is None:
+        if layout is None:
             first, last = array.shape[1] in (1, 3), array.shape[3] in (1, 3)
             if first == last:
                 raise DataFormatError(
@@ -76,6 +75,8 @@ def _layout_of(array: object, key: str, path: Path, layout: str | None) -> str:
                     "NHWC (channels must be 1 or 3); pass layout='NCHW' or layout='NHWC'"
                 )
             found = "NCHW" if first else "NHWC"
+        else:
+            found = layout
         channels = array.shape[1] if found == "NCHW" else array.shape[3]
         if channels not in (1, 3):
             raise DataFormatError(

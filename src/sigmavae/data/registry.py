@@ -13,6 +13,9 @@ and unknown options are rejected with a list of the valid ones. Option values ar
 against the loader's annotations (:func:`sigmavae.options.check_value`, the checker the heads and
 models use too), so ``crop="abc"`` for a ``crop: bool`` option is a :class:`DataOptionError`
 naming the option and the expected type, not a silently truthy string.
+
+The names live in :data:`DATASETS`, the :class:`~sigmavae.registry.Registry` the heads, models and
+metrics use too; the built-in loaders register themselves when a name is first looked up.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from ..options import OptionError, check_value
+from ..registry import Registry
 from .dataset import SPLITS, ImageDataset
 from .errors import DataOptionError, EmptyDatasetError, SplitError, UnknownDatasetError
 from .splits import check_fraction
@@ -71,45 +75,43 @@ def check_option_types(spec: DatasetSpec, options: dict[str, Any]) -> dict[str, 
         raise DataOptionError(str(err)) from None
 
 
-_REGISTRY: dict[str, DatasetSpec] = {}
-_BUILTINS_LOADED = False
+def _load_builtins() -> None:
+    importlib.import_module("sigmavae.data.builtin")
+
+
+#: The registered data sets (the shared :class:`~sigmavae.registry.Registry`).
+DATASETS: Registry[DatasetSpec] = Registry("data set", load_builtins=_load_builtins)
 
 
 def register_dataset(name: str, description: str) -> Callable[[Loader], Loader]:
     """Decorator registering ``loader`` under ``name`` (which must be new)."""
 
     def wrap(loader: Loader) -> Loader:
-        if name in _REGISTRY and _REGISTRY[name].loader is not loader:
-            raise ValueError(f"data set {name!r} is already registered")
-        _REGISTRY[name] = DatasetSpec(
-            name=name, loader=loader, description=" ".join(description.split())
-        )
+        if name in DATASETS and DATASETS.get(name).loader is loader:
+            return loader  # the same loader again (a module imported twice): nothing to do
+        spec = DatasetSpec(name=name, loader=loader, description=" ".join(description.split()))
+        add = DATASETS.register(name, spec.description)  # a bad name fails here, as itself
+        try:
+            add(spec)
+        except ValueError:  # another loader holds the name
+            raise ValueError(f"data set {name!r} is already registered") from None
         return loader
 
     return wrap
 
 
-def _ensure_builtins() -> None:
-    global _BUILTINS_LOADED
-    if not _BUILTINS_LOADED:
-        importlib.import_module("sigmavae.data.builtin")
-        _BUILTINS_LOADED = True
-
-
 def dataset_names() -> list[str]:
     """Sorted names of all registered data sets."""
-    _ensure_builtins()
-    return sorted(_REGISTRY)
+    return DATASETS.names()
 
 
 def get_spec(name: str) -> DatasetSpec:
     """The :class:`DatasetSpec` of ``name``; :class:`UnknownDatasetError` lists valid names."""
-    _ensure_builtins()
-    if not isinstance(name, str) or name not in _REGISTRY:
+    if name not in DATASETS:
         raise UnknownDatasetError(
-            f"unknown data set {name!r}; valid names: {', '.join(sorted(_REGISTRY))}"
+            f"unknown data set {name!r}; valid names: {', '.join(DATASETS.names())}"
         )
-    return _REGISTRY[name]
+    return DATASETS.get(name)
 
 
 def describe_dataset(name: str) -> str:
@@ -156,19 +158,8 @@ def load_dataset(
     spec = get_spec(name)
     if split not in SPLITS:
         raise SplitError(f"unknown split {split!r} for {name}; valid splits: {', '.join(SPLITS)}")
-    image_size = check_image_size(image_size)
-    val_fraction = check_fraction("val_fraction", val_fraction)
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise DataOptionError(f"seed must be an integer, got {seed!r}")
-    if not isinstance(download, bool):
-        raise DataOptionError(f"download must be True or False, got {download!r}")
-    unknown = sorted(set(options) - set(spec.options))
-    if unknown:
-        valid = ", ".join(spec.options) or "none"
-        raise DataOptionError(
-            f"unknown option(s) {', '.join(unknown)} for data set {name!r}; valid options: {valid}"
-        )
-    check_option_types(spec, options)
+    image_size, val_fraction = _check_arguments(spec, image_size, download, val_fraction, seed,
+                                                options)
     root_path = None if root is None else Path(root).expanduser()
     data = spec.loader(
         split,
@@ -182,3 +173,43 @@ def load_dataset(
     if len(data) == 0:
         raise EmptyDatasetError(f"{data.name}: split {split!r} is empty")
     return data
+
+
+def check_dataset_options(name: str, options: dict[str, Any]) -> None:
+    """Check ``load_dataset(name, split, root, **options)``'s name and options without opening
+    a file: what a training config does before any data is read.
+
+    ``options`` may hold the common keywords (``image_size``, ``download``, ``val_fraction``,
+    ``seed``) and the set's own options.
+
+    Raises:
+        UnknownDatasetError, DataOptionError: the same one-line errors :func:`load_dataset` gives.
+    """
+    spec = get_spec(name)
+    own = dict(options)
+    common = {key: own.pop(key) for key in COMMON_ARGUMENTS[2:] if key in own}
+    defaults = {"image_size": None, "download": False, "val_fraction": 0.1, "seed": 0}
+    values = {**defaults, **common}
+    _check_arguments(spec, values["image_size"], values["download"], values["val_fraction"],
+                     values["seed"], own)
+
+
+def _check_arguments(spec: DatasetSpec, image_size: Any, download: Any, val_fraction: Any,
+                     seed: Any, options: dict[str, Any]) -> tuple[int | None, float]:
+    """The common arguments (returned normalised: ``image_size``, ``val_fraction``) and the
+    set's own options, checked in the order :func:`load_dataset` always has."""
+    image_size = check_image_size(image_size)
+    val_fraction = check_fraction("val_fraction", val_fraction)
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise DataOptionError(f"seed must be an integer, got {seed!r}")
+    if not isinstance(download, bool):
+        raise DataOptionError(f"download must be True or False, got {download!r}")
+    unknown = sorted(set(options) - set(spec.options))
+    if unknown:
+        valid = ", ".join(spec.options) or "none"
+        raise DataOptionError(
+            f"unknown option(s) {', '.join(unknown)} for data set {spec.name!r}; "
+            f"valid options: {valid}"
+        )
+    check_option_types(spec, options)
+    return image_size, val_fraction

@@ -1,5 +1,23 @@
-"""The paper's experiments: its published numbers (this package's ``published.csv``)."""
+"""The paper's experiments (``sigmavae experiment NAME``): runs, reports beside the published
+numbers (``published.csv``), and a verdict per claim (:data:`CLAIMS`)."""
 
+from .claims import CLAIMS, Claim
+from .definitions import EXPERIMENTS, Experiment
+from .driver import run_experiments
+from .presets import PRESETS, DataChoice, ExperimentError, Preset
 from .published import PublishedValue, published, published_values
 
-__all__ = ["PublishedValue", "published", "published_values"]
+__all__ = [
+    "CLAIMS",
+    "EXPERIMENTS",
+    "PRESETS",
+    "Claim",
+    "DataChoice",
+    "Experiment",
+    "ExperimentError",
+    "Preset",
+    "PublishedValue",
+    "published",
+    "published_values",
+    "run_experiments",
+]

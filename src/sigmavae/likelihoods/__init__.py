@@ -5,23 +5,28 @@
 >>> dist = head(params, target=x)           # a torch.distributions.Distribution
 >>> nll = -dist.log_prob(x)                 # (B,), nats summed over all data dimensions
 
-See :mod:`sigmavae.likelihoods.base` for the conventions every head follows.
+See :mod:`sigmavae.likelihoods.base` for the conventions every head follows. Every head is
+registered by a decorator in its own module (:mod:`.registry`); the 8-bit bins are defined in
+:mod:`.bins`, the special functions in :mod:`.special`.
 """
 
-from . import heads as _heads  # noqa: F401  (registers every head)
 from .base import (
     NUM_LEVELS,
     ImageLikelihood,
     LikelihoodHead,
     LikelihoodInputError,
     check_data,
+    effective_beta,
 )
+from .bins import BIN_WIDTH, discretized_log_prob
+from .bounded_categorical import bounded_categorical_log_prob
 from .discrete import (
     BernoulliHead,
     BitwiseCategoricalHead,
     BitwiseIntensity,
     CategoricalHead,
     IntensityCategorical,
+    UnitBernoulli,
     categorical_log_prob,
 )
 from .discretized import (
@@ -29,9 +34,9 @@ from .discretized import (
     DiscretizedLogisticHead,
     DiscretizedMixture,
     LogisticMixtureHead,
-    discretized_log_prob,
 )
 from .gaussian import (
+    BinnedNormal,
     FixedSigmaGaussian,
     LearnedSigmaGaussian,
     PerPixelSigmaGaussian,
@@ -45,12 +50,14 @@ from .softclip import DEFAULT_MIN_LOG_SIGMA, softclip
 from .student_t import DEFAULT_MIN_DF, StudentTHead, StudentTWithCdf, student_t_cdf
 
 __all__ = [
+    "BIN_WIDTH",
     "DEFAULT_MIN_DF",
     "DEFAULT_MIN_LOG_SIGMA",
     "NUM_LEVELS",
     "PUBLIC_CODE_MIN_LOG_SIGMA",
     "QUANTIZATION_SIGMA",
     "BernoulliHead",
+    "BinnedNormal",
     "BitwiseCategoricalHead",
     "BitwiseIntensity",
     "CategoricalHead",
@@ -68,12 +75,15 @@ __all__ = [
     "PerPixelSigmaGaussian",
     "StudentTHead",
     "StudentTWithCdf",
+    "UnitBernoulli",
     "UnitGaussian",
     "beta_from_sigma",
+    "bounded_categorical_log_prob",
     "categorical_log_prob",
     "check_data",
     "create",
     "discretized_log_prob",
+    "effective_beta",
     "names",
     "register",
     "sigma_from_beta",

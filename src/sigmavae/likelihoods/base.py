@@ -20,12 +20,17 @@ from typing import ClassVar, Literal
 
 import torch
 from torch import nn
-from torch.distributions import Distribution, Independent, constraints
+from torch.distributions import Distribution, Independent
+
+from . import bins
+from .bins import NUM_LEVELS
 
 DataKind = Literal["unit", "intensity"]
+#: What ``torch.distributions`` accepts as a shape (``expand``, ``sample``).
+ShapeLike = torch.Size | list[int] | tuple[int, ...]
 
-#: Number of intensity levels of 8-bit data.
-NUM_LEVELS = 256
+__all__ = ["NUM_LEVELS", "DataKind", "ImageLikelihood", "LikelihoodHead", "LikelihoodInputError",
+           "ShapeLike", "check_data", "effective_beta", "is_binary", "resolve_validate_args"]
 
 
 class LikelihoodInputError(ValueError):
@@ -54,8 +59,8 @@ def check_data(value: torch.Tensor, data_kind: DataKind, what: str = "x") -> Non
                 f"{value.dtype}; convert 8-bit images with x.float() / 255 "
                 "(or head.prepare_target(x))"
             )
-        lo, hi = torch.aminmax(value.detach())
-        lo, hi = float(lo), float(hi)
+        lo_t, hi_t = torch.aminmax(value.detach())
+        lo, hi = float(lo_t), float(hi_t)
         if not (math.isfinite(lo) and math.isfinite(hi)):
             raise LikelihoodInputError(f"{what} contains NaN or infinite values")
         if lo < 0.0 or hi > 1.0:
@@ -75,11 +80,11 @@ def check_data(value: torch.Tensor, data_kind: DataKind, what: str = "x") -> Non
                     f"{what} must hold integer intensities 0..255 for a discrete head, got "
                     "non-integer values; pass the uint8 image (not x / 255)"
                 )
-        lo, hi = torch.aminmax(v.to(torch.float32))
-        if float(lo) < 0 or float(hi) > NUM_LEVELS - 1:
+        lo_t, hi_t = torch.aminmax(v.to(torch.float32))
+        if float(lo_t) < 0 or float(hi_t) > NUM_LEVELS - 1:
             raise LikelihoodInputError(
                 f"{what} must hold integer intensities in 0..255 for a discrete head, got "
-                f"values in [{float(lo):g}, {float(hi):g}]"
+                f"values in [{float(lo_t):g}, {float(hi_t):g}]"
             )
 
 
@@ -90,20 +95,42 @@ def is_binary(data: torch.Tensor) -> bool:
     return bool(((data == 0) | (data == top)).all())
 
 
+def resolve_validate_args(validate_args: bool | None) -> bool:
+    """``validate_args`` as ``torch.distributions`` reads it: ``None`` means the global default
+    (``Distribution.set_default_validate_args``; on unless ``python -O``)."""
+    return Distribution._validate_args if validate_args is None else bool(validate_args)
+
+
+def effective_beta(sigma: torch.Tensor) -> torch.Tensor:
+    """The KL weight of the beta-VAE equivalent to a Gaussian decoder with standard deviation(s)
+    ``sigma``: ``2 sigma^2`` for one shared sigma (the paper's Table 1 convention), and in
+    general ``2 / mean(sigma^-2)`` over the elements of ``sigma`` (the beta-VAE with the same
+    average weight on the squared error). ``sigma``: a tensor broadcastable to the data (its
+    elements each stand for equally many data dimensions); returns a detached scalar tensor."""
+    sigma = sigma.detach()
+    if sigma.numel() == 1:
+        return 2.0 * sigma.reshape(()) ** 2
+    return 2.0 / sigma.pow(-2).mean()
+
+
 class ImageLikelihood(Independent):
     """A factorised distribution over whole data points: ``batch_shape (B,)``, event ``(C, ...)``.
 
     It is a :class:`torch.distributions.Independent` over an element-wise ``base`` distribution,
-    so ``log_prob``, ``sample``, ``rsample`` (where the base has one), ``mean``, ``variance`` and
-    ``entropy`` behave exactly as in ``torch.distributions``. Added here:
+    so ``log_prob``, ``sample``, ``rsample`` (where the base has one), ``mean``, ``variance``,
+    ``entropy``, ``support`` and ``expand`` behave exactly as in ``torch.distributions``. Added:
 
-    * values passed to :meth:`log_prob` are validated (shape, dtype, range) with a clear error;
-    * :meth:`elementwise_log_prob` (nats per data dimension) and :meth:`elementwise_cdf`
-      (for calibration checks) expose the per-dimension quantities;
+    * with ``validate_args`` (torch's meaning: ``None`` is the global default, on unless
+      ``python -O``), values passed to :meth:`log_prob`, the element-wise methods and the bin
+      methods are checked (shape, dtype, range) with a clear :class:`LikelihoodInputError`;
+    * :meth:`elementwise_log_prob` (nats per data dimension) and :meth:`elementwise_cdf`;
+    * :meth:`bin_log_mass` and :meth:`bin_cdf`: the probability of each 8-bit intensity bin and
+      the CDF at its upper edge (:mod:`.bins`), whatever the head (continuous densities are
+      integrated over the bins; distributions over intensities give their own pmf and CDF), and
+      :meth:`intensities` to turn data in this distribution's units into those intensities;
     * ``sigma`` (the scale the head used, broadcastable to the data, or ``None``) and
-      ``effective_beta`` (a Python-free scalar tensor, or ``None``): for Gaussian heads the KL
-      weight of the equivalent beta-VAE, ``2 / mean(1 / sigma^2)`` over all data dimensions,
-      which is ``2 sigma^2`` for a shared sigma (the paper's Table 1 convention).
+      ``effective_beta`` (a detached scalar tensor, or ``None``): :func:`effective_beta` of
+      ``sigma``, for Gaussian heads the KL weight of the equivalent beta-VAE.
     """
 
     def __init__(
@@ -111,50 +138,116 @@ class ImageLikelihood(Independent):
         base: Distribution,
         data_kind: DataKind,
         sigma: torch.Tensor | None = None,
-        validate: bool = True,
+        validate_args: bool | None = None,
     ) -> None:
         ndims = len(base.batch_shape) - 1
-        super().__init__(base, ndims, validate_args=False)
+        super().__init__(base, ndims, validate_args=validate_args)
         self.data_kind: DataKind = data_kind
-        self.validate = validate
         self.sigma = sigma
-        self.effective_beta = _effective_beta(sigma) if sigma is not None else None
+        self.effective_beta = effective_beta(sigma) if sigma is not None else None
 
-    @property
-    def support(self) -> constraints.Constraint:  # type: ignore[override]
-        return self.base_dist.support
+    def expand(self, batch_shape: ShapeLike,
+               _instance: ImageLikelihood | None = None) -> ImageLikelihood:
+        """The same distribution with ``batch_shape`` (``torch.distributions`` semantics: the base
+        is expanded, nothing is copied); ``sigma`` still broadcasts to the data."""
+        new = self._get_checked_instance(ImageLikelihood, _instance)
+        super().expand(batch_shape, _instance=new)  # fills in ``new``
+        new.data_kind = self.data_kind
+        new.sigma = self.sigma
+        new.effective_beta = self.effective_beta
+        return new
 
-    def _check_value(self, value: torch.Tensor) -> None:
+    # -- validation -----------------------------------------------------------------------------
+    def _check_shape(self, value: torch.Tensor, what: str = "x") -> None:
+        """``value`` must end in ``event_shape`` and broadcast with ``batch_shape``."""
         expected = self.batch_shape + self.event_shape
-        if not isinstance(value, torch.Tensor) or value.shape != expected:
+        ok = isinstance(value, torch.Tensor) and value.dim() >= len(self.event_shape)
+        if ok and self.event_shape:
+            ok = value.shape[-len(self.event_shape):] == self.event_shape
+        if ok:
+            ok = all(a == b or a == 1 or b == 1
+                     for a, b in zip(reversed(value.shape), reversed(expected), strict=False))
+        if not ok:
             shape = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value)
             raise LikelihoodInputError(
-                f"x has shape {shape} but this distribution is over data of shape "
+                f"{what} has shape {shape} but this distribution is over data of shape "
                 f"{tuple(expected)} (B, C, ...)"
             )
+
+    def _validate_sample(self, value: torch.Tensor) -> None:
+        """Shape (broadcasting as in torch), dtype and range of data in this head's units."""
+        self._check_shape(value)
         check_data(value, self.data_kind)
 
+    def _validate_intensities(self, intensities: torch.Tensor) -> None:
+        self._check_shape(intensities, "intensities")
+        check_data(intensities, "intensity", "intensities")
+
+    # -- densities --------------------------------------------------------------------------------
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
         """Log-likelihood of each data point, shape ``(B,)``, nats summed over all dimensions."""
-        return self.elementwise_log_prob(value).flatten(1).sum(1)
+        return self.elementwise_log_prob(value).flatten(-len(self.event_shape)).sum(-1)
 
     def elementwise_log_prob(self, value: torch.Tensor) -> torch.Tensor:
         """Log-likelihood of each data dimension, shape ``(B, C, ...)``, nats."""
-        if self.validate:
-            self._check_value(value)
+        if self._validate_args:
+            self._validate_sample(value)
         return self.base_dist.log_prob(value)
 
     def elementwise_cdf(self, value: torch.Tensor) -> torch.Tensor:
         """``P(X <= value)`` per data dimension, shape ``(B, C, ...)``."""
-        if self.validate:
-            self._check_value(value)
+        if self._validate_args:
+            self._validate_sample(value)
         return self.base_dist.cdf(value)
 
+    # -- the 8-bit bins -------------------------------------------------------------------------
+    def intensities(self, value: torch.Tensor) -> torch.Tensor:
+        """The 8-bit intensities ``0..255`` of data in this distribution's units: continuous heads'
+        ``[0, 1]`` floats times 255, rounded (float64); intensities unchanged."""
+        return bins.to_intensities(value) if self.data_kind == "unit" else value
 
-def _effective_beta(sigma: torch.Tensor) -> torch.Tensor:
-    """``2 / mean(sigma^-2)``: the beta of the beta-VAE with the same average weight on the SSE."""
-    sigma = sigma.detach()
-    return 2.0 / sigma.pow(-2).mean()
+    def bin_log_mass(self, intensities: torch.Tensor) -> torch.Tensor:
+        """``log P(bin of intensity i)`` per data dimension, nats, shape ``(B, C, ...)``.
+
+        ``intensities``: integers ``0..255`` (any dtype holding whole numbers), shape
+        ``(B, C, ...)``. A continuous head's density is integrated over the bin
+        ``[(i - 1/2)/255, (i + 1/2)/255]`` (edge bins open, :mod:`.bins`), in float64, by the
+        base's own ``bin_log_mass`` where it has one (accurate in the tails) and as a
+        difference of its ``cdf`` otherwise (``NotImplementedError`` without a ``cdf``); a head
+        over intensities gives its own ``log_prob`` (its dtype). The 256 masses sum to one.
+        """
+        if self._validate_args:
+            self._validate_intensities(intensities)
+        own = getattr(self.base_dist, "bin_log_mass", None)
+        if own is not None:
+            return own(intensities)
+        if self.data_kind == "intensity":
+            return self.base_dist.log_prob(intensities)
+        return bins.log_mass_from_cdf(self.base_dist.cdf, intensities, _dtype(self.base_dist))
+
+    def bin_cdf(self, intensities: torch.Tensor) -> torch.Tensor:
+        """``P(X <= upper edge of the bin of intensity i)`` per data dimension, ``(B, C, ...)``.
+
+        The CDF at ``(i + 1/2)/255`` for a continuous head (1 at 255), evaluated in the base's
+        dtype; a head over intensities gives its own ``cdf(i)``. ``P(X < bin i)`` is
+        ``bin_cdf(i - 1)`` (0 for ``i = 0``). ``intensities`` as for :meth:`bin_log_mass`.
+        """
+        if self._validate_args:
+            self._validate_intensities(intensities)
+        own = getattr(self.base_dist, "bin_cdf", None)
+        if own is not None:
+            return own(intensities)
+        if self.data_kind == "intensity":
+            return self.base_dist.cdf(intensities)
+        return bins.cdf_at_upper_edge(self.base_dist.cdf, intensities, _dtype(self.base_dist))
+
+
+def _dtype(dist: Distribution) -> torch.dtype:
+    """The floating dtype of ``dist``'s parameters (that of its mean)."""
+    try:
+        return dist.mean.dtype
+    except NotImplementedError:
+        return torch.get_default_dtype()
 
 
 class LikelihoodHead(nn.Module):
@@ -175,10 +268,27 @@ class LikelihoodHead(nn.Module):
     valid_bound: ClassVar[bool] = True
     invalid_bound_reason: ClassVar[str | None] = None
 
-    def __init__(self, validate: bool = True) -> None:
+    def __init__(self, validate_args: bool | None = None) -> None:
         super().__init__()
-        #: Validate data and parameter shapes on every call (costs one reduction per call).
-        self.validate = validate
+        #: ``torch.distributions``' ``validate_args`` for the data: ``True`` checks the target
+        #: passed to ``head(params, target=x)`` and every value scored by the returned
+        #: distribution (one reduction per call), ``False`` skips the checks (the trainer's
+        #: batches are valid by construction), ``None`` follows torch's global default (on).
+        self.validate_args: bool | None = validate_args
+
+    @property
+    def validate(self) -> bool:
+        """Removed: the data checks follow :attr:`validate_args` (torch's flag)."""
+        raise AttributeError(f"{type(self).__name__}.validate was replaced by validate_args")
+
+    @validate.setter
+    def validate(self, value: bool) -> None:
+        raise AttributeError(f"{type(self).__name__}.validate was replaced by validate_args "
+                             f"(set head.validate_args = {value!r})")
+
+    def validates(self) -> bool:
+        """Whether data are checked now (:attr:`validate_args`, ``None`` read as torch does)."""
+        return resolve_validate_args(self.validate_args)
 
     # -- what a model needs -------------------------------------------------------------------
     def params_per_channel(self) -> int:
@@ -218,7 +328,7 @@ class LikelihoodHead(nn.Module):
         self._check_params(params, target)
         if params.dtype in (torch.float16, torch.bfloat16):
             params = params.float()  # likelihoods are always evaluated in float32
-        if target is not None and self.validate:
+        if target is not None and self.validates():
             check_data(target, self.data_kind, "target")
         return self.distribution(params, target)
 
@@ -296,9 +406,10 @@ class LikelihoodHead(nn.Module):
 
     @property
     def effective_beta(self) -> torch.Tensor | None:
-        """``2 sigma^2``, the KL weight of the equivalent beta-VAE (``None`` without a sigma)."""
+        """``2 sigma^2``, the KL weight of the equivalent beta-VAE (``None`` without a sigma;
+        :func:`effective_beta`)."""
         sigma = self.sigma
-        return None if sigma is None else 2.0 * sigma.detach() ** 2
+        return None if sigma is None else effective_beta(sigma)
 
     def extra_repr(self) -> str:
         return f"name={self.name!r}, data_kind={self.data_kind!r}"

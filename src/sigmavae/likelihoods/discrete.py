@@ -14,7 +14,6 @@ dimension, ``mean`` in intensity units (float), ``sample`` returns ``int64`` int
 from __future__ import annotations
 
 import functools
-import math
 from collections.abc import Callable
 from typing import Literal
 
@@ -22,7 +21,9 @@ import torch
 import torch.nn.functional as F
 from torch.distributions import Bernoulli, Distribution, constraints
 
-from .base import NUM_LEVELS, ImageLikelihood, LikelihoodHead, is_binary
+from .base import NUM_LEVELS, ImageLikelihood, LikelihoodHead, ShapeLike, is_binary
+from .bounded_categorical import DEFAULT_CHUNK_PIXELS, bounded_categorical_log_prob
+from .registry import register
 
 _NO_SHAPE = torch.Size()
 
@@ -33,7 +34,11 @@ NUM_BITS = 8
 # -- Bernoulli ----------------------------------------------------------------------------------
 class UnitBernoulli(Bernoulli):
     """``torch.distributions.Bernoulli`` (``logits``) whose ``log_prob`` is also evaluated at
-    non-binary ``x`` in ``[0, 1]`` (``-BCE``), with a ``cdf`` for binary values."""
+    non-binary ``x`` in ``[0, 1]`` (``-BCE``; hence ``support`` is the unit interval), with a
+    ``cdf``. On the 8-bit bins (:meth:`ImageLikelihood.bin_log_mass`) the mass sits on 0 and
+    255."""
+
+    support = constraints.unit_interval  # type: ignore[assignment]
 
     def cdf(self, value: torch.Tensor) -> torch.Tensor:
         """``P(X <= value)``: 0 below 0, ``1 - p`` on ``[0, 1)``, 1 from 1 on."""
@@ -43,13 +48,13 @@ class UnitBernoulli(Bernoulli):
         return torch.where(value < 0, torch.zeros_like(out), out)
 
 
+@register("bernoulli", "Bernoulli with intensities in [0, 1] as targets (BCE; not a valid bound)")
 class BernoulliHead(LikelihoodHead):
     """``bernoulli``: ``params`` ``(B, C, *spatial)`` are logits; ``-log_prob`` is the BCE (nats).
 
     ``mean = sigmoid(logits)``; ``sample`` draws ``{0., 1.}`` floats.
     """
 
-    name = "bernoulli"
     data_kind = "unit"
     valid_bound = False
     invalid_bound_reason = (
@@ -69,7 +74,7 @@ class BernoulliHead(LikelihoodHead):
 
     def distribution(self, params: torch.Tensor, target: torch.Tensor | None) -> ImageLikelihood:
         base = UnitBernoulli(logits=params, validate_args=False)
-        return ImageLikelihood(base, "unit", sigma=None, validate=self.validate)
+        return ImageLikelihood(base, "unit", sigma=None, validate_args=self.validate_args)
 
 
 # -- 256-way categorical --------------------------------------------------------------------------
@@ -79,8 +84,8 @@ def categorical_log_prob(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     Gather minus ``logsumexp`` in one shot (the ``memory="plain"`` path). No ``(..., 256)``
     log-softmax is kept for the result, but ``logsumexp`` allocates a ``(..., 256)`` temporary
     in the forward pass and its backward (with the gather's) several more: the peak is a few
-    times the size of ``logits``. :func:`bounded_categorical_log_prob` gives the same values in
-    ``O(chunk * 256)`` extra memory.
+    times the size of ``logits``. :func:`.bounded_categorical.bounded_categorical_log_prob`
+    gives the same values in ``O(chunk * 256)`` extra memory.
     """
     picked = logits.gather(-1, x.long().unsqueeze(-1)).squeeze(-1)
     return picked - torch.logsumexp(logits, dim=-1)
@@ -88,111 +93,11 @@ def categorical_log_prob(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 
 LogProbFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
-#: Default number of data elements (pixel-channel positions) per chunk of the bounded path:
-#: a chunk's temporaries hold ``chunk * 256`` values (4 MiB in float32).
-DEFAULT_CHUNK_PIXELS = 4096
-
 #: Memory modes of :class:`CategoricalHead`.
 CategoricalMemory = Literal["bounded", "plain"]
 CATEGORICAL_MEMORY_MODES: tuple[str, ...] = ("bounded", "plain")
 #: Default memory mode of :class:`CategoricalHead` (see ``benchmarks/README.md``).
 DEFAULT_CATEGORICAL_MEMORY: CategoricalMemory = "bounded"
-
-
-def _class_major(t: torch.Tensor, m: int, n: int) -> torch.Tensor | None:
-    """View ``(d0, ..., 256)`` as ``(d0, 256, rest)`` = ``(m, 256, n)``, or ``None`` when the
-    strides make that impossible without a copy."""
-    try:
-        return t.movedim(-1, 1).view(m, NUM_LEVELS, n)
-    except RuntimeError:
-        return None
-
-
-def _chunks(m: int, n: int, chunk: int) -> list[tuple[slice, slice]]:
-    """Cover ``(m, n)`` with blocks of at most ``chunk`` elements (at least one): pieces of
-    ``chunk`` columns of one row when ``n >= chunk``, else groups of ``chunk // n`` whole rows."""
-    if m == 0 or n == 0:
-        return []
-    if n >= chunk:
-        return [(slice(i, i + 1), slice(j, min(j + chunk, n)))
-                for i in range(m) for j in range(0, n, chunk)]
-    rows = max(1, chunk // n)
-    return [(slice(i, min(i + rows, m)), slice(0, n)) for i in range(0, m, rows)]
-
-
-class _BoundedCategoricalLogProb(torch.autograd.Function):
-    """``log softmax(L)[x]`` for class-major ``L (m, 256, n)``, ``x (m, n)``, chunk by chunk.
-
-    Saves ``L`` (a view of the caller's tensor), ``x`` and the ``logsumexp`` ``(m, n)``; the
-    backward recomputes ``softmax = exp(L - logsumexp)`` per chunk, writing straight into the
-    gradient, so neither pass holds more than one chunk's ``(., 256, .)`` temporary. Under
-    ``create_graph=True`` the backward is computed with differentiable operations in one piece
-    (correct higher-order gradients, but a full ``(m, 256, n)`` softmax).
-    """
-
-    @staticmethod
-    def forward(ctx, logits: torch.Tensor, x: torch.Tensor, chunk: int):  # type: ignore[override]
-        m, _, n = logits.shape
-        out = logits.new_empty((m, n))
-        lse = logits.new_empty((m, n))
-        for rows, cols in _chunks(m, n, chunk):
-            block = logits[rows, :, cols]
-            block_lse = torch.logsumexp(block, dim=1)
-            picked = block.gather(1, x[rows, cols].unsqueeze(1)).squeeze(1)
-            torch.sub(picked, block_lse, out=out[rows, cols])
-            lse[rows, cols] = block_lse
-        ctx.chunk = chunk
-        ctx.save_for_backward(logits, x, lse)
-        return out
-
-    @staticmethod
-    def backward(ctx, grad_out: torch.Tensor):  # type: ignore[override]
-        logits, x, lse = ctx.saved_tensors
-        if torch.is_grad_enabled():  # create_graph=True: differentiable, in one piece
-            grad = torch.softmax(logits, dim=1).mul(grad_out.unsqueeze(1)).neg()
-            return grad.scatter_add(1, x.unsqueeze(1), grad_out.unsqueeze(1)), None, None
-        m, _, n = logits.shape
-        grad = torch.empty_like(logits)  # the layout of ``logits`` (dense) or contiguous
-        for rows, cols in _chunks(m, n, ctx.chunk):
-            g = grad_out[rows, cols].unsqueeze(1)
-            block = grad[rows, :, cols]
-            # d(picked - lse)/dL = onehot(x) - softmax(L); the same operations as autograd
-            # through gather and logsumexp, so the result matches the plain path.
-            torch.sub(logits[rows, :, cols], lse[rows, cols].unsqueeze(1), out=block)
-            block.exp_().mul_(g).neg_()
-            block.scatter_add_(1, x[rows, cols].unsqueeze(1), g)
-        return grad, None, None
-
-
-def bounded_categorical_log_prob(
-    logits: torch.Tensor, x: torch.Tensor, chunk_pixels: int = DEFAULT_CHUNK_PIXELS
-) -> torch.Tensor:
-    """:func:`categorical_log_prob` in bounded memory: same signature, same values and gradient.
-
-    ``logits (..., 256)`` (any strides; the head's parameter-major view ``(B, C, H, W, 256)`` of
-    ``params (B, 256*C, H, W)`` is used in place), integer ``x`` broadcastable to ``logits``
-    without its last dimension. ``logsumexp`` and the picked logit are computed ``chunk_pixels``
-    data elements at a time, and the backward recomputes the softmax per chunk, so the extra
-    memory is ``O(chunk_pixels * 256)`` plus ``O(numel(x))`` (the output, the saved
-    ``logsumexp``), besides the gradient of ``logits`` itself. Logits whose strides cannot be
-    viewed as ``(d0, 256, rest)`` are copied once. Higher-order gradients (``create_graph=True``)
-    are supported but materialise the full softmax in that backward.
-    """
-    if not isinstance(chunk_pixels, int) or isinstance(chunk_pixels, bool) or chunk_pixels < 1:
-        raise ValueError(f"chunk_pixels must be a positive int, got {chunk_pixels!r}")
-    if logits.shape[-1] != NUM_LEVELS:
-        raise ValueError(f"bounded_categorical_log_prob: last dim must be {NUM_LEVELS}")
-    lead = logits.shape[:-1]
-    if not lead:
-        return bounded_categorical_log_prob(logits.unsqueeze(0), x.reshape(1), chunk_pixels)[0]
-    m = lead[0]
-    n = math.prod(lead[1:])
-    index = x.long().expand(lead).reshape(m, n)
-    class_major = _class_major(logits, m, n)
-    if class_major is None:
-        class_major = logits.movedim(-1, 1).reshape(m, NUM_LEVELS, n)
-    out = _BoundedCategoricalLogProb.apply(class_major, index, chunk_pixels)
-    return out.view(lead)
 
 
 def _categorical_log_prob_fn(memory: str, chunk_pixels: int | None) -> LogProbFn:
@@ -215,20 +120,32 @@ class IntensityCategorical(Distribution):
 
     ``log_prob_fn(logits, x)`` computes the log-probabilities (default
     :func:`categorical_log_prob`; :class:`CategoricalHead` passes
-    :func:`bounded_categorical_log_prob` unless ``memory="plain"``). Only ``log_prob`` goes
-    through it; ``probs``, ``mean``, ``variance``, ``cdf`` and ``sample`` materialise the
-    ``batch_shape + (256,)`` softmax (and ``cdf`` its cumulative sum) in one piece.
+    :func:`.bounded_categorical.bounded_categorical_log_prob` unless ``memory="plain"``). Only
+    ``log_prob`` goes through it; ``probs``, ``mean``, ``variance``, ``cdf`` and ``sample``
+    materialise the ``batch_shape + (256,)`` softmax (and ``cdf`` its cumulative sum) in one
+    piece. ``expand`` views the logits (no copy).
     """
 
-    arg_constraints: dict = {}  # noqa: RUF012
+    arg_constraints = {"logits": constraints.independent(constraints.real, 1)}  # noqa: RUF012
     support = constraints.integer_interval(0, NUM_LEVELS - 1)
 
-    def __init__(self, logits: torch.Tensor, log_prob_fn: LogProbFn = categorical_log_prob):
+    def __init__(self, logits: torch.Tensor, log_prob_fn: LogProbFn = categorical_log_prob,
+                 validate_args: bool | None = None) -> None:
         if logits.shape[-1] != NUM_LEVELS:
             raise ValueError(f"IntensityCategorical: last dim must be {NUM_LEVELS}")
         self.logits = logits
         self.log_prob_fn = log_prob_fn
-        super().__init__(batch_shape=logits.shape[:-1], validate_args=False)
+        super().__init__(batch_shape=logits.shape[:-1], validate_args=validate_args)
+
+    def expand(self, batch_shape: ShapeLike,
+               _instance: IntensityCategorical | None = None) -> IntensityCategorical:
+        new = self._get_checked_instance(IntensityCategorical, _instance)
+        batch_shape = torch.Size(batch_shape)
+        new.logits = self.logits.expand((*batch_shape, NUM_LEVELS))
+        new.log_prob_fn = self.log_prob_fn
+        super(IntensityCategorical, new).__init__(batch_shape, validate_args=False)
+        new._validate_args = self._validate_args
+        return new
 
     @property
     def probs(self) -> torch.Tensor:
@@ -238,12 +155,23 @@ class IntensityCategorical(Distribution):
         return torch.arange(NUM_LEVELS, dtype=self.logits.dtype, device=self.logits.device)
 
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
-        return self.log_prob_fn(self.logits, value)
+        if self._validate_args:
+            self._validate_sample(value)
+        logits = self.logits
+        if value.shape != self.batch_shape:  # broadcast as torch does (views, no copies)
+            shape = torch.broadcast_shapes(value.shape, self.batch_shape)
+            logits, value = logits.expand((*shape, NUM_LEVELS)), value.expand(shape)
+        return self.log_prob_fn(logits, value)
 
     def cdf(self, value: torch.Tensor) -> torch.Tensor:
         """``P(X <= value)`` for integer ``value`` in ``0..255``."""
+        if self._validate_args:
+            self._validate_sample(value)
         cum = self.probs.cumsum(-1).clamp(max=1.0)
-        return cum.gather(-1, value.long().unsqueeze(-1)).squeeze(-1)
+        index = value.long()
+        shape = torch.broadcast_shapes(index.shape, self.batch_shape)
+        cum = cum.expand((*shape, NUM_LEVELS))
+        return cum.gather(-1, index.expand(shape).unsqueeze(-1)).squeeze(-1)
 
     @property
     def mean(self) -> torch.Tensor:
@@ -259,13 +187,14 @@ class IntensityCategorical(Distribution):
     def mode(self) -> torch.Tensor:
         return self.logits.argmax(-1)
 
-    def sample(self, sample_shape: torch.Size | tuple = _NO_SHAPE) -> torch.Tensor:
+    def sample(self, sample_shape: ShapeLike = _NO_SHAPE) -> torch.Tensor:
         with torch.no_grad():
             return torch.distributions.Categorical(logits=self.logits).sample(
                 torch.Size(sample_shape)
             )
 
 
+@register("categorical", "256-way softmax per pixel/channel over 8-bit intensities")
 class CategoricalHead(LikelihoodHead):
     """``categorical``: a 256-way softmax per pixel and channel (paper, Sec. 3.2).
 
@@ -291,18 +220,17 @@ class CategoricalHead(LikelihoodHead):
     the full ``(B, C, *spatial, 256)`` softmax.
     """
 
-    name = "categorical"
     data_kind = "intensity"
 
     def __init__(
         self,
         log_prob_fn: LogProbFn | None = None,
-        validate: bool = True,
+        validate_args: bool | None = None,
         *,
         memory: CategoricalMemory | None = None,
         chunk_pixels: int | None = None,
-    ):
-        super().__init__(validate=validate)
+    ) -> None:
+        super().__init__(validate_args=validate_args)
         if log_prob_fn is not None:
             if memory is not None or chunk_pixels is not None:
                 raise ValueError(
@@ -326,8 +254,8 @@ class CategoricalHead(LikelihoodHead):
         # A view (no copy): (B, 256, C, *spatial) -> (B, C, *spatial, 256) with stride C*H*W on
         # the last dim; the bounded log_prob moves it back to (B, 256, C*H*W) in place.
         logits = self.split_params(params).movedim(1, -1)
-        base = IntensityCategorical(logits, self.log_prob_fn)
-        return ImageLikelihood(base, "intensity", sigma=None, validate=self.validate)
+        base = IntensityCategorical(logits, self.log_prob_fn, validate_args=False)
+        return ImageLikelihood(base, "intensity", sigma=None, validate_args=self.validate_args)
 
     def extra_repr(self) -> str:
         extra = f", memory={self.memory!r}"
@@ -350,29 +278,42 @@ class BitwiseIntensity(Distribution):
     ``j = 0`` the least significant bit, so ``x = sum_j 2^j bit_j``.
     """
 
-    arg_constraints: dict = {}  # noqa: RUF012
+    arg_constraints = {"logits": constraints.independent(constraints.real, 1)}  # noqa: RUF012
     support = constraints.integer_interval(0, NUM_LEVELS - 1)
 
-    def __init__(self, logits: torch.Tensor):
+    def __init__(self, logits: torch.Tensor, validate_args: bool | None = None) -> None:
         if logits.shape[-1] != NUM_BITS:
             raise ValueError(f"BitwiseIntensity: last dim must be {NUM_BITS}")
         self.logits = logits
-        super().__init__(batch_shape=logits.shape[:-1], validate_args=False)
+        super().__init__(batch_shape=logits.shape[:-1], validate_args=validate_args)
+
+    def expand(self, batch_shape: ShapeLike,
+               _instance: BitwiseIntensity | None = None) -> BitwiseIntensity:
+        new = self._get_checked_instance(BitwiseIntensity, _instance)
+        batch_shape = torch.Size(batch_shape)
+        new.logits = self.logits.expand((*batch_shape, NUM_BITS))
+        super(BitwiseIntensity, new).__init__(batch_shape, validate_args=False)
+        new._validate_args = self._validate_args
+        return new
 
     def _weights(self) -> torch.Tensor:
         return 2.0 ** torch.arange(NUM_BITS, dtype=self.logits.dtype, device=self.logits.device)
 
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
         """``sum_j log Bernoulli(bit_j(value); sigmoid(logits_j))`` (nats): minus the BCE."""
-        bits = intensity_bits(value, self.logits.dtype)
-        logits = self.logits.expand(bits.shape)
+        if self._validate_args:
+            self._validate_sample(value)
+        bits, logits = torch.broadcast_tensors(intensity_bits(value, self.logits.dtype),
+                                               self.logits)
         return -F.binary_cross_entropy_with_logits(logits, bits, reduction="none").sum(-1)
 
     def cdf(self, value: torch.Tensor) -> torch.Tensor:
         """``P(X <= value)``, exact in ``O(8)``: ``P(X = x) + sum_j [bit_j(x) = 1]
         P(bits above j equal x's) P(bit_j = 0)`` (no 256-way table)."""
-        bits = intensity_bits(value, self.logits.dtype)
-        logits = self.logits.expand(bits.shape)
+        if self._validate_args:
+            self._validate_sample(value)
+        bits, logits = torch.broadcast_tensors(intensity_bits(value, self.logits.dtype),
+                                               self.logits)
         p1, p0 = torch.sigmoid(logits), torch.sigmoid(-logits)
         p_match = torch.where(bits > 0, p1, p0)  # P(bit_j = bit_j(x))
         # prefix[..., j] = prod_{k > j} p_match[..., k]
@@ -397,7 +338,7 @@ class BitwiseIntensity(Distribution):
             -1
         )
 
-    def sample(self, sample_shape: torch.Size | tuple = _NO_SHAPE) -> torch.Tensor:
+    def sample(self, sample_shape: ShapeLike = _NO_SHAPE) -> torch.Tensor:
         shape = torch.Size(sample_shape) + self.logits.shape
         with torch.no_grad():
             bits = torch.bernoulli(torch.sigmoid(self.logits).expand(shape)).long()
@@ -405,6 +346,7 @@ class BitwiseIntensity(Distribution):
             return (bits << shifts).sum(-1)
 
 
+@register("bitwise_categorical", "8 independent Bernoulli bits per pixel/channel intensity")
 class BitwiseCategoricalHead(LikelihoodHead):
     """``bitwise_categorical``: 8 Bernoulli logits per pixel and channel, one per bit (App. D).
 
@@ -413,7 +355,6 @@ class BitwiseCategoricalHead(LikelihoodHead):
     binary cross-entropy of the bits (nats).
     """
 
-    name = "bitwise_categorical"
     data_kind = "intensity"
 
     def params_per_channel(self) -> int:
@@ -421,4 +362,5 @@ class BitwiseCategoricalHead(LikelihoodHead):
 
     def distribution(self, params: torch.Tensor, target: torch.Tensor | None) -> ImageLikelihood:
         logits = self.split_params(params).movedim(1, -1)  # (B, C, *spatial, 8)
-        return ImageLikelihood(BitwiseIntensity(logits), "intensity", validate=self.validate)
+        return ImageLikelihood(BitwiseIntensity(logits, validate_args=False), "intensity",
+                               validate_args=self.validate_args)

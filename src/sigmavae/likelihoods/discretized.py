@@ -15,8 +15,9 @@ Heads:
   or fixed), the discrete counterparts of the shared sigma-VAE (Table 4).
 
 All heads use one code path, :class:`DiscretizedMixture` (a single distribution is a mixture of
-one), parameterised by a standardised :class:`Family` that knows its log-CDF and log-survival
-function and how to compute the log-mass of a bin without cancellation.
+one), parameterised by a standardised :class:`~sigmavae.likelihoods.bins.Family` that knows its
+log-CDF and log-survival function and how to compute the log-mass of a bin without cancellation
+(the bins and the families are defined in :mod:`.bins`).
 """
 
 from __future__ import annotations
@@ -30,218 +31,30 @@ from torch import nn
 from torch.distributions import Distribution, constraints
 
 from ._location import MeanActivation, check_mean_activation, location
-from .base import NUM_LEVELS, ImageLikelihood, LikelihoodHead, LikelihoodInputError
+from .base import ImageLikelihood, LikelihoodHead, LikelihoodInputError, ShapeLike
+from .bins import (
+    BIN_WIDTH,
+    FAMILIES,
+    MIN_LOG_SCALE,
+    NUM_LEVELS,
+    Family,
+    discretized_log_prob,
+)
 from .optimal import (
     PUBLIC_CODE_MIN_LOG_SIGMA,
     QUANTIZATION_SIGMA,
     OptimalSigmaGaussian,
     TrainSigma,
 )
+from .registry import register
 from .softclip import DEFAULT_MIN_LOG_SIGMA, softclip
 
-_NO_SHAPE = torch.Size()
+__all__ = ["FAMILIES", "DiscretizedGaussianHead", "DiscretizedHead", "DiscretizedLogisticHead",
+           "DiscretizedMixture", "Family", "LogisticMixtureHead", "discretized_log_prob"]
 
-#: Width of one intensity bin on the [0, 1] scale.
-BIN_WIDTH = 1.0 / (NUM_LEVELS - 1)
-_LOG_BIN_WIDTH = math.log(BIN_WIDTH)
-_LN2 = math.log(2.0)
-# The Simpson rule replaces the log-CDF difference when a bin is this narrow relative to the
-# scale on which the density varies (relative error of Simpson < 4e-12 there, while the difference
-# formula is still free of catastrophic cancellation just above it).
-_NARROW = 1e-2
-# Hard floor on log-scales inside the bin formulas (see discretized_log_prob).
-_MIN_LOG_SCALE = -30.0
-# Bound on standardised bin centres (squares stay finite in float32).
-_MAX_Z = 1e15
+_NO_SHAPE = torch.Size()
 # Thresholds per chunk when summing survival functions over the 255 inner bin edges (memory).
 _LEVEL_CHUNK = 32
-
-
-def log1mexp(u: torch.Tensor) -> torch.Tensor:
-    """``log(1 - exp(-u))`` for ``u > 0``, accurate everywhere (Maechler, 2012: switch at ln 2)."""
-    small = u < _LN2
-    u_small = torch.where(small, u, torch.full_like(u, _LN2))  # safe inputs: finite gradients
-    u_large = torch.where(small, torch.full_like(u, _LN2), u)
-    return torch.where(small, torch.log(-torch.expm1(-u_small)), torch.log1p(-torch.exp(-u_large)))
-
-
-class Family:
-    """A standardised (location 0, scale 1) continuous distribution, symmetric about 0."""
-
-    name = ""
-    #: Standard deviation of the standardised distribution.
-    std = 1.0
-
-    def log_cdf(self, z: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
-
-    def log_sf(self, z: torch.Tensor) -> torch.Tensor:
-        """``log P(Z > z) = log_cdf(-z)`` by symmetry."""
-        return self.log_cdf(-z)
-
-    def log_pdf(self, z: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
-
-    def cdf(self, z: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
-
-    def sample(self, shape: torch.Size, like: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
-
-    def log_interval(
-        self, centre: torch.Tensor, width: torch.Tensor, log_width: torch.Tensor
-    ) -> torch.Tensor:
-        """``log P(centre - width/2 < Z <= centre + width/2)``, finite for any finite inputs.
-
-        ``log_width`` is ``log(width)``, passed separately so a width that underflows to zero
-        (a huge scale) still gives a finite answer and gradient.
-
-        Generic: by symmetry the bin is moved to ``centre <= 0``, where ``log_cdf`` is accurate,
-        and ``log(F(hi) - F(lo)) = log F(hi) + log1mexp(log F(hi) - log F(lo))``. For bins narrow
-        relative to the density's variation that difference cancels, so there Simpson's rule on
-        ``log_pdf`` is used instead (both branches get safe inputs, so gradients stay finite).
-        """
-        c = -centre.abs()
-        narrow = width * torch.clamp(c.abs(), min=1.0) < _NARROW
-        # Difference of log-CDFs (wide bins).
-        c_w = torch.where(narrow, torch.zeros_like(c), c)
-        w_w = torch.where(narrow, torch.ones_like(width), width)
-        log_hi = self.log_cdf(c_w + 0.5 * w_w)
-        log_lo = self.log_cdf(c_w - 0.5 * w_w)
-        # In the wide branch the true gap is > ~5e-3; the floor only catches float32 rounding in
-        # the far tail (|log F| > 1e5), where it changes the result by far less than an ulp.
-        gap = (log_hi - log_lo).clamp_min(torch.finfo(log_hi.dtype).eps)
-        wide_val = log_hi + log1mexp(gap)
-        # Simpson's rule (narrow bins).
-        c_n = torch.where(narrow, c, torch.zeros_like(c))
-        w_n = torch.where(narrow, width, torch.full_like(width, 0.5 * _NARROW))
-        log_w_n = torch.where(narrow, log_width, torch.full_like(width, math.log(0.5 * _NARROW)))
-        lp_c = self.log_pdf(c_n)
-        ratio = (
-            torch.exp(self.log_pdf(c_n - 0.5 * w_n) - lp_c)
-            + 4.0
-            + torch.exp(self.log_pdf(c_n + 0.5 * w_n) - lp_c)
-        )
-        narrow_val = lp_c + log_w_n + torch.log(ratio / 6.0)
-        return torch.where(narrow, narrow_val, wide_val)
-
-
-class _LogNdtr(torch.autograd.Function):
-    """``log_ndtr`` with a stable gradient: torch's float32 backward of ``log_ndtr`` is off by
-    ~1e-3 at ``z = -300`` and NaN beyond ``~-1e4``; here ``d/dz = phi(z) / Phi(z)`` is computed
-    as ``sqrt(2/pi) / erfcx(-z/sqrt(2))`` for ``z < 0`` (the inverse Mills ratio, no
-    cancellation). The backward is itself differentiable (double backward works)."""
-
-    @staticmethod
-    def forward(ctx, z: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        ctx.save_for_backward(z)
-        return torch.special.log_ndtr(z)
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        (z,) = ctx.saved_tensors
-        return grad * _ndtr_hazard(z)
-
-
-def _ndtr_hazard(z: torch.Tensor) -> torch.Tensor:
-    """``phi(z) / Phi(z)``, accurate for all ``z``."""
-    neg = z < 0
-    z_neg = torch.where(neg, z, torch.zeros_like(z))
-    z_pos = torch.where(neg, torch.zeros_like(z), z)
-    left = math.sqrt(2 / math.pi) / torch.special.erfcx(-z_neg * math.sqrt(0.5))
-    right = torch.exp(-0.5 * z_pos * z_pos) / (math.sqrt(2 * math.pi) * torch.special.ndtr(z_pos))
-    return torch.where(neg, left, right)
-
-
-def log_ndtr(z: torch.Tensor) -> torch.Tensor:
-    """``log Phi(z)`` (``torch.special.log_ndtr``) with a gradient stable in float32."""
-    return _LogNdtr.apply(z)
-
-
-class Normal01(Family):
-    """The standard normal: ``log_ndtr`` for tails, Simpson's rule for narrow bins."""
-
-    name = "gaussian"
-    std = 1.0
-    _HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
-
-    def log_cdf(self, z: torch.Tensor) -> torch.Tensor:
-        return log_ndtr(z)
-
-    def log_pdf(self, z: torch.Tensor) -> torch.Tensor:
-        return -0.5 * z * z - self._HALF_LOG_2PI
-
-    def cdf(self, z: torch.Tensor) -> torch.Tensor:
-        return torch.special.ndtr(z)
-
-    def sample(self, shape: torch.Size, like: torch.Tensor) -> torch.Tensor:
-        return torch.randn(shape, dtype=like.dtype, device=like.device)
-
-
-class Logistic01(Family):
-    """The standard logistic, whose bin masses have the exact cancellation-free form
-    ``log(sigmoid(hi) - sigmoid(lo)) = logsigmoid(hi) + logsigmoid(-lo) + log(-expm1(-width))``."""
-
-    name = "logistic"
-    std = math.pi / math.sqrt(3.0)
-
-    def log_cdf(self, z: torch.Tensor) -> torch.Tensor:
-        return F.logsigmoid(z)
-
-    def log_pdf(self, z: torch.Tensor) -> torch.Tensor:
-        return F.logsigmoid(z) + F.logsigmoid(-z)
-
-    def cdf(self, z: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(z)
-
-    def sample(self, shape: torch.Size, like: torch.Tensor) -> torch.Tensor:
-        finfo = torch.finfo(like.dtype)
-        u = torch.rand(shape, dtype=like.dtype, device=like.device).clamp(finfo.tiny, 1 - finfo.eps)
-        return torch.log(u) - torch.log1p(-u)
-
-    def log_interval(
-        self, centre: torch.Tensor, width: torch.Tensor, log_width: torch.Tensor
-    ) -> torch.Tensor:
-        hi, lo = centre + 0.5 * width, centre - 0.5 * width
-        # log(1 - exp(-w)): a series in w below 1e-3 (error < 1e-15), so w -> 0 stays finite.
-        small = width < 1e-3
-        w_big = torch.where(small, torch.ones_like(width), width)
-        w_small = torch.where(small, width, torch.zeros_like(width))
-        log_w_small = torch.where(small, log_width, torch.zeros_like(width))
-        tail = torch.where(
-            small,
-            log_w_small - 0.5 * w_small + w_small * w_small / 24.0,
-            torch.log(-torch.expm1(-w_big)),
-        )
-        return F.logsigmoid(hi) + F.logsigmoid(-lo) + tail
-
-
-FAMILIES: dict[str, Family] = {"gaussian": Normal01(), "logistic": Logistic01()}
-
-
-def discretized_log_prob(
-    family: Family, x: torch.Tensor, loc: torch.Tensor, log_scale: torch.Tensor
-) -> torch.Tensor:
-    """Log-mass (nats) of the 8-bit intensity ``x`` under the discretised ``family(loc, scale)``.
-
-    ``x`` holds integer intensities (any dtype), ``loc`` is on the ``[0, 1]`` scale and
-    ``log_scale`` is ``log`` of the scale there; all broadcast together. Intensity 0 gets
-    ``log F((0.5/255 - loc) / scale)``, 255 gets ``log S((254.5/255 - loc) / scale)``, the others
-    the mass of their bin; the formulas are selected by ``torch.where`` among finite values, so
-    gradients are finite everywhere (no infinite bin edges). ``log_scale`` is clamped below at
-    ``-30`` (a scale of 1e-13, far below a bin width, where every bin is already a point mass)
-    and the standardised bin centre to ``+-1e15`` (masses ``< exp(-1e15)``), so nothing overflows
-    even in float32.
-    """
-    x = x.to(loc.dtype)
-    log_scale = log_scale.clamp_min(_MIN_LOG_SCALE)
-    centre = ((x * BIN_WIDTH - loc) * torch.exp(-log_scale)).clamp(-_MAX_Z, _MAX_Z)
-    log_width = _LOG_BIN_WIDTH - log_scale
-    width = torch.exp(log_width)
-    interior = family.log_interval(centre, width, log_width)
-    first = family.log_cdf(centre + 0.5 * width)
-    last = family.log_sf(centre - 0.5 * width)
-    return torch.where(x <= 0, first, torch.where(x >= NUM_LEVELS - 1, last, interior))
 
 
 class DiscretizedMixture(Distribution):
@@ -250,10 +63,9 @@ class DiscretizedMixture(Distribution):
     Element-wise: ``loc`` and ``log_scale`` have shape ``batch_shape + (K,)`` (``loc`` on the
     [0, 1] scale), ``mixture_logits`` too, or ``None`` for ``K = 1``. ``log_prob`` is in nats per
     element, ``mean``/``variance`` in intensity units (exact sums over the 256 levels), ``cdf``
-    exact, ``sample`` returns ``int64`` intensities.
+    exact, ``sample`` returns ``int64`` intensities; ``expand`` views the parameters.
     """
 
-    arg_constraints: dict = {}  # noqa: RUF012
     support = constraints.integer_interval(0, NUM_LEVELS - 1)
     has_enumerate_support = False
 
@@ -263,6 +75,7 @@ class DiscretizedMixture(Distribution):
         loc: torch.Tensor,
         log_scale: torch.Tensor,
         mixture_logits: torch.Tensor | None = None,
+        validate_args: bool | None = None,
     ) -> None:
         if mixture_logits is not None:
             loc, log_scale, mixture_logits = torch.broadcast_tensors(
@@ -274,9 +87,31 @@ class DiscretizedMixture(Distribution):
                 raise ValueError("DiscretizedMixture: mixture_logits is required for K > 1")
         self.family = family
         self.loc = loc
-        self.log_scale = log_scale.clamp_min(_MIN_LOG_SCALE)
+        self.log_scale = log_scale.clamp_min(MIN_LOG_SCALE)
         self.mixture_logits = mixture_logits
-        super().__init__(batch_shape=loc.shape[:-1], validate_args=False)
+        super().__init__(batch_shape=loc.shape[:-1], validate_args=validate_args)
+
+    @property
+    def arg_constraints(self) -> dict[str, constraints.Constraint]:
+        """``loc``, ``log_scale`` (and ``mixture_logits`` when given): real, ``batch + (K,)``."""
+        real = constraints.independent(constraints.real, 1)
+        names = ("loc", "log_scale") if self.mixture_logits is None else (
+            "loc", "log_scale", "mixture_logits")
+        return dict.fromkeys(names, real)
+
+    def expand(self, batch_shape: ShapeLike,
+               _instance: DiscretizedMixture | None = None) -> DiscretizedMixture:
+        new = self._get_checked_instance(DiscretizedMixture, _instance)
+        batch_shape = torch.Size(batch_shape)
+        shape = batch_shape + self.loc.shape[-1:]
+        new.family = self.family
+        new.loc = self.loc.expand(shape)
+        new.log_scale = self.log_scale.expand(shape)
+        new.mixture_logits = (None if self.mixture_logits is None
+                              else self.mixture_logits.expand(shape))
+        super(DiscretizedMixture, new).__init__(batch_shape, validate_args=False)
+        new._validate_args = self._validate_args
+        return new
 
     @property
     def scale(self) -> torch.Tensor:
@@ -287,6 +122,8 @@ class DiscretizedMixture(Distribution):
         return None if self.mixture_logits is None else F.log_softmax(self.mixture_logits, -1)
 
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        if self._validate_args:
+            self._validate_sample(value)
         comp = discretized_log_prob(self.family, value.unsqueeze(-1), self.loc, self.log_scale)
         log_w = self._log_weights()
         if log_w is None:
@@ -307,6 +144,8 @@ class DiscretizedMixture(Distribution):
 
     def cdf(self, value: torch.Tensor) -> torch.Tensor:
         """``P(X <= value)`` (exact: the continuous CDF at the bin's upper edge; 1 at 255)."""
+        if self._validate_args:
+            self._validate_sample(value)
         value = value.to(self.loc.dtype)
         below = self._upper_edge_cdf(value.unsqueeze(-1)).squeeze(-1)
         return torch.where(value >= NUM_LEVELS - 1, torch.ones_like(below), below)
@@ -348,7 +187,7 @@ class DiscretizedMixture(Distribution):
         first, second = self._moments()
         return (second - first * first).clamp_min(0.0)
 
-    def sample(self, sample_shape: torch.Size | tuple = _NO_SHAPE) -> torch.Tensor:
+    def sample(self, sample_shape: ShapeLike = _NO_SHAPE) -> torch.Tensor:
         """Intensities ``int64`` of shape ``sample_shape + batch_shape``: a component, then a
         continuous draw, rounded to the nearest intensity and clamped to ``0..255``."""
         shape = torch.Size(sample_shape) + self.batch_shape
@@ -364,7 +203,7 @@ class DiscretizedMixture(Distribution):
                 loc = loc.expand(shape + loc.shape[-1:]).gather(-1, index).squeeze(-1)
                 log_scale = log_scale.expand(shape + log_scale.shape[-1:]).gather(-1, index)
                 log_scale = log_scale.squeeze(-1)
-            scale = log_scale.clamp_max(-_MIN_LOG_SCALE).exp()
+            scale = log_scale.clamp_max(-MIN_LOG_SCALE).exp()
             y = loc + scale * self.family.sample(shape, loc)
             y = y.clamp(-1.0, 2.0) * (NUM_LEVELS - 1)  # beyond the edge bins; avoids overflow
             return y.round().clamp(0, NUM_LEVELS - 1).long().expand(shape)
@@ -414,9 +253,9 @@ class DiscretizedHead(LikelihoodHead):
         train_sigma: TrainSigma = "batch",
         min_sigma: float = QUANTIZATION_SIGMA,
         mean_activation: MeanActivation = "sigmoid",
-        validate: bool = True,
+        validate_args: bool | None = None,
     ) -> None:
-        super().__init__(validate=validate)
+        super().__init__(validate_args=validate_args)
         self.mean_activation = check_mean_activation(mean_activation)
         if min_log_scale == "auto":  # the paper's clip for a learned scale; exact otherwise
             min_log_scale = DEFAULT_MIN_LOG_SIGMA if scale == "learned" else None
@@ -434,7 +273,7 @@ class DiscretizedHead(LikelihoodHead):
                     f"{self.name}: scale must be 'learned', 'optimal' or a positive float, "
                     f"got {scale!r}"
                 )
-            self.scale_mode = scale
+            self.scale_mode: str = scale
         else:
             if isinstance(scale, bool) or not isinstance(scale, int | float):
                 raise ValueError(f"{self.name}: scale must be 'learned', 'optimal' or a float")
@@ -451,11 +290,11 @@ class DiscretizedHead(LikelihoodHead):
         if self.scale_mode == "optimal":
             self.optimal = OptimalSigmaGaussian(
                 scope="shared", decay=decay, train_sigma=train_sigma, min_log_sigma=None,
-                min_sigma=min_sigma, mean_activation="identity", validate=False,
+                min_sigma=min_sigma, mean_activation="identity", validate_args=False,
             )
 
     @property
-    def train_bound_bias(self) -> str | None:  # type: ignore[override]
+    def train_bound_bias(self) -> str | None:
         return self.optimal.train_bound_bias if self.scale_mode == "optimal" else None
 
     def params_per_channel(self) -> int:
@@ -503,10 +342,11 @@ class DiscretizedHead(LikelihoodHead):
         loc = location(params, self.mean_activation)
         log_scale = self._log_scale(loc, target)
         base = DiscretizedMixture(
-            self.family, loc.unsqueeze(-1), log_scale.expand(loc.shape).unsqueeze(-1)
+            self.family, loc.unsqueeze(-1), log_scale.expand(loc.shape).unsqueeze(-1),
+            validate_args=False,
         )
         sigma = log_scale.exp() * self.family.std
-        return ImageLikelihood(base, "intensity", sigma=sigma, validate=self.validate)
+        return ImageLikelihood(base, "intensity", sigma=sigma, validate_args=self.validate_args)
 
     def extra_repr(self) -> str:
         return (
@@ -528,23 +368,24 @@ def _inverse_softclip(y: float, minimum: float | None, maximum: float | None) ->
     return y
 
 
+@register("discretized_gaussian", "Discretised Gaussian, one shared scale (learned/optimal/fixed)")
 class DiscretizedGaussianHead(DiscretizedHead):
     """``discretized_gaussian``: discretised Gaussian per dimension, one shared scale
     (``sigma = scale``, ``effective_beta = 2 sigma^2``). See :class:`DiscretizedHead`."""
 
-    name = "discretized_gaussian"
     family = FAMILIES["gaussian"]
 
 
+@register("discretized_logistic", "Discretised logistic, one shared scale (learned/optimal/fixed)")
 class DiscretizedLogisticHead(DiscretizedHead):
     """``discretized_logistic``: discretised logistic per dimension (Kingma et al., 2016), one
     shared scale ``s``; ``sigma = s pi / sqrt(3)`` (its standard deviation) and
     ``effective_beta = 2 sigma^2``. See :class:`DiscretizedHead`."""
 
-    name = "discretized_logistic"
     family = FAMILIES["logistic"]
 
 
+@register("logistic_mixture", "Mixture of K discretised logistics per pixel/channel (no coupling)")
 class LogisticMixtureHead(LikelihoodHead):
     """``logistic_mixture``: a mixture of ``components`` discretised logistics per pixel/channel.
 
@@ -556,7 +397,6 @@ class LogisticMixtureHead(LikelihoodHead):
     coefficients). ``sigma`` is ``None``.
     """
 
-    name = "logistic_mixture"
     data_kind = "intensity"
 
     def __init__(
@@ -565,9 +405,9 @@ class LogisticMixtureHead(LikelihoodHead):
         min_log_scale: float | None = DEFAULT_MIN_LOG_SIGMA,
         max_log_scale: float | None = None,
         mean_activation: MeanActivation = "sigmoid",
-        validate: bool = True,
+        validate_args: bool | None = None,
     ) -> None:
-        super().__init__(validate=validate)
+        super().__init__(validate_args=validate_args)
         if isinstance(components, bool) or not isinstance(components, int) or components < 1:
             raise ValueError(
                 f"logistic_mixture: components must be an int >= 1, got {components!r}"
@@ -587,8 +427,8 @@ class LogisticMixtureHead(LikelihoodHead):
         logits, raw_loc, raw_log_scale = split[..., :k], split[..., k : 2 * k], split[..., 2 * k :]
         loc = location(raw_loc, self.mean_activation)
         log_scale = softclip(raw_log_scale, self.min_log_scale, self.max_log_scale)
-        base = DiscretizedMixture(FAMILIES["logistic"], loc, log_scale, logits)
-        return ImageLikelihood(base, "intensity", sigma=None, validate=self.validate)
+        base = DiscretizedMixture(FAMILIES["logistic"], loc, log_scale, logits, validate_args=False)
+        return ImageLikelihood(base, "intensity", sigma=None, validate_args=self.validate_args)
 
     def extra_repr(self) -> str:
         return (

@@ -27,13 +27,13 @@ class _AllReduceSum(torch.autograd.Function):
     the sum over ranks of their incoming gradients, hence the all-reduce in backward."""
 
     @staticmethod
-    def forward(ctx, tensor: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+    def forward(ctx, tensor: torch.Tensor) -> torch.Tensor:
         out = tensor.clone()
         dist.all_reduce(out)
         return out
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
         grad = grad.contiguous().clone()
         dist.all_reduce(grad)
         return grad

@@ -13,8 +13,25 @@ from torch import nn
 from torch.distributions import Normal
 
 from ._location import MeanActivation, check_mean_activation, location
-from .base import ImageLikelihood, LikelihoodHead
+from .base import ImageLikelihood, LikelihoodHead, effective_beta
+from .bins import FAMILIES, discretized_log_prob
+from .registry import register
 from .softclip import DEFAULT_MIN_LOG_SIGMA, softclip
+
+
+class BinnedNormal(Normal):
+    """``torch.distributions.Normal`` on the [0, 1] data scale that also gives the exact mass of
+    each 8-bit intensity bin (for the discretised ELBO): :meth:`bin_log_mass` integrates the
+    density over the bins of :mod:`.bins` with the closed form of
+    :func:`~sigmavae.likelihoods.bins.discretized_log_prob` in float64 (``log_ndtr`` tails,
+    Simpson's rule for narrow bins: no cancellation). Everything else, ``expand`` included, is
+    torch's ``Normal``."""
+
+    def bin_log_mass(self, intensities: torch.Tensor) -> torch.Tensor:
+        """``log P(bin of intensity i)``, float64 nats, element-wise (broadcasting with the
+        batch); ``intensities`` integers ``0..255`` of any dtype."""
+        return discretized_log_prob(FAMILIES["gaussian"], intensities, self.loc.double(),
+                                    self.scale.double().log())
 
 
 class GaussianMeanHead(LikelihoodHead):
@@ -22,8 +39,9 @@ class GaussianMeanHead(LikelihoodHead):
 
     data_kind = "unit"
 
-    def __init__(self, mean_activation: MeanActivation = "sigmoid", validate: bool = True):
-        super().__init__(validate=validate)
+    def __init__(self, mean_activation: MeanActivation = "sigmoid",
+                 validate_args: bool | None = None) -> None:
+        super().__init__(validate_args=validate_args)
         self.mean_activation = check_mean_activation(mean_activation)
 
     def params_per_channel(self) -> int:
@@ -36,13 +54,14 @@ class GaussianMeanHead(LikelihoodHead):
     def distribution(self, params: torch.Tensor, target: torch.Tensor | None) -> ImageLikelihood:
         mean = location(params, self.mean_activation)
         sigma = self.log_sigma(mean, target).exp().to(mean.dtype)
-        base = Normal(mean, sigma.expand_as(mean), validate_args=False)
-        return ImageLikelihood(base, "unit", sigma=sigma, validate=self.validate)
+        base = BinnedNormal(mean, sigma.expand_as(mean), validate_args=False)
+        return ImageLikelihood(base, "unit", sigma=sigma, validate_args=self.validate_args)
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, mean_activation={self.mean_activation!r}"
 
 
+@register("gaussian", "Gaussian, unit variance (the 'Gaussian VAE'; MSE loss)")
 class UnitGaussian(GaussianMeanHead):
     """``gaussian``: unit variance, the paper's "Gaussian VAE" (``effective_beta = 2``).
 
@@ -50,7 +69,6 @@ class UnitGaussian(GaussianMeanHead):
     KL term then dominates and samples are blurry (the paper's "Gaussian VAE" rows).
     """
 
-    name = "gaussian"
 
     def log_sigma(self, mean: torch.Tensor, target: torch.Tensor | None) -> torch.Tensor:
         return torch.zeros((), device=mean.device, dtype=mean.dtype)
@@ -60,6 +78,7 @@ class UnitGaussian(GaussianMeanHead):
         return torch.tensor(1.0)
 
 
+@register("fixed_sigma", "Gaussian, constant sigma = sqrt(beta/2) (= beta-VAE)")
 class FixedSigmaGaussian(GaussianMeanHead):
     """``fixed_sigma``: a constant sigma; identical to a beta-VAE with ``beta = 2 sigma^2``.
 
@@ -68,24 +87,24 @@ class FixedSigmaGaussian(GaussianMeanHead):
     The reported bound includes the ``D log sigma`` term, so it is a valid ELBO.
     """
 
-    name = "fixed_sigma"
 
     def __init__(
         self,
         sigma: float | None = None,
         beta: float | None = None,
         mean_activation: MeanActivation = "sigmoid",
-        validate: bool = True,
+        validate_args: bool | None = None,
     ) -> None:
-        super().__init__(mean_activation=mean_activation, validate=validate)
+        super().__init__(mean_activation=mean_activation, validate_args=validate_args)
         if (sigma is None) == (beta is None):
             raise ValueError("fixed_sigma: pass exactly one of sigma=... or beta=...")
         if sigma is None:
-            if not beta > 0:
+            if beta is None or not beta > 0:
                 raise ValueError(f"fixed_sigma: beta must be > 0, got {beta}")
             sigma = sigma_from_beta(beta)
         if not sigma > 0 or not math.isfinite(sigma):
             raise ValueError(f"fixed_sigma: sigma must be a positive finite number, got {sigma}")
+        self.fixed_log_sigma: torch.Tensor
         self.register_buffer("fixed_log_sigma", torch.tensor(math.log(sigma)))
 
     def log_sigma(self, mean: torch.Tensor, target: torch.Tensor | None) -> torch.Tensor:
@@ -96,22 +115,22 @@ class FixedSigmaGaussian(GaussianMeanHead):
         return self.fixed_log_sigma.exp()
 
 
+@register("learned_sigma", "Gaussian, one shared log-sigma learned by gradient descent")
 class LearnedSigmaGaussian(GaussianMeanHead):
     """``learned_sigma``: one shared ``log sigma`` trained by gradient descent ("shared sigma-VAE").
 
     The paper finds no clipping is needed for a shared sigma; ``min_log_sigma`` can still be set.
     """
 
-    name = "learned_sigma"
 
     def __init__(
         self,
         init_sigma: float = 1.0,
         min_log_sigma: float | None = None,
         mean_activation: MeanActivation = "sigmoid",
-        validate: bool = True,
+        validate_args: bool | None = None,
     ) -> None:
-        super().__init__(mean_activation=mean_activation, validate=validate)
+        super().__init__(mean_activation=mean_activation, validate_args=validate_args)
         if not init_sigma > 0:
             raise ValueError(f"learned_sigma: init_sigma must be > 0, got {init_sigma}")
         self.raw_log_sigma = nn.Parameter(torch.tensor(math.log(init_sigma)))
@@ -125,6 +144,7 @@ class LearnedSigmaGaussian(GaussianMeanHead):
         return softclip(self.raw_log_sigma.detach(), self.min_log_sigma).exp()
 
 
+@register("per_pixel_sigma", "Gaussian, network predicts a soft-clipped sigma per pixel/channel")
 class PerPixelSigmaGaussian(LikelihoodHead):
     """``per_pixel_sigma``: the network predicts a mean and a log sigma per pixel and channel.
 
@@ -134,7 +154,6 @@ class PerPixelSigmaGaussian(LikelihoodHead):
     often diverges.
     """
 
-    name = "per_pixel_sigma"
     data_kind = "unit"
 
     def __init__(
@@ -142,9 +161,9 @@ class PerPixelSigmaGaussian(LikelihoodHead):
         min_log_sigma: float | None = DEFAULT_MIN_LOG_SIGMA,
         max_log_sigma: float | None = None,
         mean_activation: MeanActivation = "sigmoid",
-        validate: bool = True,
+        validate_args: bool | None = None,
     ) -> None:
-        super().__init__(validate=validate)
+        super().__init__(validate_args=validate_args)
         self.mean_activation = check_mean_activation(mean_activation)
         self.min_log_sigma = min_log_sigma
         self.max_log_sigma = max_log_sigma
@@ -164,11 +183,10 @@ class PerPixelSigmaGaussian(LikelihoodHead):
         raw_mean, raw_log_sigma = self.split_params(params).unbind(1)
         mean = location(raw_mean, self.mean_activation)
         sigma = softclip(raw_log_sigma, self.min_log_sigma, self.max_log_sigma).exp()
-        dist = ImageLikelihood(
-            Normal(mean, sigma, validate_args=False), "unit", sigma=sigma, validate=self.validate
-        )
+        dist = ImageLikelihood(BinnedNormal(mean, sigma, validate_args=False), "unit",
+                               sigma=sigma, validate_args=self.validate_args)
         # A scalar summary for logging: the shared sigma with the same effective beta.
-        self._last_sigma = (dist.effective_beta / 2).sqrt()
+        self._last_sigma = (effective_beta(sigma) / 2).sqrt()
         return dist
 
     @property
@@ -183,5 +201,5 @@ def sigma_from_beta(beta: float) -> float:
 
 
 def beta_from_sigma(sigma: float) -> float:
-    """Inverse of :func:`sigma_from_beta`: ``beta = 2 sigma^2``."""
-    return 2.0 * sigma**2
+    """Inverse of :func:`sigma_from_beta`: ``beta = 2 sigma^2`` (:func:`effective_beta`)."""
+    return float(effective_beta(torch.tensor(sigma, dtype=torch.float64)))

@@ -28,15 +28,17 @@ makes sigma larger than the MSE (by 4.5% at 0.055, 25% at 0.01). Pass
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import ClassVar, Literal
 
 import torch
-from torch.distributions import Normal
 
 from ._location import MeanActivation, check_mean_activation, location
 from .base import ImageLikelihood, LikelihoodHead, LikelihoodInputError
 from .distributed import all_reduce_sum, is_distributed
+from .gaussian import BinnedNormal
+from .registry import register
 from .softclip import softclip
 
 #: Standard deviation of 8-bit rounding noise on the [0, 1] scale, ``1 / (255 sqrt(12))``: the
@@ -81,9 +83,9 @@ class OptimalSigmaGaussian(LikelihoodHead):
         min_log_sigma: float | Literal["public_code"] | None = None,
         min_sigma: float = QUANTIZATION_SIGMA,
         mean_activation: MeanActivation = "sigmoid",
-        validate: bool = True,
+        validate_args: bool | None = None,
     ) -> None:
-        super().__init__(validate=validate)
+        super().__init__(validate_args=validate_args)
         if min_log_sigma == "public_code":
             min_log_sigma = PUBLIC_CODE_MIN_LOG_SIGMA
         if min_log_sigma is not None and (
@@ -112,6 +114,8 @@ class OptimalSigmaGaussian(LikelihoodHead):
         self.mean_activation = check_mean_activation(mean_activation)
         # Running variance: a scalar (shared; per_image: the harmonic mean over images, the
         # value behind effective_beta) or a (C, *spatial) tensor (per_dim, sized on first use).
+        self.running_var: torch.Tensor
+        self.num_batches_tracked: torch.Tensor
         self.register_buffer("running_var", torch.ones(()) if scope != "per_dim" else torch.ones(0))
         self.register_buffer("num_batches_tracked", torch.zeros((), dtype=torch.long))
 
@@ -137,7 +141,7 @@ class OptimalSigmaGaussian(LikelihoodHead):
         return None
 
     @property
-    def train_bound_bias(self) -> str | None:  # type: ignore[override]
+    def train_bound_bias(self) -> str | None:
         if self.train_sigma == "running" or self.scope == "per_image":
             return None  # unbiased; per_image has no bound at all (bound_validity says why)
         return ("optimistic: sigma is fitted to each training batch itself (the paper's App. "
@@ -227,8 +231,8 @@ class OptimalSigmaGaussian(LikelihoodHead):
         else:
             var = self._running_var_for(mean)
         sigma = self.sigma_from_variance(var)
-        base = Normal(mean, sigma.expand_as(mean), validate_args=False)
-        return ImageLikelihood(base, "unit", sigma=sigma, validate=self.validate)
+        base = BinnedNormal(mean, sigma.expand_as(mean), validate_args=False)
+        return ImageLikelihood(base, "unit", sigma=sigma, validate_args=self.validate_args)
 
     def sigma_from_variance(self, var: torch.Tensor) -> torch.Tensor:
         """``sqrt(var)`` floored at ``min_sigma`` (and soft-clipped if ``min_log_sigma`` is set).
@@ -259,7 +263,7 @@ class OptimalSigmaGaussian(LikelihoodHead):
             var = torch.ones(())
         return self.sigma_from_variance(var)
 
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # type: ignore[override]
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         key = prefix + "running_var"
         if key in state_dict and state_dict[key].shape != self.running_var.shape:
             self.running_var = torch.empty_like(state_dict[key])  # per_dim: sized on first use
@@ -271,3 +275,14 @@ class OptimalSigmaGaussian(LikelihoodHead):
             f"train_sigma={self.train_sigma!r}, min_log_sigma={self.min_log_sigma}, "
             f"min_sigma={self.min_sigma:.4g}"
         )
+
+
+register("optimal_sigma", "Gaussian, analytic sigma^2 = batch MSE, shared (optimal sigma-VAE)")(
+    functools.partial(OptimalSigmaGaussian, scope="shared")
+)
+register("optimal_sigma_per_image", "Gaussian, analytic sigma per image (not a valid bound)")(
+    functools.partial(OptimalSigmaGaussian, scope="per_image")
+)
+register("optimal_sigma_per_dim", "Gaussian, analytic sigma per data dimension (batch average)")(
+    functools.partial(OptimalSigmaGaussian, scope="per_dim")
+)

@@ -1,25 +1,51 @@
-"""Name -> head registry. The names are public API: the CLI and configs use them."""
+"""Name -> head registry. The names are public API: the CLI and configs use them.
+
+A head is registered where it is defined, with its name and a one-line summary in the
+decorator (the one place the name is written; a head class gets it as its ``name``):
+
+>>> @register("my_head", "Laplace per pixel, predicted scale")
+... class MyHead(LikelihoodHead): ...
+"""
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from ..options import OptionError, check_options
+from ..registry import Registry
 from .base import LikelihoodHead
 
-_REGISTRY: dict[str, Callable[..., LikelihoodHead]] = {}
-_SUMMARIES: dict[str, str] = {}
+HeadFactory = Callable[..., LikelihoodHead]
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: The modules whose decorators register the built-in heads.
+BUILTIN_MODULES = ("gaussian", "optimal", "student_t", "discrete", "discretized")
+#: Constructor parameters that are not user options (the caller sets them).
+INTERNAL_OPTIONS = ("validate_args",)
 
 
-def register(name: str, summary: str) -> Callable[[Callable[..., LikelihoodHead]], Any]:
-    """Decorator: register a head class or factory under ``name`` with a one-line summary."""
+def _load_builtins() -> None:
+    for module in BUILTIN_MODULES:
+        importlib.import_module(f"{__package__}.{module}")
 
-    def wrap(factory: Callable[..., LikelihoodHead]) -> Callable[..., LikelihoodHead]:
-        if name in _REGISTRY:
-            raise ValueError(f"likelihood {name!r} is registered twice")
-        _REGISTRY[name] = factory
-        _SUMMARIES[name] = summary
+
+HEADS: Registry[HeadFactory] = Registry("likelihood", load_builtins=_load_builtins)
+
+
+def register(name: str, summary: str) -> Callable[[F], F]:
+    """Decorator: register a head class or factory under ``name`` with a one-line summary.
+
+    A :class:`LikelihoodHead` subclass that sets no ``name`` of its own gets ``name``.
+    """
+    add = HEADS.register(name, summary)
+
+    def wrap(factory: F) -> F:
+        add(factory)
+        if (isinstance(factory, type) and issubclass(factory, LikelihoodHead)
+                and not factory.__dict__.get("name")):
+            factory.name = name
         return factory
 
     return wrap
@@ -27,13 +53,12 @@ def register(name: str, summary: str) -> Callable[[Callable[..., LikelihoodHead]
 
 def names() -> list[str]:
     """The registered head names, sorted."""
-    return sorted(_REGISTRY)
+    return HEADS.names()
 
 
 def summary(name: str) -> str:
     """One line saying what head ``name`` is."""
-    _check_name(name)
-    return _SUMMARIES[name]
+    return HEADS.summary(name)
 
 
 def create(name: str, **options: Any) -> LikelihoodHead:
@@ -43,15 +68,10 @@ def create(name: str, **options: Any) -> LikelihoodHead:
         OptionError: an unknown name, an unknown option, a value of the wrong type, or one the
             head refuses (the message names the head, the option and what it takes).
     """
-    _check_name(name)
+    factory = HEADS.get(name)
     what = f"likelihood {name!r}"
-    options = check_options(what, _REGISTRY[name], options, internal=("validate",))
+    options = check_options(what, factory, options, internal=INTERNAL_OPTIONS)
     try:
-        return _REGISTRY[name](**options)
+        return factory(**options)
     except (TypeError, ValueError) as err:
         raise OptionError(f"{what}: {str(err).removeprefix(f'{name}: ')}") from err
-
-
-def _check_name(name: str) -> None:
-    if not isinstance(name, str) or name not in _REGISTRY:
-        raise OptionError(f"unknown likelihood {name!r}; choose one of: {', '.join(names())}")

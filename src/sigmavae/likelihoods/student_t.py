@@ -18,8 +18,11 @@ import torch.nn.functional as F
 from torch.distributions import StudentT
 
 from ._location import MeanActivation, check_mean_activation, location
-from .base import ImageLikelihood, LikelihoodHead
+from .base import ImageLikelihood, LikelihoodHead, ShapeLike
+from .bins import TINY_MASS, bin_edges, is_first, is_last
+from .registry import register
 from .softclip import DEFAULT_MIN_LOG_SIGMA, softclip
+from .special import betainc, log_gamma_half_ratio, softplus
 
 #: Default lower bound on the degrees of freedom: ``df = min_df + softplus(raw) > 2`` keeps the
 #: variance finite, so ``mean`` and ``variance`` are defined for every decoder output (with
@@ -30,62 +33,6 @@ DEFAULT_MIN_DF = 2.0
 # Above this many degrees of freedom the CDF uses Wallace's normal approximation (absolute error
 # ~1e-10 at df = 1e4, falling as 1/df^2), where the continued fraction would need > 300 terms.
 _WALLACE_DF = 1.0e4
-_CF_MAX_ITER = 400
-
-
-def log_gamma_half_ratio(a: torch.Tensor) -> torch.Tensor:
-    """``lgamma(a + 1/2) - lgamma(a)`` for ``a > 0``, accurate for large ``a`` (in float64).
-
-    For ``a >= 100`` the asymptotic series ``log(a)/2 - 1/(8a) + 1/(192a^3) + 1/(640a^5)
-    - 17/(14336a^7)`` (error < 1e-12) replaces the difference of two huge ``lgamma`` values.
-    """
-    a64 = a.to(torch.float64)
-    big = a64 >= 100.0
-    a_s = torch.where(big, a64, torch.full_like(a64, 100.0))  # safe inputs: no inf * 0 in backward
-    a_d = torch.where(big, torch.ones_like(a64), a64)
-    inv = a_s.reciprocal()
-    inv2 = inv * inv
-    series = 0.5 * a_s.log() + inv * (
-        -1.0 / 8 + inv2 * (1.0 / 192 + inv2 * (1.0 / 640 - inv2 * 17.0 / 14336))
-    )
-    direct = torch.lgamma(a_d + 0.5) - torch.lgamma(a_d)
-    return torch.where(big, series, direct).to(a.dtype)
-
-
-def _softplus(x: torch.Tensor) -> torch.Tensor:
-    """``log(1 + exp(x))`` without ``F.softplus``'s linear cut-off (exact for large ``x``)."""
-    return x.clamp_min(0.0) + torch.log1p(torch.exp(-x.abs()))
-
-
-def _lentz_betacf(a: torch.Tensor, b: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """Continued fraction of the incomplete beta function (modified Lentz; Numerical Recipes 6.4).
-
-    Converges quickly for ``x < (a + 1) / (a + b + 2)``; all inputs float64, same shape.
-    """
-    tiny = 1e-300
-    eps = 4 * torch.finfo(torch.float64).eps
-
-    def guard(v: torch.Tensor) -> torch.Tensor:
-        return torch.where(v.abs() < tiny, torch.full_like(v, tiny), v)
-
-    qab, qap, qam = a + b, a + 1.0, a - 1.0
-    c = torch.ones_like(x)
-    d = 1.0 / guard(1.0 - qab * x / qap)
-    h = d
-    for m in range(1, _CF_MAX_ITER + 1):
-        m2 = 2.0 * m
-        aa = m * (b - m) * x / ((qam + m2) * (a + m2))
-        d = 1.0 / guard(1.0 + aa * d)
-        c = guard(1.0 + aa / c)
-        h = h * d * c
-        aa = -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2))
-        d = 1.0 / guard(1.0 + aa * d)
-        c = guard(1.0 + aa / c)
-        delta = d * c
-        h = h * delta
-        if m % 8 == 0 and bool(((delta - 1.0).abs() <= eps).all()):
-            break
-    return h
 
 
 def student_t_cdf(
@@ -98,10 +45,10 @@ def student_t_cdf(
     """``P(X <= value)`` for ``X ~ StudentT(df, loc, scale)``, element-wise (broadcasting).
 
     Uses ``P(T <= t) = I_{df/(df+t^2)}(df/2, 1/2) / 2`` for ``t < 0`` (the regularised incomplete
-    beta function by a continued fraction, evaluated in float64; ``torch.special`` has no
-    ``betainc``) and Wallace's normal approximation for ``df > 1e4``. Absolute error below
-    ``1e-9``; the result has the dtype of the inputs and is differentiable through autograd.
-    ``log_scale`` (``log(scale)``), if given, is used instead of ``scale`` (no underflow).
+    beta function, :func:`~sigmavae.likelihoods.special.betainc`, in float64) and Wallace's
+    normal approximation for ``df > 1e4``. Absolute error below ``1e-9``; the result has the
+    dtype of the inputs and is differentiable through autograd. ``log_scale``
+    (``log(scale)``), if given, is used instead of ``scale`` (no underflow).
     """
     if log_scale is None:
         log_scale = scale.log()
@@ -117,23 +64,14 @@ def student_t_cdf(
     nu_cf = torch.where(wallace, torch.ones_like(nu), nu)  # safe inputs for the unused branch
     nu_w = torch.where(wallace, nu, torch.full_like(nu, 2 * _WALLACE_DF))
 
-    # Continued fraction: I_x(a, b) with x = nu / (nu + t^2), y = 1 - x = t^2 / (nu + t^2).
+    # Incomplete beta: I_x(nu/2, 1/2) with x = nu / (nu + t^2), 1 - x = t^2 / (nu + t^2).
     s_cf = 2.0 * log_abs_t - torch.log(nu_cf)
-    log_x = -_softplus(s_cf)
-    log_y = -_softplus(-s_cf)
-    a, b = 0.5 * nu_cf, torch.full_like(nu_cf, 0.5)
-    swap = log_x.exp() > (a + 1.0) / (a + b + 2.0)  # use I_x(a, b) = 1 - I_y(b, a)
-    a_, b_ = torch.where(swap, b, a), torch.where(swap, a, b)
-    log_x_, log_y_ = torch.where(swap, log_y, log_x), torch.where(swap, log_x, log_y)
-    log_beta = torch.lgamma(a_) + torch.lgamma(b_) - torch.lgamma(a_ + b_)
-    front = torch.exp(a_ * log_x_ + b_ * log_y_ - log_beta) / a_
-    ibeta = front * _lentz_betacf(a_, b_, log_x_.exp())
-    ibeta = torch.where(swap, 1.0 - ibeta, ibeta)
+    ibeta = betainc(0.5 * nu_cf, torch.full_like(nu_cf, 0.5), -softplus(s_cf), -softplus(-s_cf))
     lower_cf = 0.5 * ibeta  # P(T <= -|t|)
 
     # Wallace (1959): z = (8 nu + 1) / (8 nu + 3) * sqrt(nu log(1 + t^2 / nu)).
     s_w = 2.0 * log_abs_t - torch.log(nu_w)
-    z = (8 * nu_w + 1) / (8 * nu_w + 3) * torch.sqrt(nu_w * _softplus(s_w))
+    z = (8 * nu_w + 1) / (8 * nu_w + 3) * torch.sqrt(nu_w * softplus(s_w))
     lower_w = torch.special.ndtr(-z)
 
     lower = torch.where(wallace, lower_w, lower_cf)
@@ -182,11 +120,13 @@ def _log1p_square(diff: torch.Tensor, log_scale: torch.Tensor, df: torch.Tensor)
 
 
 class StudentTWithCdf(StudentT):
-    """``torch.distributions.StudentT`` with a float32-stable ``log_prob`` and a ``cdf``.
+    """``torch.distributions.StudentT`` with a float32-stable ``log_prob``, a ``cdf`` and the
+    tail-accurate masses of the 8-bit intensity bins (:meth:`bin_log_mass`).
 
     Element-wise: ``batch_shape`` is the broadcast shape of ``df``, ``loc``, ``scale``;
     ``log_prob`` is in nats per element. Passing ``log_scale`` (the log of ``scale``) keeps
-    ``log_prob`` finite even where ``scale`` itself overflows.
+    ``log_prob`` finite even where ``scale`` itself overflows. ``arg_constraints``, ``support``
+    and ``validate_args`` are torch's; ``expand`` keeps ``log_scale``.
     """
 
     def __init__(
@@ -200,7 +140,16 @@ class StudentTWithCdf(StudentT):
         super().__init__(df, loc, scale, validate_args=validate_args)
         self.log_scale = self.scale.log() if log_scale is None else log_scale.expand_as(self.scale)
 
+    def expand(self, batch_shape: ShapeLike,
+               _instance: StudentTWithCdf | None = None) -> StudentTWithCdf:
+        new = self._get_checked_instance(StudentTWithCdf, _instance)
+        super().expand(batch_shape, _instance=new)  # fills in ``new``
+        new.log_scale = self.log_scale.expand(torch.Size(batch_shape))
+        return new
+
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        if self._validate_args:
+            self._validate_sample(value)
         df = self.df
         return (
             -0.5 * (df + 1.0) * _log1p_square(value - self.loc, self.log_scale, df)
@@ -210,9 +159,34 @@ class StudentTWithCdf(StudentT):
         )
 
     def cdf(self, value: torch.Tensor) -> torch.Tensor:
+        if self._validate_args:
+            self._validate_sample(value)
         return student_t_cdf(value, self.df, self.loc, self.scale, log_scale=self.log_scale)
 
+    def bin_log_mass(self, intensities: torch.Tensor) -> torch.Tensor:
+        """``log P(bin of intensity i)`` (the bins of :mod:`.bins`), float64 nats, element-wise;
+        every CDF is taken in its lower tail by symmetry, so tail bins keep their digits."""
+        df, loc = self.df.double(), self.loc.double()
+        log_scale = self.log_scale.double()
+        scale = log_scale.exp()
+        lo, hi = bin_edges(intensities)
+        first, last = is_first(intensities), is_last(intensities)
 
+        def lower_tail(t: torch.Tensor) -> torch.Tensor:
+            # F(t) if t <= loc else S(t) = F(2 loc - t): always the smaller tail, accurately.
+            reflected = torch.where(t > loc, 2 * loc - t, t)
+            return student_t_cdf(reflected, df, loc, scale, log_scale=log_scale)
+
+        g_lo = torch.where(first, torch.zeros_like(lo), lower_tail(lo))
+        g_hi = torch.where(last, torch.zeros_like(hi), lower_tail(hi))
+        below = hi <= loc  # F(hi) - F(lo)
+        above = lo >= loc  # S(lo) - S(hi)
+        mass = torch.where(below, g_hi - g_lo,
+                           torch.where(above, g_lo - g_hi, 1.0 - g_lo - g_hi))
+        return mass.clamp_min(TINY_MASS).log()
+
+
+@register("student_t", "Student-t per pixel/channel: predicted location, scale and df")
 class StudentTHead(LikelihoodHead):
     """``student_t``: a Student-t per pixel and channel with network-predicted scale and df.
 
@@ -231,7 +205,6 @@ class StudentTHead(LikelihoodHead):
         mean_activation: ``"sigmoid"`` (default) or ``"identity"`` for the locations.
     """
 
-    name = "student_t"
     data_kind = "unit"
 
     def __init__(
@@ -241,9 +214,9 @@ class StudentTHead(LikelihoodHead):
         min_log_scale: float | None = DEFAULT_MIN_LOG_SIGMA,
         max_log_scale: float | None = None,
         mean_activation: MeanActivation = "sigmoid",
-        validate: bool = True,
+        validate_args: bool | None = None,
     ) -> None:
-        super().__init__(validate=validate)
+        super().__init__(validate_args=validate_args)
         if df is not None and not (df > 0 and math.isfinite(df)):
             raise ValueError(f"student_t: df must be a positive finite number, got {df}")
         if not (min_df > 0 and math.isfinite(min_df)):
@@ -267,7 +240,7 @@ class StudentTHead(LikelihoodHead):
         else:
             df = torch.full_like(loc, self.df)
         base = StudentTWithCdf(df, loc, log_scale.exp(), validate_args=False, log_scale=log_scale)
-        return ImageLikelihood(base, "unit", sigma=None, validate=self.validate)
+        return ImageLikelihood(base, "unit", sigma=None, validate_args=self.validate_args)
 
     def extra_repr(self) -> str:
         return (

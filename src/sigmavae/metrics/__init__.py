@@ -7,7 +7,12 @@
 * :mod:`.mutual_info`: ``I_e(x; z)`` and ``D_KL(m(z) || p(z))`` (paper, Sec. 5.2);
 * :mod:`.active_units`: ``Cov_x(E_q[z_d]) > 0.01``;
 * :mod:`.calibration`: PIT histogram, interval coverage and ECE of the decoder.
+
+Each registers itself in :data:`METRICS` (:func:`.registry.register_metric`); a new metric is its
+own module with that decorator (and :data:`.registry.BUILTIN_MODULES` for a built-in one).
 """
+
+from typing import Any
 
 from ._common import EvalContext, MetricUnavailable
 from .active_units import count_active_units
@@ -25,20 +30,33 @@ from .elbo import (
 from .fid import build_fid_metric, fid_from_images, inception_weights_location, prior_samples
 from .iwae import iwae_per_image, log_importance_weights
 from .mutual_info import MutualInfoEstimate, mutual_information
+from .registry import METRICS, Metric, register_metric
 from .report import (
-    DEFAULT_METRICS,
-    METRICS,
+    CheckpointReport,
+    EvalOptionError,
+    default_metrics,
     evaluate,
+    evaluate_checkpoint,
     parse_metrics,
     render_markdown,
     write_report,
 )
 
+
+def __getattr__(name: str) -> Any:
+    if name == "DEFAULT_METRICS":  # the registered defaults when asked (users' metrics too)
+        return tuple(default_metrics())
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = [
     "DEFAULT_METRICS",
     "METRICS",
+    "CheckpointReport",
     "ELBOReport",
     "EvalContext",
+    "EvalOptionError",
+    "Metric",
     "MetricUnavailable",
     "MutualInfoEstimate",
     "PITHistogram",
@@ -46,10 +64,12 @@ __all__ = [
     "build_fid_metric",
     "count_active_units",
     "data_scaling",
+    "default_metrics",
     "discretized_log_mass",
     "elbo_per_image",
     "elbo_sums",
     "evaluate",
+    "evaluate_checkpoint",
     "evaluate_elbo",
     "fid_from_images",
     "inception_weights_location",
@@ -60,6 +80,7 @@ __all__ = [
     "pit_values",
     "plot_calibration",
     "prior_samples",
+    "register_metric",
     "render_markdown",
     "report_from_sums",
     "write_report",

@@ -3,29 +3,33 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
 from ..likelihoods import LikelihoodHead
-from ..models.hierarchical import PosteriorUnavailable
-from ..models.vae import VAE, prepare_batch
+from ..objective import (
+    LN2,
+    Model,
+    PosteriorUnavailable,
+    bits_per_dim,
+    compute_dtype,
+    data_dims,
+    eval_mode,
+    model_device,
+    prepare_batch,
+)
+
+__all__ = ["BPD", "LN2", "NATS", "EvalContext", "MetricUnavailable", "bits_per_dim", "eval_mode",
+           "fmt", "fmt_pm", "mean_stderr", "model_device", "posterior_params", "stat"]
 
 NATS = "nats/image"
 BPD = "bits/dim"
-LN2 = math.log(2.0)
 
 
 class MetricUnavailable(RuntimeError):
     """A metric cannot be computed for this model or setup; the message says why (one line)."""
-
-
-def bits_per_dim(nats_per_image: float, dims: int) -> float:
-    """``nats / (D ln 2)``: nats per image to bits per data dimension."""
-    return nats_per_image / (dims * LN2)
 
 
 def mean_stderr(values: torch.Tensor) -> tuple[float, float]:
@@ -39,37 +43,32 @@ def mean_stderr(values: torch.Tensor) -> tuple[float, float]:
     return mean, se
 
 
-def model_device(model: VAE) -> torch.device:
-    return next(model.parameters()).device
-
-
-@contextmanager
-def eval_mode(model: VAE) -> Iterator[None]:
-    """Put ``model`` in eval mode for the block, restoring its mode afterwards."""
-    was_training = model.training
-    model.eval()
-    try:
-        yield
-    finally:
-        model.train(was_training)
-
-
 @torch.no_grad()
-def posterior_params(model: VAE, images: torch.Tensor, batch_size: int = 256,
+def posterior_params(model: Model, images: torch.Tensor, batch_size: int = 256,
                      device: torch.device | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Means and standard deviations of ``q(z|x)`` for every image, ``(N, L)`` float64 on CPU."""
+    """Means and standard deviations of ``q(z|x)`` for every image, ``(N, L)`` float64 on CPU.
+
+    Raises:
+        MetricUnavailable: the model has no ``posterior(x)`` (it is optional in the model
+            protocol) or it raises :class:`~sigmavae.objective.PosteriorUnavailable`.
+    """
+    posterior = getattr(model, "posterior", None)
+    if posterior is None:
+        raise MetricUnavailable(f"{type(model).__name__} has no posterior(x) giving q(z|x) as "
+                                "one diagonal Gaussian (optional in the model protocol)")
     device = device or model_device(model)
     mus, sigmas = [], []
     with eval_mode(model):
         for start in range(0, images.shape[0], batch_size):
             x, _ = prepare_batch(images[start:start + batch_size].to(device), model.head,
-                                 model.compute_dtype)
+                                 compute_dtype(model))
             try:
-                q = model.posterior(x)
+                q = posterior(x)
             except PosteriorUnavailable as err:
                 raise MetricUnavailable(str(err)) from err
-            mus.append(q.base_dist.loc.double().cpu())
-            sigmas.append(q.base_dist.scale.double().cpu())
+            base = getattr(q, "base_dist", q)  # Independent(Normal) or a (B, L) Normal
+            mus.append(base.mean.double().cpu())
+            sigmas.append(base.stddev.double().cpu())
     return torch.cat(mus), torch.cat(sigmas)
 
 
@@ -99,7 +98,7 @@ class EvalContext:
     ``cache`` lets metrics share work (posterior parameters, per-image ELBO terms).
     """
 
-    model: VAE
+    model: Model
     images: torch.Tensor
     batch_size: int = 256
     seed: int = 0
@@ -123,7 +122,7 @@ class EvalContext:
 
     @property
     def dims(self) -> int:
-        return self.model.data_dims
+        return data_dims(self.model)
 
     def posterior(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Cached :func:`posterior_params` of all images."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 
 from ._common import EvalContext, fmt
+from .registry import register_metric
 
 #: Burda et al.'s threshold on the variance of the posterior mean.
 DEFAULT_THRESHOLD = 0.01
@@ -30,15 +31,18 @@ def count_active_units(mu: torch.Tensor, threshold: float = DEFAULT_THRESHOLD) -
     }
 
 
-def run(ctx: EvalContext) -> dict:
-    mu, _ = ctx.posterior()
-    threshold = float(ctx.option("active_threshold", DEFAULT_THRESHOLD))
-    return {"available": True, "units": "count of latent dimensions",
-            "num_data": int(mu.shape[0]), **count_active_units(mu, threshold)}
-
-
 def markdown_rows(result: dict) -> list[tuple[str, str, str]]:
     top = sorted(result["variance_of_posterior_mean"], reverse=True)[:3]
     return [("active units", f"{result['active_units']} / {result['latent_dim']}",
              f"Cov_x(E_q[z_d]) > {result['threshold']:g} over {result['num_data']} images "
              f"(largest variances {', '.join(fmt(v, 3) for v in top)})")]
+
+
+@register_metric("active_units", "latent units whose posterior mean varies over the data "
+                 "(Cov_x(E_q[z_d]) > 0.01)", title="active units", rows=markdown_rows,
+                 default=True)
+def run(ctx: EvalContext) -> dict:
+    mu, _ = ctx.posterior()
+    threshold = float(ctx.option("active_threshold", DEFAULT_THRESHOLD))
+    return {"available": True, "units": "count of latent dimensions",
+            "num_data": int(mu.shape[0]), **count_active_units(mu, threshold)}

@@ -3,9 +3,11 @@
 For every data dimension of every test image, with ``z ~ q(z|x)`` (one sample per image, the
 noise of the single-sample ELBO), the probability integral transform (PIT) of the 8-bit value
 under ``p(x|z)`` is computed. The data are discrete, so the *randomised* PIT is used throughout,
-``u = F(x^-) + V (F(x) - F(x^-))`` with ``V ~ U(0, 1)``:
+``u = F(x^-) + V (F(x) - F(x^-))`` with ``V ~ U(0, 1)``, where ``F(x)`` and ``F(x^-)`` are the
+distribution's CDF at the upper edge of the intensity bin of ``x`` and of the bin below
+(:meth:`~sigmavae.likelihoods.ImageLikelihood.bin_cdf`; 0 below intensity 0):
 
-* discrete heads: ``F(x^-) = F(x - 1)`` (0 for ``x = 0``);
+* heads over intensities: their own ``F(x)`` and ``F(x - 1)``;
 * continuous heads: the density is taken over the intensity bin of ``x`` (as for the discretised
   ELBO): ``F(x^-) = F((i - 1/2)/255)`` and ``F(x) = F((i + 1/2)/255)``, open edge bins (this equals
   the PIT of the uniformly dequantised data).
@@ -30,11 +32,11 @@ from pathlib import Path
 
 import torch
 
-from ..likelihoods import ImageLikelihood
-from ..likelihoods.base import NUM_LEVELS
-from ..likelihoods.discretized import BIN_WIDTH
+from .. import streams
+from ..likelihoods import NUM_LEVELS, ImageLikelihood
 from ._common import EvalContext, MetricUnavailable, fmt
 from .elbo import iter_elbo_terms
+from .registry import register_metric
 
 #: Central-interval levels reported individually.
 DEFAULT_LEVELS: tuple[float, ...] = (0.5, 0.8, 0.9, 0.95)
@@ -46,25 +48,18 @@ PLOT_BINS = 20
 
 def pit_values(dist: ImageLikelihood, target: torch.Tensor,
                generator: torch.Generator | None = None) -> torch.Tensor:
-    """Randomised PIT of ``target`` (the data as the head sees it) under ``dist``, float64 CPU.
+    """Randomised PIT of ``target`` (the data as the head sees it, ``(B, C, ...)``) under
+    ``dist``: float64 values in ``[0, 1]`` on the CPU, same shape.
 
-    Continuous heads use the mass of the intensity bin of each value (see the module doc); a
-    Bernoulli head treats the data as binary.
+    The CDFs are the distribution's own, at the edges of the 8-bit bins
+    (:meth:`~sigmavae.likelihoods.ImageLikelihood.bin_cdf`), so every head is treated alike:
+    continuous heads through the mass of the intensity bin of each value (see the module doc),
+    heads over intensities through their pmf. ``generator`` draws the uniform ``V``.
     """
-    base = dist.base_dist
-    discrete = dist.data_kind == "intensity" or isinstance(base, torch.distributions.Bernoulli)
-    if discrete:
-        x = target
-        f_hi = base.cdf(x).double()
-        lower = (x - 1).clamp_min(0)
-        f_lo = torch.where(x <= 0, torch.zeros_like(f_hi), base.cdf(lower).double())
-    else:
-        x = torch.round(target.double() * (NUM_LEVELS - 1))
-        dtype = base.mean.dtype
-        lo = ((x - 0.5) * BIN_WIDTH).clamp(0.0, 1.0).to(dtype)
-        hi = ((x + 0.5) * BIN_WIDTH).clamp(0.0, 1.0).to(dtype)
-        f_lo = torch.where(x <= 0, torch.zeros_like(x), base.cdf(lo).double())
-        f_hi = torch.where(x >= NUM_LEVELS - 1, torch.ones_like(x), base.cdf(hi).double())
+    x = dist.intensities(target)
+    f_hi = dist.bin_cdf(x).double()
+    below = dist.bin_cdf((x - 1).clamp_min(0)).double()  # F(x^-) = F at the bin below
+    f_lo = torch.where(x <= 0, torch.zeros_like(f_hi), below)
     f_lo, f_hi = f_lo.cpu(), f_hi.cpu()
     v = torch.rand(f_lo.shape, generator=generator, dtype=torch.float64)
     return (f_lo + v * (f_hi - f_lo).clamp_min(0.0)).clamp(0.0, 1.0)
@@ -144,6 +139,27 @@ def plot_calibration(result: dict, path: str | Path, title: str = "") -> Path:
     return path
 
 
+def markdown_rows(result: dict) -> list[tuple[str, str, str]]:
+    cov = ", ".join(f"{c}: {fmt(v, 3)}" for c, v in result["coverage"].items())
+    signed = result["ece_signed"]
+    kind = "over-confident (intervals too narrow)" if signed < -0.01 else (
+        "under-confident (intervals too wide)" if signed > 0.01 else "well calibrated")
+    rows = [
+        ("calibration ECE", fmt(result["ece"], 4),
+         f"mean |coverage - nominal| over levels 0.05..0.95; signed {fmt(signed, 4)}: {kind}"),
+        ("interval coverage", cov, "observed coverage of central intervals, by nominal level"),
+        ("PIT histogram TV", fmt(result["pit_tv"], 4),
+         f"distance from uniform, {len(result['pit_histogram'])} bins, "
+         f"{result['num_values']} values" + (f"; plot {Path(result['plot']).name}"
+                                             if result.get("plot") else "")),
+    ]
+    if result.get("note"):
+        rows.append(("calibration note", "", result["note"]))
+    return rows
+
+
+@register_metric("calibration", "PIT histogram, interval coverage and ECE of the decoder "
+                 "p(x|z)", title="decoder calibration", rows=markdown_rows, default=True)
 @torch.no_grad()
 def run(ctx: EvalContext) -> dict:
     """PIT histogram, coverage and ECE of ``p(x|z)`` on ``ctx.images``.
@@ -151,9 +167,10 @@ def run(ctx: EvalContext) -> dict:
     The head answers whether its ``-log_prob`` is a valid bound on these data
     (:meth:`LikelihoodHead.bound_validity`). If it is not, and not because its parameters are
     fitted to the scored data (:attr:`LikelihoodHead.fits_test_data`), then ``p(x|z)`` is not a
-    normalised distribution over these data (Bernoulli on non-binary data): there is no predictive
-    CDF, and the metric is unavailable with the head's reason. A head fitted to the scored data
-    (per-image optimal sigma) is calibrated, with a note that this flatters it.
+    normalised distribution over these data (e.g. a head for binary data on grey levels): there
+    is no predictive CDF, and the metric is unavailable with the head's reason. A head fitted to
+    the scored data is calibrated, with a note that this flatters it. The uniform draws of the
+    randomised PIT come from the ``"calibration"`` stream (:mod:`sigmavae.streams`).
     """
     head = ctx.head
     valid, reason = head.bound_validity(ctx.images)
@@ -161,7 +178,7 @@ def run(ctx: EvalContext) -> dict:
         raise MetricUnavailable(
             f"{head.name} on these data is not a distribution over the data, so it has no "
             f"predictive CDF to calibrate ({reason or 'not a valid likelihood of these data'})")
-    generator = torch.Generator().manual_seed(ctx.seed + 3)
+    generator = streams.generator(ctx.seed, "calibration")
     acc = PITHistogram()
     n = ctx.images.shape[0]
     for idx, terms in iter_elbo_terms(ctx.model, ctx.images, ctx.batch_size, 1, ctx.seed,
@@ -185,23 +202,3 @@ def run(ctx: EvalContext) -> dict:
     if plot_path is not None:
         result["plot"] = str(plot_calibration(result, plot_path, ctx.option("title", "")))
     return result
-
-
-def markdown_rows(result: dict) -> list[tuple[str, str, str]]:
-    cov = ", ".join(f"{c}: {fmt(v, 3)}" for c, v in result["coverage"].items())
-    signed = result["ece_signed"]
-    kind = "over-confident (intervals too narrow)" if signed < -0.01 else (
-        "under-confident (intervals too wide)" if signed > 0.01 else "well calibrated")
-    rows = [
-        ("calibration ECE", fmt(result["ece"], 4),
-         f"mean |coverage - nominal| over levels 0.05..0.95; signed {fmt(signed, 4)}: {kind}"),
-        ("interval coverage", cov, "observed coverage of central intervals, by nominal level"),
-        ("PIT histogram TV", fmt(result["pit_tv"], 4),
-         f"distance from uniform, {len(result['pit_histogram'])} bins, "
-         f"{result['num_values']} values" + (f"; plot {Path(result['plot']).name}"
-                                             if result.get("plot") else "")),
-    ]
-    if result.get("note"):
-        rows.append(("calibration note", "", result["note"]))
-    return rows
-

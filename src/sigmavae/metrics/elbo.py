@@ -13,16 +13,19 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from ..models.vae import VAE, ELBOTerms
+from ..objective import ELBOTerms, Model, data_dims, elbo_terms
 from ._common import (
     BPD,
     NATS,
     EvalContext,
     bits_per_dim,
+    eval_mode,
     fmt,
     fmt_pm,
     mean_stderr,
+    model_device,
 )
+from .registry import register_metric
 
 #: What every output writes where a bound is expected but the number is not one.
 NOT_A_BOUND = "n/a"
@@ -73,31 +76,28 @@ def data_scaling(data_kind: str) -> str:
 
 
 def iter_elbo_terms(
-    model: VAE, images: torch.Tensor, batch_size: int, samples: int, seed: int,
+    model: Model, images: torch.Tensor, batch_size: int, samples: int, seed: int,
     device: torch.device | str | None, index: torch.Tensor,
 ) -> Iterator[tuple[torch.Tensor, ELBOTerms]]:
-    """Yield ``(idx, terms)`` per batch of ``images[index]`` and posterior sample, eval mode.
+    """Yield ``(idx, terms)`` (:func:`sigmavae.objective.elbo_terms`) per batch of
+    ``images[index]`` and posterior sample, in eval mode.
 
     The noise of image ``i``, sample ``s`` is row ``(s, i)`` of one ``(samples, N, L)`` draw from a
     CPU generator seeded with ``seed``: the same whatever the batch size, device or sharding.
     """
     generator = torch.Generator().manual_seed(seed)
     noise = torch.randn(samples, images.shape[0], model.latent_dim, generator=generator)
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         for start in range(0, index.numel(), batch_size):
             idx = index[start:start + batch_size]
             batch = images[idx].to(device)
             for s in range(samples):
-                yield idx, model(batch, noise=noise[s, idx].to(device))
-    finally:
-        model.train(was_training)
+                yield idx, elbo_terms(model, batch, noise=noise[s, idx].to(device))
 
 
 @torch.no_grad()
 def elbo_sums(
-    model: VAE, images: torch.Tensor, batch_size: int = 256, samples: int = 1, seed: int = 0,
+    model: Model, images: torch.Tensor, batch_size: int = 256, samples: int = 1, seed: int = 0,
     device: torch.device | str | None = None, shard: tuple[int, int] = (0, 1),
 ) -> torch.Tensor:
     """``[sum nll, sum kl, count]`` (float64, on CPU) over ``images`` x ``samples``, eval mode.
@@ -107,7 +107,7 @@ def elbo_sums(
     caller's RNG alone, and is the same whether one process evaluates every image or
     ``shard = (rank, world)`` makes each process evaluate images ``rank::world``.
     """
-    device = device or next(model.parameters()).device
+    device = device or model_device(model)
     rank, world = shard
     index = torch.arange(rank, images.shape[0], world)
     sums = torch.zeros(3, dtype=torch.float64)
@@ -135,12 +135,12 @@ class PerImageELBO:
 
 @torch.no_grad()
 def elbo_per_image(
-    model: VAE, images: torch.Tensor, batch_size: int = 256, samples: int = 1, seed: int = 0,
+    model: Model, images: torch.Tensor, batch_size: int = 256, samples: int = 1, seed: int = 0,
     device: torch.device | str | None = None,
 ) -> PerImageELBO:
     """Per-image distortion and rate averaged over ``samples`` posterior samples, with the same
     noise as :func:`elbo_sums` (so the means are exactly what :func:`evaluate_elbo` reports)."""
-    device = device or next(model.parameters()).device
+    device = device or model_device(model)
     n = images.shape[0]
     nll, kl = torch.zeros(n, dtype=torch.float64), torch.zeros(n, dtype=torch.float64)
     inv_var, count = 0.0, 0
@@ -158,7 +158,7 @@ def elbo_per_image(
     return PerImageELBO(nll=nll, kl=kl, effective_beta=beta)
 
 
-def report_from_sums(model: VAE, sums: torch.Tensor, samples: int = 1,
+def report_from_sums(model: Model, sums: torch.Tensor, samples: int = 1,
                      validity: tuple[bool, str | None] | None = None) -> ELBOReport:
     """Turn :func:`elbo_sums` (possibly all-reduced over processes) into an :class:`ELBOReport`.
 
@@ -173,13 +173,14 @@ def report_from_sums(model: VAE, sums: torch.Tensor, samples: int = 1,
     head = model.head
     valid, reason = validity if validity is not None else head.bound_validity(None)
     sigma, beta = head.sigma, head.effective_beta
+    dims = data_dims(model)
     return ELBOReport(
         num_images=round(count / samples),
-        data_dims=model.data_dims,
+        data_dims=dims,
         nll=nll if valid else None,
         kl=kl,
         neg_elbo=nll + kl if valid else None,
-        bits_per_dim=(nll + kl) / (model.data_dims * math.log(2)) if valid else None,
+        bits_per_dim=bits_per_dim(nll + kl, dims) if valid else None,
         sigma=None if sigma is None else float(sigma),
         effective_beta=None if beta is None else float(beta),
         valid_bound=bool(valid),
@@ -190,7 +191,7 @@ def report_from_sums(model: VAE, sums: torch.Tensor, samples: int = 1,
 
 
 def evaluate_elbo(
-    model: VAE, images: torch.Tensor, batch_size: int = 256, samples: int = 1, seed: int = 0,
+    model: Model, images: torch.Tensor, batch_size: int = 256, samples: int = 1, seed: int = 0,
     device: torch.device | str | None = None,
     reduce: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> ELBOReport:
@@ -232,32 +233,6 @@ def _estimate(terms: PerImageELBO, samples: int, dims: int, valid: bool) -> dict
     return out
 
 
-def run(ctx: EvalContext) -> dict:
-    """Single-sample and ``elbo_samples``-sample ELBO: rate and distortion, effective beta.
-
-    For heads whose bound is not valid only the rate (the KL, a property of the encoder) is
-    given; the distortion and the bound are reported as not available, with the reason.
-    """
-    samples = int(ctx.option("elbo_samples", 1))
-    if samples < 1:
-        raise ValueError(f"elbo_samples must be >= 1, got {samples}")
-    valid, reason = ctx.head.bound_validity(ctx.images)
-    single = cached_elbo(ctx, 1)
-    result: dict = {
-        "available": True,
-        "units": f"{NATS} (sums over the {ctx.dims} data dimensions); {BPD} = nats/(D ln 2)",
-        "data_scaling": data_scaling(ctx.head.data_kind),
-        "bound_valid": valid,
-        "reason": None if valid else reason,
-        "effective_beta": single.effective_beta,
-        "sigma": None if single.effective_beta is None else math.sqrt(single.effective_beta / 2),
-        "single_sample": _estimate(single, 1, ctx.dims, valid),
-    }
-    if samples > 1:
-        result["multi_sample"] = _estimate(cached_elbo(ctx, samples), samples, ctx.dims, valid)
-    return result
-
-
 def markdown_rows(result: dict) -> list[tuple[str, str, str]]:
     rows: list[tuple[str, str, str]] = []
     for key in ("single_sample", "multi_sample"):
@@ -282,3 +257,31 @@ def markdown_rows(result: dict) -> list[tuple[str, str, str]]:
                      f"2 / mean(sigma^-2) over the test data (sigma {fmt(result['sigma'], 4)} "
                      "on the [0, 1] scale)"))
     return rows
+
+
+@register_metric("elbo", "single- and multi-sample ELBO: rate, distortion, effective beta",
+                 title="ELBO", rows=markdown_rows, default=True)
+def run(ctx: EvalContext) -> dict:
+    """Single-sample and ``elbo_samples``-sample ELBO: rate and distortion, effective beta.
+
+    For heads whose bound is not valid only the rate (the KL, a property of the encoder) is
+    given; the distortion and the bound are reported as not available, with the reason.
+    """
+    samples = int(ctx.option("elbo_samples", 1))
+    if samples < 1:
+        raise ValueError(f"elbo_samples must be >= 1, got {samples}")
+    valid, reason = ctx.head.bound_validity(ctx.images)
+    single = cached_elbo(ctx, 1)
+    result: dict = {
+        "available": True,
+        "units": f"{NATS} (sums over the {ctx.dims} data dimensions); {BPD} = nats/(D ln 2)",
+        "data_scaling": data_scaling(ctx.head.data_kind),
+        "bound_valid": valid,
+        "reason": None if valid else reason,
+        "effective_beta": single.effective_beta,
+        "sigma": None if single.effective_beta is None else math.sqrt(single.effective_beta / 2),
+        "single_sample": _estimate(single, 1, ctx.dims, valid),
+    }
+    if samples > 1:
+        result["multi_sample"] = _estimate(cached_elbo(ctx, samples), samples, ctx.dims, valid)
+    return result

@@ -14,6 +14,10 @@ repeated to 3 channels. Feature extractors (``--fid-features``):
 * ``module:function`` or ``path/to/file.py:function``: ``function()`` returns an ``nn.Module``
   (an ``nn.Module`` instance is used as is) mapping float images ``(N, 3, H, W)`` in [0, 1] to
   features ``(N, d)``. Numbers are comparable only for the same extractor and ``N``.
+* ``classifier:PATH``: the features of a small CNN trained on a labelled training split and saved
+  by :func:`sigmavae.metrics.fid_classifier.train_classifier` (the offline substitute that
+  ``sigmavae experiment`` uses; ranks sample quality within one data set, not comparable with a
+  published FID).
 * ``pixels``: the flattened pixels (a Fréchet distance in pixel space; a weak, offline proxy).
 
 A named extractor that cannot be used (no such module, function or file; it fails to import or
@@ -29,13 +33,21 @@ import importlib
 import importlib.util
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 from ..messages import first_line
-from ..models.vae import VAE
-from ._common import EvalContext, MetricUnavailable, eval_mode, fmt
+from ..objective import Model, compute_dtype, images_from_params, per_frame
+from ..streams import stream_seed
+from ._common import EvalContext, MetricUnavailable, eval_mode, fmt, model_device
+from .registry import register_metric
+
+if TYPE_CHECKING:  # both imported where used, on demand
+    from torchmetrics import Metric
+
+    from .fid_classifier import ClassifierFeatures
 
 INCEPTION_WEIGHTS_FILE = "weights-inception-2015-12-05-6726825d.pth"
 INCEPTION_WEIGHTS_URL = ("https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/"
@@ -73,7 +85,8 @@ class FeatureExtractorError(ValueError):
 
 
 #: What ``--fid-features`` accepts (for error messages).
-FEATURES_EXPECTED = ("inception, inception:WEIGHTS.pth, pixels, module:function or "
+FEATURES_EXPECTED = ("inception, inception:WEIGHTS.pth, classifier:PATH, pixels, "
+                     "module:function or "
                      "file.py:function (a function returning an nn.Module, or an nn.Module "
                      "instance)")
 
@@ -131,21 +144,17 @@ def _load_custom(spec: str) -> nn.Module:
     return extractor
 
 
-def _check_extractor(extractor: nn.Module, spec: str, image_shape: tuple[int, int, int]) -> None:
+def _check_extractor(extractor: nn.Module, spec: str, image_shape: tuple[int, ...]) -> None:
     """Run ``extractor`` on two grey test images: it must give ``(2, d)`` float features."""
-    _, h, w = image_shape
+    h, w = image_shape[-2:]
     param = next(extractor.parameters(), None)
     probe = torch.full((2, 3, h, w), 0.5, device=None if param is None else param.device)
-    was_training = extractor.training
-    extractor.eval()
     try:
-        with torch.no_grad():
+        with torch.no_grad(), eval_mode(extractor):
             out = extractor(probe)
     except Exception as err:
         raise _spec_error(spec, f"the extractor fails on a (2, 3, {h}, {w}) batch of images in "
                                 f"[0, 1] ({first_line(err, with_type=True)})") from err
-    finally:
-        extractor.train(was_training)
     if not isinstance(out, torch.Tensor) or out.dim() != 2 or out.shape[0] != 2 \
             or not out.is_floating_point():
         got = (f"a {out.dtype} tensor of shape {tuple(out.shape)}"
@@ -154,7 +163,7 @@ def _check_extractor(extractor: nn.Module, spec: str, image_shape: tuple[int, in
                                 "(2, d) float features")
 
 
-def check_fid_features(spec: str | None, image_shape: tuple[int, int, int]) -> None:
+def check_fid_features(spec: str | None, image_shape: tuple[int, ...]) -> None:
     """Fail early on a ``--fid-features`` value that cannot work, before any metric runs.
 
     Checks the syntax, that a named Inception weights file exists, and loads and runs a custom
@@ -169,7 +178,20 @@ def check_fid_features(spec: str | None, image_shape: tuple[int, int, int]) -> N
     if spec.startswith("inception:"):
         _inception_weights(spec)
         return
+    if spec.startswith("classifier:"):
+        _check_extractor(_classifier(spec), spec, image_shape)
+        return
     _check_extractor(_load_custom(spec), spec, image_shape)
+
+
+def _classifier(spec: str) -> ClassifierFeatures:
+    """The extractor of ``classifier:PATH`` (a FeatureExtractorError if it is not one)."""
+    from .fid_classifier import load_classifier_features
+
+    try:
+        return load_classifier_features(spec.partition(":")[2])
+    except ValueError as err:
+        raise _spec_error(spec, str(err)) from None
 
 
 def _inception_weights(spec: str) -> str | None:
@@ -184,7 +206,7 @@ def _inception_weights(spec: str) -> str | None:
     return weights
 
 
-def build_fid_metric(spec: str | None, image_shape: tuple[int, int, int]) -> tuple[nn.Module, str]:
+def build_fid_metric(spec: str | None, image_shape: tuple[int, ...]) -> tuple[Metric, str]:
     """The torchmetrics FID metric for feature spec ``spec`` and its description.
 
     Raises:
@@ -196,7 +218,7 @@ def build_fid_metric(spec: str | None, image_shape: tuple[int, int, int]) -> tup
     from torchmetrics.image.fid import FrechetInceptionDistance
 
     spec = spec or "inception"
-    _, h, w = image_shape
+    h, w = image_shape[-2:]  # (C, H, W), or (T, C, H, W) frames
     if spec == "inception" or spec.startswith("inception:"):
         weights = _inception_weights(spec)
         if not torch_fidelity_installed():
@@ -215,8 +237,12 @@ def build_fid_metric(spec: str | None, image_shape: tuple[int, int, int]) -> tup
             raise MetricUnavailable(f"could not load the InceptionV3 weights ({first}); "
                                     f"{_inception_help()}") from err
         return metric, f"InceptionV3 pool3 (2048-d, torch-fidelity weights {weights or 'cache'})"
+    extractor: nn.Module
     if spec == "pixels":
         extractor, desc = PixelFeatures(), f"pixels (3x{h}x{w} flattened; not Inception)"
+    elif spec.startswith("classifier:"):
+        classifier = _classifier(spec)
+        extractor, desc = classifier, classifier.info.describe()
     else:
         extractor, desc = _load_custom(spec), f"custom extractor {spec} (not Inception)"
         _check_extractor(extractor, spec, image_shape)
@@ -238,7 +264,7 @@ def to_rgb(images: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def fid_from_images(metric: nn.Module, real: torch.Tensor, fake: torch.Tensor,
+def fid_from_images(metric: Metric, real: torch.Tensor, fake: torch.Tensor,
                     batch_size: int = 256) -> float:
     """Feed ``real`` and ``fake`` (already in the extractor's input format) to ``metric``."""
     metric.reset()
@@ -249,20 +275,30 @@ def fid_from_images(metric: nn.Module, real: torch.Tensor, fake: torch.Tensor,
 
 
 @torch.no_grad()
-def prior_samples(model: VAE, n: int, seed: int = 0, batch_size: int = 256,
+def prior_samples(model: Model, n: int, seed: int = 0, batch_size: int = 256,
                   device: torch.device | None = None) -> torch.Tensor:
-    """Decoder means of ``n`` prior draws (seeded on the CPU), images in [0, 1] on the CPU (the
-    decoder runs in the model's precision: float64 for a ``.double()`` model)."""
-    device = device or next(model.parameters()).device
+    """Decoder means of ``n`` prior draws (noise ``(n, latent_dim)`` from a CPU generator seeded
+    with ``seed``, through ``model.generate``), images in [0, 1] ``(n, *data_shape)`` on the CPU
+    (the model runs in its precision: float64 for a ``.double()`` model)."""
+    device = device or model_device(model)
     z = torch.randn(n, model.latent_dim, generator=torch.Generator().manual_seed(seed))
+    dtype = compute_dtype(model)
     out = []
     with eval_mode(model):
         for start in range(0, n, batch_size):
-            params = model.decoder(z[start:start + batch_size].to(device, model.compute_dtype))
-            out.append(model.head.to_unit_interval(model.head.predict_mean(params)).cpu())
+            params = model.generate(z[start:start + batch_size].to(device, dtype))
+            out.append(images_from_params(model, params).cpu())
     return torch.cat(out)
 
 
+def markdown_rows(result: dict) -> list[tuple[str, str, str]]:
+    return [("FID", fmt(result["fid"], 2),
+             f"{result['features']}; N = {result['num_real']} prior samples (decoder means) vs "
+             "test images; biased upwards for small N")]
+
+
+@register_metric("fid", "Frechet distance of prior samples to the test images (Inception or "
+                 "custom features)", title="FID", rows=markdown_rows)
 def run(ctx: EvalContext) -> dict:
     n = min(int(ctx.option("fid_samples", 10_000)), ctx.images.shape[0])
     if n < 2:
@@ -271,8 +307,10 @@ def run(ctx: EvalContext) -> dict:
     # error, not n/a); missing default Inception weights raise MetricUnavailable (n/a, why)
     metric, desc = build_fid_metric(ctx.option("fid_features"), tuple(ctx.images.shape[1:]))
     metric = metric.to(ctx.device)
-    real = to_rgb(ctx.images[:n])
-    fake = to_rgb(prior_samples(ctx.model, n, ctx.seed + 4, ctx.batch_size, ctx.device))
+    # sequence models: every frame is an image (per-frame FID)
+    real = to_rgb(per_frame(ctx.model, ctx.images[:n]))
+    fake = to_rgb(per_frame(ctx.model, prior_samples(
+        ctx.model, n, stream_seed(ctx.seed, "fid_prior"), ctx.batch_size, ctx.device)))
     if not getattr(metric, "used_custom_model", False):  # Inception: uint8 0..255
         real = torch.round(real * 255).to(torch.uint8)
         fake = torch.round(fake * 255).to(torch.uint8)
@@ -280,9 +318,3 @@ def run(ctx: EvalContext) -> dict:
     return {"available": True, "fid": value, "features": desc, "num_real": n, "num_fake": n,
             "units": "squared feature distance; comparable only for the same extractor and N",
             "samples": "decoder means of z ~ N(0, I) vs the first N test images"}
-
-
-def markdown_rows(result: dict) -> list[tuple[str, str, str]]:
-    return [("FID", fmt(result["fid"], 2),
-             f"{result['features']}; N = {result['num_real']} prior samples (decoder means) vs "
-             "test images; biased upwards for small N")]

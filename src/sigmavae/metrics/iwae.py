@@ -2,9 +2,12 @@
 
 ``L_K(x) = log (1/K) sum_k p(x|z_k) p(z_k) / q(z_k|x)`` with ``z_k ~ q(z|x)``: a lower bound on
 ``log p(x)`` that is the ELBO for ``K = 1``, is non-decreasing in ``K`` in expectation and tends to
-``log p(x)`` as ``K -> inf``. The ``K`` samples of an image are decoded in chunks of
-``batch_size`` rows, so memory stays bounded for any ``K``; the weights are combined with
-``logsumexp`` in float64. The estimates for ``k < K`` use the first ``k`` of the ``K`` samples.
+``log p(x)`` as ``K -> inf``. The weights come from
+:func:`sigmavae.objective.log_importance_weights` (one code path for every model); the ``K``
+samples of an image are run through the model in chunks of ``batch_size`` (image, sample) rows,
+so memory stays bounded for any ``K``, and combined with ``logsumexp`` in float64. The estimates
+for ``k < K`` use the first ``k`` of the ``K`` samples. Image ``i``'s noise comes from its own
+stream (:func:`sigmavae.streams.iwae_image_seed`), so the bounds do not depend on the batching.
 """
 
 from __future__ import annotations
@@ -14,8 +17,9 @@ from collections.abc import Sequence
 
 import torch
 
-from ..models.hierarchical import HierarchicalVAE
-from ..models.vae import VAE, prepare_batch
+from .. import objective
+from ..objective import LogRatioUnavailable, Model
+from ..streams import iwae_image_seed
 from ._common import (
     BPD,
     NATS,
@@ -29,73 +33,51 @@ from ._common import (
     model_device,
 )
 from .elbo import data_scaling
-
-_HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
-# Offset that separates the IWAE noise streams from the other metrics' seeds.
-_SEED_STRIDE = 1_000_003
+from .registry import register_metric
 
 
 def _image_noise(seed: int, index: int, samples: int, latent_dim: int,
                  generator: torch.Generator) -> torch.Tensor:
-    """The standard-normal draws of image ``index``: the same whatever the batching."""
-    generator.manual_seed((seed * _SEED_STRIDE + 7919 + index) % (2**63))
+    """The standard-normal draws of image ``index`` ``(samples, latent_dim)`` float64: the same
+    whatever the batching."""
+    generator.manual_seed(iwae_image_seed(seed, index))
     return torch.randn(samples, latent_dim, generator=generator, dtype=torch.float64)
 
 
 @torch.no_grad()
 def log_importance_weights(
-    model: VAE, images: torch.Tensor, samples: int, seed: int = 0, batch_size: int = 256,
+    model: Model, images: torch.Tensor, samples: int, seed: int = 0, batch_size: int = 256,
     device: torch.device | str | None = None, first_index: int = 0,
 ) -> torch.Tensor:
-    """``log p(x|z_k) + log p(z_k) - log q(z_k|x)``, ``(B, samples)`` float64 on the CPU.
+    """``log p(x|z_k) + log p(z_k) - log q(z_k|x)``, ``(B, samples)`` float64 nats on the CPU.
 
     ``images`` (``uint8`` or floats in [0, 1]) are one batch; image ``i`` uses the noise of index
-    ``first_index + i``. The decoder sees at most ``batch_size`` latents at a time. The encoder
-    and decoder run in the model's precision (:attr:`VAE.compute_dtype`: float64 for a model
-    converted with ``.double()``), the weights are combined in float64.
+    ``first_index + i``. The model sees at most ``batch_size`` (image, sample) rows at a time, each
+    through :func:`sigmavae.objective.log_importance_weights` (every latent layer's prior and
+    posterior, from the model), in eval mode; the model runs in its precision
+    (:func:`~sigmavae.objective.compute_dtype`: float64 for a model converted with ``.double()``)
+    and gets the float64 noise; the weights are combined in float64.
+
+    Raises:
+        MetricUnavailable: the model gives no ``log p(z) - log q(z|x)``.
     """
     device = device or model_device(model)
-    dtype = model.compute_dtype
-    head = model.head
     n = images.shape[0]
     generator = torch.Generator()
-    noise = torch.stack([_image_noise(seed, first_index + i, samples, model.latent_dim, generator)
-                         for i in range(n)])  # (B, K, L)
-    if isinstance(model, HierarchicalVAE):
-        return _hierarchical_log_weights(model, images, noise, batch_size, device)
-    with eval_mode(model):
-        x, target = prepare_batch(images.to(device), head, dtype)
-        q = model.posterior(x)
-        mu = q.base_dist.loc.double().cpu().unsqueeze(1)
-        sd = q.base_dist.scale.double().cpu().unsqueeze(1)
-        z = mu + sd * noise
-        log_q = (-0.5 * noise.pow(2) - sd.log() - _HALF_LOG_2PI).sum(-1)
-        log_prior = (-0.5 * z.pow(2) - _HALF_LOG_2PI).sum(-1)
-        z_rows = z.reshape(n * samples, -1).to(device=device, dtype=dtype)
-        log_lik = torch.empty(n * samples, dtype=torch.float64)
-        for start in range(0, n * samples, batch_size):
-            stop = min(start + batch_size, n * samples)
-            rows = torch.arange(start, stop, device=target.device) // samples
-            t = target[rows]
-            dist = model.decode(z_rows[start:stop], target=t)
-            log_lik[start:stop] = dist.log_prob(t).double().cpu()
-    return log_lik.view(n, samples) + log_prior - log_q
-
-
-def _hierarchical_log_weights(model: HierarchicalVAE, images: torch.Tensor, noise: torch.Tensor,
-                              batch_size: int, device: torch.device | str) -> torch.Tensor:
-    """The weights of a hierarchical VAE (every layer's prior and posterior, from the model),
-    ``batch_size`` (image, sample) rows at a time; ``(B, K)`` float64 on the CPU."""
-    n, samples = noise.shape[:2]
-    flat_noise = noise.reshape(n * samples, -1)
+    noise = torch.cat([_image_noise(seed, first_index + i, samples, model.latent_dim, generator)
+                       for i in range(n)])  # (B * K, L), image-major
     log_w = torch.empty(n * samples, dtype=torch.float64)
     images = images.to(device)
     with eval_mode(model):
         for start in range(0, n * samples, batch_size):
             stop = min(start + batch_size, n * samples)
             rows = torch.arange(start, stop, device=images.device) // samples
-            eps = flat_noise[start:stop].to(device=device, dtype=model.compute_dtype)
-            log_w[start:stop] = model.log_importance_weights(images[rows], eps).double().cpu()
+            try:
+                weights = objective.log_importance_weights(model, images[rows],
+                                                           noise[start:stop].to(device))
+            except LogRatioUnavailable as err:
+                raise MetricUnavailable(str(err)) from err
+            log_w[start:stop] = weights.double().cpu()
     return log_w.view(n, samples)
 
 
@@ -116,7 +98,7 @@ def default_ks(samples: int) -> list[int]:
 
 @torch.no_grad()
 def iwae_per_image(
-    model: VAE, images: torch.Tensor, samples: int, ks: Sequence[int] | None = None,
+    model: Model, images: torch.Tensor, samples: int, ks: Sequence[int] | None = None,
     seed: int = 0, batch_size: int = 256, device: torch.device | str | None = None,
 ) -> dict[int, torch.Tensor]:
     """``{k: L_k(x)}`` for every image (``(N,)`` float64 nats, log-likelihood lower bounds).
@@ -139,6 +121,20 @@ def iwae_per_image(
     return {k: torch.cat(v) for k, v in out.items()}
 
 
+def markdown_rows(result: dict) -> list[tuple[str, str, str]]:
+    k = result["samples_per_image"]
+    by_k = ", ".join(f"K={key}: {fmt(v['neg_bound_nats_per_image'])}"
+                     for key, v in result["by_k"].items())
+    gain = fmt_pm(result["gain_over_1_sample_nats_per_image"],
+                  result["gain_over_1_sample_stderr_nats_per_image"])
+    return [(f"-IWAE bound (K={k})",
+             fmt_pm(result["neg_iwae_nats_per_image"], result["neg_iwae_stderr_nats_per_image"]),
+             f"{NATS} = {fmt(result['neg_iwae_bits_per_dim'], 4)} {BPD}; tighter than K=1 by "
+             f"{gain}; {by_k}")]
+
+
+@register_metric("iwae", "the importance-weighted bound on log p(x) (Burda et al.), K samples",
+                 title="IWAE bound", rows=markdown_rows)
 def run(ctx: EvalContext) -> dict:
     """``-L_K`` (nats/image, bits/dim) for ``K = iwae_samples`` and nested ``k = 1, 10, ...``."""
     valid, reason = ctx.head.bound_validity(ctx.images)
@@ -165,15 +161,3 @@ def run(ctx: EvalContext) -> dict:
         "gain_over_1_sample_stderr_nats_per_image": gain_se,
         "by_k": by_k,
     }
-
-
-def markdown_rows(result: dict) -> list[tuple[str, str, str]]:
-    k = result["samples_per_image"]
-    by_k = ", ".join(f"K={key}: {fmt(v['neg_bound_nats_per_image'])}"
-                     for key, v in result["by_k"].items())
-    gain = fmt_pm(result["gain_over_1_sample_nats_per_image"],
-                  result["gain_over_1_sample_stderr_nats_per_image"])
-    return [(f"-IWAE bound (K={k})",
-             fmt_pm(result["neg_iwae_nats_per_image"], result["neg_iwae_stderr_nats_per_image"]),
-             f"{NATS} = {fmt(result['neg_iwae_bits_per_dim'], 4)} {BPD}; tighter than K=1 by "
-             f"{gain}; {by_k}")]

@@ -21,9 +21,10 @@ from dataclasses import asdict, dataclass
 
 import torch
 
+from ..objective import HALF_LOG_2PI, standard_normal_log_prob
+from ..streams import generator as stream_generator
 from ._common import EvalContext, fmt, fmt_pm, mean_stderr
-
-_HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
+from .registry import register_metric
 
 
 @dataclass
@@ -50,7 +51,7 @@ def log_posterior_matrix(z: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor)
     z, mu, sigma = z.double(), mu.double(), sigma.double()
     inv_var = sigma.pow(-2)  # (N, L)
     quad = z.pow(2) @ inv_var.T - 2.0 * z @ (mu * inv_var).T + (mu.pow(2) * inv_var).sum(1)
-    norm = sigma.log().sum(1) + mu.shape[1] * _HALF_LOG_2PI  # (N,)
+    norm = sigma.log().sum(1) + mu.shape[1] * HALF_LOG_2PI  # (N,)
     return -0.5 * quad.clamp_min(0.0) - norm
 
 
@@ -83,9 +84,9 @@ def mutual_information(
         idx = index[start:start + chunk]
         eps = torch.randn(idx.numel(), latent, generator=generator, dtype=torch.float64)
         z = mu[idx] + sigma[idx] * eps
-        log_q_own = (-0.5 * eps.pow(2) - sigma[idx].log() - _HALF_LOG_2PI).sum(1)
+        log_q_own = (-0.5 * eps.pow(2) - sigma[idx].log() - HALF_LOG_2PI).sum(1)
         log_m = torch.logsumexp(log_posterior_matrix(z, mu, sigma), dim=1) - log_n
-        log_p = (-0.5 * z.pow(2) - _HALF_LOG_2PI).sum(1)
+        log_p = standard_normal_log_prob(z).sum(1)
         a_parts.append(log_q_own - log_m)
         b_parts.append(log_m - log_p)
     a, b = torch.cat(a_parts), torch.cat(b_parts)
@@ -97,32 +98,6 @@ def mutual_information(
         marginal_kl_stderr=mi_se, marginal_kl_direct=direct, marginal_kl_direct_stderr=direct_se,
         rate=rate, num_data=n, num_samples=m, log_num_data=log_n,
     )
-
-
-def run(ctx: EvalContext) -> dict:
-    """``I_e`` and ``D_KL(m || p)`` over the first ``mi_data`` images (all by default)."""
-    mu, sigma = ctx.posterior()
-    n = int(ctx.option("mi_data", mu.shape[0]))
-    if n < 2:
-        raise ValueError(f"mi_data must be >= 2, got {n}")
-    mu, sigma = mu[:n], sigma[:n]
-    generator = torch.Generator().manual_seed(ctx.seed + 2)
-    est = mutual_information(mu, sigma, ctx.option("mi_samples"), generator)
-    return {
-        "available": True,
-        "units": "nats per data point (latent space; independent of the data scaling)",
-        "mutual_info_nats": est.mutual_info,
-        "mutual_info_stderr_nats": est.mutual_info_stderr,
-        "marginal_kl_nats": est.marginal_kl,
-        "marginal_kl_stderr_nats": est.marginal_kl_stderr,
-        "marginal_kl_direct_nats": est.marginal_kl_direct,
-        "marginal_kl_direct_stderr_nats": est.marginal_kl_direct_stderr,
-        "rate_kl_nats": est.rate,
-        "num_data": est.num_data,
-        "num_samples": est.num_samples,
-        "mutual_info_ceiling_log_n_nats": est.log_num_data,
-        "saturated": est.mutual_info > est.log_num_data - 0.5,
-    }
 
 
 def markdown_rows(result: dict) -> list[tuple[str, str, str]]:
@@ -141,3 +116,30 @@ def markdown_rows(result: dict) -> list[tuple[str, str, str]]:
          f"{direct})"),
     ]
 
+
+@register_metric("mi", "mutual information I_e(x;z) and marginal KL D_KL(m(z)||p(z)) (Sec. 5.2)",
+                 title="mutual information / marginal KL", rows=markdown_rows, default=True)
+def run(ctx: EvalContext) -> dict:
+    """``I_e`` and ``D_KL(m || p)`` over the first ``mi_data`` images (all by default)."""
+    mu, sigma = ctx.posterior()
+    n = int(ctx.option("mi_data", mu.shape[0]))
+    if n < 2:
+        raise ValueError(f"mi_data must be >= 2, got {n}")
+    mu, sigma = mu[:n], sigma[:n]
+    generator = stream_generator(ctx.seed, "mutual_info")
+    est = mutual_information(mu, sigma, ctx.option("mi_samples"), generator)
+    return {
+        "available": True,
+        "units": "nats per data point (latent space; independent of the data scaling)",
+        "mutual_info_nats": est.mutual_info,
+        "mutual_info_stderr_nats": est.mutual_info_stderr,
+        "marginal_kl_nats": est.marginal_kl,
+        "marginal_kl_stderr_nats": est.marginal_kl_stderr,
+        "marginal_kl_direct_nats": est.marginal_kl_direct,
+        "marginal_kl_direct_stderr_nats": est.marginal_kl_direct_stderr,
+        "rate_kl_nats": est.rate,
+        "num_data": est.num_data,
+        "num_samples": est.num_samples,
+        "mutual_info_ceiling_log_n_nats": est.log_num_data,
+        "saturated": est.mutual_info > est.log_num_data - 0.5,
+    }

@@ -42,7 +42,15 @@ def _load_builtins() -> None:
         importlib.import_module(f"{__package__}.{module}")
 
 
-METRICS: Registry[Metric] = Registry("metric", load_builtins=_load_builtins)
+def _display_rank(name: str, metric: Metric) -> int:
+    """Built-ins in :data:`BUILTIN_MODULES` order (the ELBO first), then users' metrics."""
+    modules = [f"{__package__}.{module}" for module in BUILTIN_MODULES]
+    module = metric.run.__module__
+    return modules.index(module) if module in modules else len(modules)
+
+
+METRICS: Registry[Metric] = Registry("metric", load_builtins=_load_builtins,
+                                     display_rank=_display_rank)
 
 
 def register_metric(name: str, summary: str, *, title: str, rows: RowsFn,

@@ -4,9 +4,14 @@
 >>> print(render_markdown(report))
 >>> write_report(report, "runs/frey/eval.json")     # also writes runs/frey/eval.md
 
-Every metric returns a dict with ``available``; metrics that cannot be computed (an invalid
-bound, missing Inception weights) are reported as ``{"available": false, "reason": ...}``, never
-as numbers.
+or, all of ``sigmavae eval`` (load a checkpoint, its data split, check, evaluate, write) in one
+call: ``evaluate_checkpoint("runs/frey/checkpoints/last.ckpt", "all", out="eval.json")``.
+
+The metrics are the entries of :data:`METRICS` (:mod:`sigmavae.metrics.registry`: each metric
+module registers its ``run`` function with ``@register_metric``); their names are what
+``--metrics`` takes. Every metric returns a dict with ``available``; metrics that cannot be
+computed (an invalid bound, missing Inception weights) are reported as
+``{"available": false, "reason": ...}``, never as numbers.
 Keys carry their units (``*_nats_per_image``, ``*_bits_per_dim``, ``*_nats``).
 """
 
@@ -17,42 +22,65 @@ import math
 import sys
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
+from torch import nn
 
-from ..models.vae import VAE
-from . import active_units, calibration, discretized, elbo, fid, iwae, mutual_info
+from ..objective import Model
 from ._common import BPD, NATS, EvalContext, MetricUnavailable
+from .elbo import data_scaling
+from .registry import METRICS, Metric
 
-MetricFn = Callable[[EvalContext], dict]
-RowsFn = Callable[[dict], list[tuple[str, str, str]]]
+__all__ = [
+    "METRICS",
+    "CheckpointReport",
+    "EvalOptionError",
+    "default_metrics",
+    "evaluate",
+    "evaluate_checkpoint",
+    "parse_metrics",
+    "render_markdown",
+    "resolve_device",
+    "stderr_log",
+    "write_report",
+]
 
-#: name -> (compute, markdown rows). The names are public API (the CLI's ``--metrics``).
-METRICS: dict[str, tuple[MetricFn, RowsFn]] = {
-    "elbo": (elbo.run, elbo.markdown_rows),
-    "discretized": (discretized.run, discretized.markdown_rows),
-    "iwae": (iwae.run, iwae.markdown_rows),
-    "fid": (fid.run, fid.markdown_rows),
-    "mi": (mutual_info.run, mutual_info.markdown_rows),
-    "active_units": (active_units.run, active_units.markdown_rows),
-    "calibration": (calibration.run, calibration.markdown_rows),
-}
-#: What ``sigmavae eval`` runs without ``--metrics``: everything that takes seconds on CPU.
-DEFAULT_METRICS: tuple[str, ...] = ("elbo", "discretized", "mi", "active_units", "calibration")
 
-TITLES = {
-    "elbo": "ELBO", "discretized": "discretised ELBO (Table 4)", "iwae": "IWAE bound",
-    "fid": "FID", "mi": "mutual information / marginal KL", "active_units": "active units",
-    "calibration": "decoder calibration",
-}
+class EvalOptionError(ValueError):
+    """A bad argument of :func:`evaluate_checkpoint`, found before anything is loaded.
+
+    ``option`` is the keyword (``"elbo_samples"``; the CLI shows it as ``--elbo-samples``) and
+    ``detail`` the rest of the message (``" must be >= 1, got 0"``).
+    """
+
+    def __init__(self, option: str, detail: str) -> None:
+        super().__init__(option, detail)  # both in args: the error pickles (worker processes)
+        self.option = option
+        self.detail = detail
+
+    def __str__(self) -> str:
+        return f"{self.option}{self.detail}"
+
+
+def default_metrics() -> list[str]:
+    """What ``sigmavae eval`` runs without ``--metrics``: the metrics registered with
+    ``default=True`` (everything that takes seconds on a CPU)."""
+    return [name for name in METRICS if METRICS.get(name).default]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "DEFAULT_METRICS":  # read when asked, so that it includes users' metrics
+        return tuple(default_metrics())
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def parse_metrics(spec: str | Sequence[str] | None) -> list[str]:
     """``"elbo,iwae"`` / a list / ``"all"`` / ``None`` (the defaults) -> validated names."""
     if spec is None or spec == "default":
-        return list(DEFAULT_METRICS)
+        return default_metrics()
     items = spec.split(",") if isinstance(spec, str) else list(spec)
     names: list[str] = []
     for item in (i.strip() for i in items):
@@ -61,10 +89,10 @@ def parse_metrics(spec: str | Sequence[str] | None) -> list[str]:
         if item == "all":
             names += [n for n in METRICS if n not in names]
         elif item == "default":
-            names += [n for n in DEFAULT_METRICS if n not in names]
+            names += [n for n in default_metrics() if n not in names]
         elif item not in METRICS:
-            raise ValueError(f"unknown metric {item!r}; choose from: {', '.join(METRICS)}, "
-                             "all, default")
+            raise ValueError(f"unknown metric {item!r}; choose from: "
+                             f"{', '.join(METRICS.names())}, all, default")
         elif item not in names:
             names.append(item)
     if not names:
@@ -84,13 +112,14 @@ def _clean(value: Any) -> Any:
 
 
 def evaluate(
-    model: VAE, images: torch.Tensor, metrics: str | Sequence[str] | None = None,
+    model: nn.Module, images: torch.Tensor, metrics: str | Sequence[str] | None = None,
     options: dict[str, Any] | None = None, batch_size: int = 256, seed: int = 0,
     device: torch.device | str | None = None, meta: dict[str, Any] | None = None,
     log: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    """Run ``metrics`` on ``images`` (``uint8 (N, C, H, W)``) and return the report dict.
+    """Run ``metrics`` on ``images`` (``uint8 (N, *model.data_shape)``); return the report dict.
 
+    ``model`` is any module that follows the model protocol (:mod:`sigmavae.objective`).
     ``options`` (all optional): ``elbo_samples``, ``iwae_samples``, ``mi_data``, ``mi_samples``,
     ``fid_samples``, ``fid_features``, ``calibration_levels``, ``active_threshold``,
     ``plot_path`` (calibration PNG), ``title``. ``meta`` is copied into the report (checkpoint,
@@ -100,18 +129,20 @@ def evaluate(
     device = torch.device(device) if device is not None else None
     if device is not None:
         model = model.to(device)
-    ctx = EvalContext(model=model, images=images, batch_size=batch_size, seed=seed,
+    vae = cast(Model, model)  # the module, typed as the model protocol it follows
+    ctx = EvalContext(model=vae, images=images, batch_size=batch_size, seed=seed,
                       device=device, options=dict(options or {}))
-    head = model.head
+    head = vae.head
+    dims = math.prod(vae.data_shape)
     report: dict[str, Any] = {
         **(meta or {}),
         "likelihood_head": head.name,
         "num_images": int(images.shape[0]),
-        "data_shape": list(model.data_shape),
-        "data_dims": model.data_dims,
-        "data_scaling": elbo.data_scaling(head.data_kind),
+        "data_shape": list(vae.data_shape),
+        "data_dims": dims,
+        "data_scaling": data_scaling(head.data_kind),
         "units": {"nats_per_image": "nats summed over the data dimensions of one image",
-                  "bits_per_dim": f"nats per image / ({model.data_dims} ln 2)"},
+                  "bits_per_dim": f"nats per image / ({dims} ln 2)"},
         "seed": seed,
         "options": {k: v for k, v in ctx.options.items() if v is not None},
         "metrics": {},
@@ -122,7 +153,7 @@ def evaluate(
                 log(f"eval: {name} ...")
             start = time.perf_counter()
             try:
-                result = METRICS[name][0](ctx)
+                result = METRICS.get(name).run(ctx)
             except MetricUnavailable as err:
                 result = {"available": False, "reason": str(err)}
             result["seconds"] = round(time.perf_counter() - start, 3)
@@ -144,10 +175,12 @@ def render_markdown(report: dict[str, Any]) -> str:
         "|---|---|---|",
     ]
     for name, result in report["metrics"].items():
-        if not result.get("available", False):
-            rows = [(TITLES.get(name, name), "n/a", str(result.get("reason", "")))]
+        metric: Metric | None = METRICS.get(name) if name in METRICS else None
+        if not result.get("available", False) or metric is None:
+            title = metric.title if metric is not None else name
+            rows = [(title, "n/a", str(result.get("reason", "")))]
         else:
-            rows = METRICS[name][1](result)
+            rows = metric.rows(result)
         for cells in rows:
             lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
     if report.get("checkpoint"):
@@ -172,3 +205,107 @@ def write_report(report: dict[str, Any], path: str | Path) -> tuple[Path, Path]:
 
 def stderr_log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
+
+
+def resolve_device(device: str) -> str:
+    """``cpu`` | ``cuda`` | ``cuda:N`` | ``auto`` -> a torch device string (EvalOptionError
+    for anything else, or for CUDA where there is none)."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    kind, _, index = device.partition(":")
+    if kind not in ("cpu", "cuda") or (index and not index.isdigit()):
+        raise EvalOptionError("device", f": expected cpu, cuda, cuda:N or auto, got {device!r}")
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise EvalOptionError("device", f" {device}: no CUDA device is available here; use cpu")
+    return device
+
+
+@dataclass
+class CheckpointReport:
+    """What :func:`evaluate_checkpoint` returns: the report, its markdown, the files written."""
+
+    report: dict[str, Any]
+    markdown: str
+    files: list[Path] = field(default_factory=list)
+
+
+def evaluate_checkpoint(
+    checkpoint: str | Path, metrics: str | Sequence[str] | None = None, *,
+    split: str = "test", data_root: str | Path | None = None, limit: int | None = None,
+    elbo_samples: int = 10, iwae_samples: int = 1000, mi_data: int | None = None,
+    mi_samples: int | None = None, fid_samples: int = 10000, fid_features: str | None = None,
+    batch_size: int = 256, seed: int = 0, device: str = "auto", out: str | Path | None = None,
+    log: Callable[[str], None] | None = None,
+) -> CheckpointReport:
+    """Evaluate a training checkpoint on a split of its data set: ``sigmavae eval``.
+
+    Every argument is checked before anything is loaded; then the model and its config come
+    from the checkpoint (:func:`sigmavae.training.load_trained`), a named FID extractor is
+    tried, the split is loaded (the data set and options of the run; ``data_root`` overrides
+    the run's), its first ``limit`` images are evaluated, and with ``out`` the JSON report, the
+    markdown beside it (``.md``) and the calibration plot (``OUT_STEM.calibration.png``) are
+    written.
+
+    Args:
+        checkpoint: a ``.ckpt`` written by the trainer.
+        metrics: names (see :func:`parse_metrics`); ``None`` runs :func:`default_metrics`.
+        split, data_root, limit: which images.
+        elbo_samples, iwae_samples, mi_data, mi_samples, fid_samples, fid_features: the metrics'
+            options (see each metric module).
+        batch_size, seed, device: how to run (``device``: cpu, cuda, cuda:N or auto).
+        out: where to write the JSON report (its folder is made), or ``None``.
+        log: gets one progress line per metric.
+
+    Raises:
+        EvalOptionError: a bad argument (before anything is read).
+        CheckpointError, ConfigError, DataError, FeatureExtractorError: the checkpoint, its
+            config, the data or the FID extractor cannot be used (one line each).
+    """
+    from ..data import load_dataset
+    from ..training import load_trained
+    from .fid import check_fid_features
+
+    try:
+        names = parse_metrics(metrics)
+    except ValueError as err:
+        raise EvalOptionError("metrics", f": {err}") from None
+    for option, value, least in (("elbo_samples", elbo_samples, 1),
+                                 ("iwae_samples", iwae_samples, 1), ("mi_data", mi_data, 2),
+                                 ("mi_samples", mi_samples, 1), ("fid_samples", fid_samples, 2),
+                                 ("batch_size", batch_size, 1), ("limit", limit, 1)):
+        if value is not None and value < least:
+            raise EvalOptionError(option, f" must be >= {least}, got {value}")
+    if seed < 0:
+        raise EvalOptionError("seed", f" must be >= 0, got {seed}")
+    out_path = Path(out) if out is not None else None
+    if out_path is not None and out_path.is_dir():
+        raise EvalOptionError("out", f" {out_path}: is a folder; expected a file name")
+    device = resolve_device(device)
+
+    model, config = load_trained(checkpoint)
+    if "fid" in names:  # a named extractor that cannot work: fail now, not after the others
+        check_fid_features(fid_features, cast(Model, model).data_shape)
+    root = data_root if data_root is not None else config.data_root
+    data = load_dataset(config.data, split, root, **config.data_options)
+    if limit:
+        data = data.subset(limit)
+    plot = None
+    if out_path is not None and "calibration" in names:
+        plot = out_path.with_name(out_path.stem + ".calibration.png")
+    options = {
+        "elbo_samples": elbo_samples, "iwae_samples": iwae_samples,
+        "mi_data": mi_data, "mi_samples": mi_samples,
+        "fid_samples": fid_samples, "fid_features": fid_features,
+        "plot_path": None if plot is None else str(plot),
+        "title": f"{config.data} {split} ({config.likelihood})",
+    }
+    meta = {"checkpoint": str(checkpoint), "data": config.data, "split": split,
+            "likelihood": config.likelihood, "device": str(device)}
+    report = evaluate(model, data.images, names, options, batch_size=batch_size, seed=seed,
+                      device=device, meta=meta, log=log)
+    result = CheckpointReport(report=report, markdown=render_markdown(report))
+    if out_path is not None:
+        result.files = list(write_report(report, out_path))
+        if plot is not None and plot.is_file():
+            result.files.append(plot)
+    return result

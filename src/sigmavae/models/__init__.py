@@ -1,16 +1,23 @@
-"""Models: the VAE container and the paper's networks."""
+"""Models: the VAE container and the paper's networks, registered by name.
 
+Every model follows the protocol of :mod:`sigmavae.objective` (``forward(x, noise)`` returns a
+:class:`~sigmavae.objective.ModelOutput`); the objective, not the model, computes the ELBO.
+"""
+
+from ..objective import ELBOTerms, ModelOutput, PosteriorUnavailable, prepare_batch
 from .conv import ConvDecoder, ConvEncoder, build_conv_vae
-from .hierarchical import HierarchicalVAE, PosteriorUnavailable, build_hierarchical_vae
-from .registry import build_model, check_model_options, model_names
-from .vae import VAE, ELBOTerms, kl_to_standard_normal, prepare_batch
+from .hierarchical import HierarchicalVAE, build_hierarchical_vae
+from .registry import MODELS, build_model, check_model_options, model_names, register_model
+from .vae import VAE, kl_to_standard_normal
 
 __all__ = [
+    "MODELS",
     "VAE",
     "ConvDecoder",
     "ConvEncoder",
     "ELBOTerms",
     "HierarchicalVAE",
+    "ModelOutput",
     "PosteriorUnavailable",
     "build_conv_vae",
     "build_hierarchical_vae",
@@ -19,4 +26,5 @@ __all__ = [
     "kl_to_standard_normal",
     "model_names",
     "prepare_batch",
+    "register_model",
 ]

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from ..likelihoods import LikelihoodHead
+from .registry import register_model
 from .vae import VAE
 
 
@@ -68,6 +69,7 @@ class ConvDecoder(nn.Module):
         return self.out(y)
 
 
+@register_model("conv", "the paper's small conv VAE (App. B)")
 def build_conv_vae(
     image_shape: tuple[int, int, int],
     head: LikelihoodHead,

@@ -22,7 +22,9 @@ sample of the hierarchy, exact in expectation), summed over all latent dimension
 Every latent is reparameterised by standard-normal noise; all layers' noise concatenated is one
 flat vector of size ``latent_dim_total`` (``VAE.latent_dim``). So the trainer's per-example noise
 (identical results for any number of processes), sampling and FID work unchanged:
-``model.decoder(eps)`` maps prior noise ``eps ~ N(0, I)`` to a sample's head parameters.
+``model.generate(eps)`` maps prior noise ``eps ~ N(0, I)`` to a sample's head parameters. The
+model follows the protocol of :mod:`sigmavae.objective` (no ``posterior``: its ``q(z|x)`` is not
+one Gaussian, so it raises :class:`~sigmavae.objective.PosteriorUnavailable`).
 """
 
 from __future__ import annotations
@@ -33,16 +35,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..likelihoods import ImageLikelihood, LikelihoodHead
-from .vae import VAE, ELBOTerms, prepare_batch, upcast
+from ..likelihoods import LikelihoodHead
+from ..objective import ModelOutput, PosteriorUnavailable
+from .registry import register_model
+from .vae import VAE, upcast
 
 #: ``log sigma`` of every latent Gaussian is bounded smoothly to ``(-LOG_SIGMA_BOUND, +...)``:
 #: sigma in (0.018, 55), which keeps the deep hierarchy's KL terms finite early in training.
 LOG_SIGMA_BOUND = 4.0
-
-
-class PosteriorUnavailable(NotImplementedError):
-    """The model's ``q(z|x)`` is not one diagonal Gaussian over a flat latent."""
 
 
 class ResBlock(nn.Module):
@@ -87,7 +87,8 @@ class BottomUp(nn.Module):
         features: list[torch.Tensor] = []
         for down, blocks in zip(self.down, self.blocks, strict=True):
             h = down(F.elu(h))
-            for block in blocks:
+            # torch types a ModuleList's items as Module; these items are ModuleLists.
+            for block in blocks:  # type: ignore[attr-defined]
                 h = block(h)
                 features.append(h)
         return features[::-1]
@@ -103,6 +104,7 @@ class TopDownLayer(nn.Module):
         # init), so the 15 KL terms start at 0 instead of swamping the first updates.
         self.posterior = nn.Conv2d(2 * width, 2 * latent_channels, 3, padding=1)
         nn.init.zeros_(self.posterior.weight)
+        assert self.posterior.bias is not None  # Conv2d has one unless bias=False
         nn.init.zeros_(self.posterior.bias)
         self.project = nn.Conv2d(latent_channels, width, 3, padding=1)
         self.update = ResBlock(width)
@@ -204,42 +206,29 @@ class HierarchicalVAE(VAE):
     def num_latent_layers(self) -> int:
         return len(self.decoder.layers)
 
-    def posterior(self, x: torch.Tensor):  # type: ignore[override]
+    def posterior(self, x: torch.Tensor):
         raise PosteriorUnavailable(
             "the hierarchical VAE's q(z|x) is not one diagonal Gaussian (each layer depends on "
             "the layers above it); this needs a single-latent model such as 'conv'")
 
-    def forward(self, images: torch.Tensor, beta: float = 1.0,
-                noise: torch.Tensor | None = None) -> ELBOTerms:
-        """ELBO terms for a batch; ``kl`` is the sum over the 15 (``num_latent_layers``) layers."""
-        x, target = prepare_batch(images, self.head, self.compute_dtype)
+    def forward(self, x: torch.Tensor, noise: torch.Tensor | None = None) -> ModelOutput:
+        """Run the inference and generative paths on ``x`` (floats in [0, 1], ``(B, C, H, W)``)
+        with flat noise ``(B, latent_dim)`` (drawn here if ``None``; cast to the model's
+        precision).
+
+        ``kl`` is the sum over the ``num_latent_layers`` layers of the analytic per-layer KL given
+        the sampled layers above; ``log_prior_ratio`` sums ``log p(z_i|z_>i) - log q(z_i|z_>i, x)``
+        over every layer; ``z`` is the noise.
+        """
         if noise is None:
             noise = torch.randn(x.shape[0], self.latent_dim, device=x.device)
-        params, kl, _ = self.decoder.run(noise, self.encoder(x))
-        assert kl is not None
-        likelihood: ImageLikelihood = self.head(params, target=target)
-        nll = -likelihood.log_prob(target)
-        loss = (nll + beta * kl).mean()
-        return ELBOTerms(nll=nll, kl=kl, loss=loss, likelihood=likelihood, posterior=None,
-                         z=noise)
-
-    @torch.no_grad()
-    def reconstruct(self, images: torch.Tensor) -> torch.Tensor:
-        """Means of ``p(x|z)`` with every layer at its posterior mean, images in [0, 1]."""
-        x, _ = prepare_batch(images, self.head, self.compute_dtype)
-        zeros = torch.zeros(x.shape[0], self.latent_dim, device=x.device)
-        params, _, _ = self.decoder.run(zeros, self.encoder(x))
-        return self.head.to_unit_interval(self.head.predict_mean(params))
-
-    def log_importance_weights(self, images: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-        """``log p(x|z) + log p(z) - log q(z|x)`` ``(B,)`` nats at ``z`` drawn with ``noise``
-        ``(B, latent_dim)``: the importance weight of the IWAE bound (all layers)."""
-        x, target = prepare_batch(images, self.head, self.compute_dtype)
-        params, _, log_ratio = self.decoder.run(noise, self.encoder(x), log_ratio=True)
-        assert log_ratio is not None
-        return self.head(params, target=target).log_prob(target) + log_ratio
+        noise = noise.to(self.compute_dtype)
+        params, kl, log_ratio = self.decoder.run(noise, self.encoder(x), log_ratio=True)
+        assert kl is not None and log_ratio is not None
+        return ModelOutput(params=params, kl=kl, log_prior_ratio=log_ratio, z=noise)
 
 
+@register_model("hierarchical", "15 layers of latent variables (BIVA's baseline hierarchical VAE)")
 def build_hierarchical_vae(
     image_shape: tuple[int, int, int],
     head: LikelihoodHead,

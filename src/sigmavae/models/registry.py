@@ -1,32 +1,63 @@
-"""Name -> model builder (the CLI's ``--model``)."""
+"""Name -> model builder (the CLI's ``--model``), filled by :func:`register_model` decorators.
+
+A builder is ``builder(image_shape, head, **options) -> model``: it gets the shape of one data
+point (``(C, H, W)``, or ``(T, C, H, W)`` for a sequence model) and the likelihood head, and
+returns any ``nn.Module`` that follows the protocol of :mod:`sigmavae.objective`. Its keyword
+options (the ``--model-option`` keys) are checked against its signature and type hints:
+
+>>> @register_model("mine", "my own model")
+... def build_mine(image_shape, head, *, latent_dim: int = 16) -> nn.Module: ...
+"""
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from typing import Any
 
+from torch import nn
+
 from ..likelihoods import LikelihoodHead
 from ..options import OptionError, check_options
-from .conv import build_conv_vae
-from .hierarchical import build_hierarchical_vae
-from .vae import VAE
+from ..registry import Registry
 
-_BUILDERS: dict[str, Callable[..., VAE]] = {
-    "conv": build_conv_vae,  # the paper's small conv VAE (App. B)
-    "hierarchical": build_hierarchical_vae,  # 15 layers of latent variables (BIVA's baseline)
-}
+ModelBuilder = Callable[..., nn.Module]
+
+#: The modules whose decorators register the built-in models.
+BUILTIN_MODULES = ("conv", "hierarchical")
+#: Parameters of a builder that the caller sets (never user options).
+INTERNAL_PARAMETERS = ("image_shape", "data_shape", "head")
+
+
+def _load_builtins() -> None:
+    for module in BUILTIN_MODULES:
+        importlib.import_module(f"{__package__}.{module}")
+
+
+MODELS: Registry[ModelBuilder] = Registry("model", load_builtins=_load_builtins)
+
+
+def register_model(name: str, summary: str) -> Callable[[ModelBuilder], ModelBuilder]:
+    """Decorator: register a model builder under ``name`` with a one-line summary."""
+    return MODELS.register(name, summary)
 
 
 def model_names() -> list[str]:
-    return sorted(_BUILDERS)
+    """The registered model names, sorted."""
+    return MODELS.names()
 
 
-def build_model(name: str, image_shape: tuple[int, int, int], head: LikelihoodHead,
-                **options: Any) -> VAE:
-    """Build model ``name`` for images ``(C, H, W)`` with likelihood ``head``."""
+def build_model(name: str, image_shape: tuple[int, ...], head: LikelihoodHead,
+                **options: Any) -> nn.Module:
+    """Build model ``name`` for data points of shape ``image_shape`` with likelihood ``head``.
+
+    Raises:
+        OptionError: an unknown model or option, a value of the wrong type, or one the builder
+            refuses (``model 'name': <its reason>``).
+    """
     options = check_model_options(name, options)
     try:
-        return _BUILDERS[name](image_shape, head, **options)
+        return MODELS.get(name)(image_shape, head, **options)
     except (TypeError, ValueError) as err:  # a value the builder refuses
         raise OptionError(f"model {name!r}: {err}") from err
 
@@ -37,7 +68,5 @@ def check_model_options(name: str, options: dict[str, Any]) -> dict[str, Any]:
     Raises:
         OptionError: an unknown model or option, or a value of the wrong type.
     """
-    if not isinstance(name, str) or name not in _BUILDERS:
-        raise OptionError(f"unknown model {name!r}; choose one of: {', '.join(model_names())}")
-    return check_options(f"model {name!r}", _BUILDERS[name], options,
-                         internal=("image_shape", "head"))
+    builder = MODELS.get(name)
+    return check_options(f"model {name!r}", builder, options, internal=INTERNAL_PARAMETERS)

@@ -1,7 +1,10 @@
 """A VAE = encoder q(z|x) + unit Gaussian prior p(z) + decoder network + likelihood head p(x|z).
 
-The model knows its head only through ``head.param_channels`` (to size the decoder) and the
-distribution the head returns, so every head fits every model.
+The model computes and :mod:`sigmavae.objective` scores: ``forward(x, noise)`` returns a
+:class:`~sigmavae.objective.ModelOutput` (the decoder's head parameters, the analytic KL and
+``log p(z) - log q(z|x)`` at the drawn ``z``), and the objective applies the head. The model knows
+its head only through ``head.param_channels`` (to size the decoder), so every head fits every
+model.
 """
 
 from __future__ import annotations
@@ -12,63 +15,18 @@ import torch
 from torch import nn
 from torch.distributions import Independent, Normal
 
-from ..likelihoods import ImageLikelihood, LikelihoodHead
-from ..likelihoods.base import NUM_LEVELS
+from ..likelihoods import LikelihoodHead
+from ..objective import (
+    HALF_LOG_2PI,
+    ELBOTerms,
+    ModelOutput,
+    prepare_batch,
+    reconstruct,
+    sample,
+    standard_normal_log_prob,
+)
 
-
-class ELBOTerms:
-    """Per-example terms of the evidence lower bound, all in nats (sums over dimensions).
-
-    (A plain class, not a dataclass or tuple, so engines that convert the outputs of a model leave
-    the distributions inside alone.)
-
-    Attributes:
-        nll: ``-log p(x|z)`` for one posterior sample, ``(B,)`` (the distortion).
-        kl: ``KL(q(z|x) || p(z))`` analytic, ``(B,)`` (the rate).
-        loss: ``mean(nll + beta * kl)``, the scalar training loss (``beta = 1``: the negative ELBO).
-        likelihood: the decoder distribution ``p(x|z)`` (batch ``(B,)``).
-        posterior: ``q(z|x)`` (batch ``(B,)``, event ``(latent_dim,)``); ``None`` for models
-            whose posterior is not one distribution over a flat latent (hierarchical).
-        z: the posterior sample, ``(B, latent_dim)`` (hierarchical: its standard-normal noise).
-    """
-
-    def __init__(self, nll: torch.Tensor, kl: torch.Tensor, loss: torch.Tensor,
-                 likelihood: ImageLikelihood, posterior: Independent | None,
-                 z: torch.Tensor) -> None:
-        self.nll = nll
-        self.kl = kl
-        self.loss = loss
-        self.likelihood = likelihood
-        self.posterior = posterior
-        self.z = z
-
-    @property
-    def elbo(self) -> torch.Tensor:
-        """``-(nll + kl)``, ``(B,)`` nats: a single-sample estimate of the lower bound."""
-        return -(self.nll + self.kl)
-
-
-def prepare_batch(
-    images: torch.Tensor, head: LikelihoodHead, dtype: torch.dtype = torch.float32
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Split a batch into (encoder input in [0, 1], the head's target).
-
-    ``images`` is ``uint8`` ``(B, C, ...)`` (preferred) or float in ``[0, 1]``; discrete heads then
-    get ``round(255 x)``. The encoder input is ``dtype`` (float32, or float64 for a model trained
-    in double precision, which then also gets a float64 target for continuous heads).
-    """
-    if images.dtype == torch.uint8:
-        x, target = images.to(dtype).div_(NUM_LEVELS - 1), head.prepare_target(images)
-    elif not images.is_floating_point():
-        raise ValueError(f"images must be uint8 or float in [0, 1], got {images.dtype}")
-    elif head.data_kind == "unit":
-        x, target = images, images
-    else:
-        x, target = images, torch.round(images * (NUM_LEVELS - 1)).long()
-    if dtype == torch.float64:
-        x = x.to(dtype)
-        target = target.to(dtype) if target.is_floating_point() else target
-    return x, target
+__all__ = ["VAE", "ELBOTerms", "ModelOutput", "kl_to_standard_normal", "prepare_batch", "upcast"]
 
 
 def upcast(values: torch.Tensor) -> torch.Tensor:
@@ -121,57 +79,42 @@ class VAE(nn.Module):
         mu, logvar = upcast(h).chunk(2, dim=1)
         return Independent(Normal(mu, (0.5 * logvar).exp(), validate_args=False), 1)
 
-    def prior(self, device: torch.device | str | None = None) -> Independent:
-        """``p(z) = N(0, I)`` with event ``(latent_dim,)``."""
-        zeros = torch.zeros(self.latent_dim, device=device)
-        return Independent(Normal(zeros, torch.ones_like(zeros), validate_args=False), 1)
+    def generate(self, noise: torch.Tensor) -> torch.Tensor:
+        """Head parameters ``(B, head.param_channels(C), ...)`` of the prior sample ``z = noise``
+        (``p(z) = N(0, I)``), noise ``(B, latent_dim)``."""
+        return self.decoder(noise)
 
-    def decode(self, z: torch.Tensor, target: torch.Tensor | None = None) -> ImageLikelihood:
-        """``p(x|z)`` for latents ``(B, L)``; ``target`` is needed by data-dependent heads."""
-        return self.head(self.decoder(z), target=target)
+    def forward(self, x: torch.Tensor, noise: torch.Tensor | None = None) -> ModelOutput:
+        """Encode ``x`` (floats in [0, 1], ``(B, *data_shape)``), draw ``z ~ q(z|x)`` with
+        ``noise`` ``(B, latent_dim)`` (drawn here, as ``q.rsample()`` would, if ``None``) and
+        decode it.
 
-    def forward(
-        self, images: torch.Tensor, beta: float = 1.0, noise: torch.Tensor | None = None
-    ) -> ELBOTerms:
-        """ELBO terms for a batch (``uint8`` or float in [0, 1], shape ``(B, *data_shape)``).
-
-        ``beta`` weights the KL in ``loss`` only; ``nll``/``kl``/``elbo`` are always the true terms.
-        ``noise`` ``(B, latent_dim)`` is the standard normal draw of the reparameterisation
-        (drawn here if ``None``); the trainer passes it so N processes draw exactly what one
-        process with the whole batch would.
+        ``z`` and ``log p(z) - log q(z|x)`` are computed in the wider of the posterior's and the
+        noise's dtype (float64 noise, as the IWAE metric draws, gives float64 latent terms); the
+        decoder sees ``z`` in the posterior's dtype.
         """
-        x, target = prepare_batch(images, self.head, self.compute_dtype)
         q = self.posterior(x)
+        loc, scale = q.base_dist.loc, q.base_dist.scale
         if noise is None:
-            z = q.rsample()
+            eps = torch.empty_like(loc).normal_()  # what q.rsample() draws
         else:
-            base = q.base_dist
-            z = base.loc + base.scale * noise.to(base.loc)
-        likelihood = self.decode(z, target=target)
-        nll = -likelihood.log_prob(target)
-        kl = kl_to_standard_normal(q)
-        loss = (nll + beta * kl).mean()
-        return ELBOTerms(nll=nll, kl=kl, loss=loss, likelihood=likelihood, posterior=q, z=z)
+            wide = torch.float64 if torch.float64 in (loc.dtype, noise.dtype) else loc.dtype
+            eps = noise.to(device=loc.device, dtype=wide)
+            loc, scale = loc.to(wide), scale.to(wide)
+        z = loc + scale * eps
+        log_q = (-0.5 * eps.pow(2) - scale.log() - HALF_LOG_2PI).sum(-1)
+        log_prior = standard_normal_log_prob(z).sum(-1)
+        z = z.to(q.base_dist.loc.dtype)
+        return ModelOutput(params=self.decoder(z), kl=kl_to_standard_normal(q),
+                           log_prior_ratio=log_prior - log_q, z=z, posterior=q)
 
-    @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Means of ``p(x|z)`` for ``n`` prior samples, as images in [0, 1], ``(n, *data_shape)``.
+        """:func:`sigmavae.objective.sample`: ``n`` prior samples as images in [0, 1]."""
+        return sample(self, n, generator)
 
-        """
-        device = next(self.parameters()).device
-        z = torch.randn(n, self.latent_dim, generator=generator, device=device)
-        z = z.to(self.compute_dtype)
-        return self.head.to_unit_interval(self._decoded_mean(z))
-
-    @torch.no_grad()
     def reconstruct(self, images: torch.Tensor) -> torch.Tensor:
-        """Means of ``p(x|z)`` at the posterior mean, images in [0, 1]."""
-        x, _ = prepare_batch(images, self.head, self.compute_dtype)
-        z = self.posterior(x).mean
-        return self.head.to_unit_interval(self._decoded_mean(z))
-
-    def _decoded_mean(self, z: torch.Tensor) -> torch.Tensor:
-        return self.head.predict_mean(self.decoder(z))
+        """:func:`sigmavae.objective.reconstruct`: decoder means at the posterior mean."""
+        return reconstruct(self, images)
 
 
 def kl_to_standard_normal(q: Independent) -> torch.Tensor:

@@ -1,15 +1,41 @@
-"""The training configuration: one validated dataclass, loadable from YAML, overridable by CLI."""
+"""The training configuration: one typed dataclass, each field declared once.
+
+A field's type, its constraints and its help text sit together in its annotation::
+
+    epochs: Annotated[int, Field(ge=1, description="passes over the training set")] = 10
+
+and that one declaration is everything the other front ends use:
+
+* YAML files (:meth:`TrainConfig.from_yaml`): the keys are the field names;
+* ``sigmavae train``: :mod:`sigmavae.cli` makes one flag per field from :func:`settings`
+  (``--epochs N``; ``--drop-last`` / ``--no-drop-last`` for a boolean; ``--likelihood-option
+  KEY=VALUE``, repeatable, for a mapping), with the field's description as its help;
+* the checks: every value is validated by `pydantic <https://docs.pydantic.dev>`_ against the
+  annotation, strictly (``"3"`` is not an integer, ``1`` is not ``true``; an integer is a valid
+  number), the same checker :mod:`sigmavae.options` uses for the heads', models' and data
+  sets' options. A bad value is one :class:`ConfigError` line naming the key, what it takes and
+  what it got.
+
+The data set, head and model names and their option keys are checked against the registries
+when the config is made, so a wrong one fails before any data is read or file written.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import functools
+import math
+import os
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import yaml
+from pydantic import Field, TypeAdapter, ValidationError
+from pydantic.fields import FieldInfo
 
 from ..messages import first_line
 
@@ -18,122 +44,140 @@ class ConfigError(ValueError):
     """A configuration file or value is invalid (unknown key, wrong type, bad value)."""
 
 
+Precision = Literal["32-true", "bf16-mixed", "16-mixed", "64-true"]
+Accelerator = Literal["auto", "cpu", "cuda", "gpu", "mps"]
 #: Fabric precisions the trainer supports (the likelihood is float32 under the mixed ones).
-PRECISIONS = ("32-true", "bf16-mixed", "16-mixed", "64-true")
+PRECISIONS: tuple[str, ...] = typing.get_args(Precision)
 #: Fabric accelerators a run may ask for.
-ACCELERATORS = ("auto", "cpu", "cuda", "gpu", "mps")
+ACCELERATORS: tuple[str, ...] = typing.get_args(Accelerator)
+
+
+@dataclass(frozen=True)
+class Registered:
+    """Annotation marker: the field names an entry of a registry (listed in ``--help``)."""
+
+    names: Callable[[], list[str]]
+
+
+def _data_names() -> list[str]:
+    from ..data import dataset_names
+
+    return dataset_names()
+
+
+def _likelihood_names() -> list[str]:
+    from ..likelihoods import names
+
+    return names()
+
+
+def _model_names() -> list[str]:
+    from ..models import model_names
+
+    return model_names()
 
 
 @dataclass
 class TrainConfig:
     """Everything a training run needs. Units: ``lr`` per Adam step, sizes in examples."""
 
-    # data
-    data: str = "frey"
-    data_root: str | None = None
-    data_options: dict[str, Any] = field(default_factory=dict)
-    train_subset: int | None = None  # use only the first N training examples
-    val_subset: int | None = None
-    # model and likelihood
-    model: str = "conv"
-    # conv: size of z (20 if null); hierarchical: latent channels of each of its layers (8)
-    latent_dim: int | None = None
-    model_options: dict[str, Any] = field(default_factory=dict)  # e.g. width, layers, stages
-    likelihood: str = "optimal_sigma"
-    likelihood_options: dict[str, Any] = field(default_factory=dict)
-    beta: float = 1.0  # KL weight in the training loss only (1 = the ELBO)
-    # optimisation (paper, App. B: Adam 1e-3, batch 128, 10 epochs)
-    epochs: int = 10
-    batch_size: int = 128
-    drop_last: bool = False  # drop each epoch's partial last batch (one batch shape: compile once)
-    lr: float = 1e-3
-    grad_clip: float | None = None
-    seed: int = 0
-    # engine
-    accelerator: str = "auto"  # "cpu", "cuda", "auto"
-    devices: int = 1
-    num_nodes: int = 1
-    # Fabric precision: "32-true", "bf16-mixed", "16-mixed" (CUDA; a CPU gets bf16-mixed),
-    # "64-true" (float64 throughout: for exactness checks, see tests/training)
-    precision: str = "32-true"
-    data_on_device: bool = True
-    channels_last: bool = False  # NHWC memory layout for the conv layers (measure: see benchmarks)
-    compile: bool = False  # torch.compile the model (first steps compile; measure before use)
-    tune_malloc: bool = True  # on CPU: keep activation blocks in glibc's heap (training.allocator)
-    fused_adam: bool = True  # torch's fused Adam kernel where available (training.optim)
-    # outputs
-    out: str = "runs/sigmavae"
-    log_every_n_steps: int = 10
-    checkpoint_every_n_steps: int | None = None  # besides the end of every epoch
-    keep_epoch_checkpoints: bool = False
-    num_samples: int = 64  # images in the sample grid
-    progress: bool = True
-    # reliability
-    max_nonfinite_steps: int = 20  # consecutive skipped steps before the run stops
+    # -- data
+    data: Annotated[str, Field(description="data set"), Registered(_data_names)] = "frey"
+    data_root: Annotated[str | None, Field(
+        description="where the data set's files are (null: the set's default place; see "
+                    "sigmavae data NAME)")] = None
+    data_options: Annotated[dict[str, Any], Field(
+        description="data set option, e.g. image_size=32")] = field(default_factory=dict)
+    train_subset: Annotated[int | None, Field(
+        ge=1, description="use only the first N training images")] = None
+    val_subset: Annotated[int | None, Field(
+        ge=1, description="use only the first N validation images")] = None
+    # -- model and likelihood
+    model: Annotated[str, Field(description="network"), Registered(_model_names)] = "conv"
+    latent_dim: Annotated[int | None, Field(
+        ge=1, description="conv: size of z (null: 20); hierarchical: latent channels of each "
+                          "of its layers (null: 8)")] = None
+    model_options: Annotated[dict[str, Any], Field(
+        description="network option, e.g. width=32 or layers=6 for hierarchical")] = field(
+        default_factory=dict)
+    likelihood: Annotated[str, Field(description="decoder likelihood head"),
+                          Registered(_likelihood_names)] = "optimal_sigma"
+    likelihood_options: Annotated[dict[str, Any], Field(
+        description="option of the head (a keyword of its constructor), e.g. beta=0.006")] = field(
+        default_factory=dict)
+    beta: Annotated[float, Field(
+        ge=0, description="KL weight in the training loss only (1 = the ELBO)")] = 1.0
+    # -- optimisation (paper, App. B: Adam 1e-3, batch 128, 10 epochs)
+    epochs: Annotated[int, Field(ge=1, description="passes over the training set")] = 10
+    batch_size: Annotated[int, Field(ge=1, description="images per step and process")] = 128
+    drop_last: Annotated[bool, Field(
+        description="drop each epoch's partial last batch (one batch shape: with --compile, "
+                    "no recompile)")] = False
+    lr: Annotated[float, Field(gt=0, description="Adam learning rate")] = 1e-3
+    grad_clip: Annotated[float | None, Field(
+        gt=0, description="clip the gradient norm to this value (null: no clipping)")] = None
+    seed: Annotated[int, Field(
+        ge=0, le=2**32 - 1, description="seed of the initialisation, batches and noise")] = 0
+    # -- engine
+    accelerator: Annotated[Accelerator, Field(description="Fabric accelerator")] = "auto"
+    devices: Annotated[int, Field(ge=1, description="processes per node")] = 1
+    num_nodes: Annotated[int, Field(ge=1, description="machines")] = 1
+    precision: Annotated[Precision, Field(
+        description="Fabric precision: bf16-mixed, 16-mixed (CUDA; a CPU gets bf16-mixed), "
+                    "64-true (float64 throughout, for exactness checks)")] = "32-true"
+    data_on_device: Annotated[bool, Field(
+        description="hold the data set on the training device")] = True
+    channels_last: Annotated[bool, Field(
+        description="NHWC memory layout for the conv layers (measure: see benchmarks)")] = False
+    compile: Annotated[bool, Field(
+        description="torch.compile the model (the first steps compile; measure before use)")] \
+        = False
+    tune_malloc: Annotated[bool, Field(
+        description="on a CPU, keep activation blocks in glibc's heap (training.allocator)")] \
+        = True
+    fused_adam: Annotated[bool, Field(
+        description="torch's fused Adam kernel where available (training.optim)")] = True
+    # -- outputs
+    out: Annotated[str, Field(description="output folder")] = "runs/sigmavae"
+    log_every_n_steps: Annotated[int, Field(
+        ge=1, description="steps between rows of steps.csv and TensorBoard")] = 10
+    checkpoint_every_n_steps: Annotated[int | None, Field(
+        ge=1, description="also checkpoint every N steps (besides the end of every epoch)")] \
+        = None
+    keep_epoch_checkpoints: Annotated[bool, Field(
+        description="also keep checkpoints/epoch_XXXX.ckpt of every epoch")] = False
+    num_samples: Annotated[int, Field(ge=1, description="images in the sample grid")] = 64
+    progress: Annotated[bool, Field(description="show a progress bar")] = True
+    # -- reliability
+    max_nonfinite_steps: Annotated[int, Field(
+        ge=1, description="consecutive skipped (non-finite) steps before the run stops")] = 20
 
     def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size", "devices", "num_nodes",
-                     "log_every_n_steps", "num_samples", "max_nonfinite_steps"):
-            value = getattr(self, name)
-            if value < 1:
-                raise ConfigError(f"config: {name} must be >= 1, got {value}")
-        if self.precision not in PRECISIONS:
-            raise ConfigError(f"config: precision must be one of {list(PRECISIONS)}, got "
-                              f"{self.precision!r}")
-        if not self.lr > 0:
-            raise ConfigError(f"config: lr must be > 0, got {self.lr}")
-        if self.beta < 0:
-            raise ConfigError(f"config: beta must be >= 0, got {self.beta}")
-        for name in ("latent_dim", "train_subset", "val_subset", "checkpoint_every_n_steps"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise ConfigError(f"config: {name} must be >= 1 or null, got {value}")
-        if not 0 <= self.seed < 2**32:
-            raise ConfigError(f"config: seed must be in 0..2^32-1, got {self.seed}")
-        if self.grad_clip is not None and not self.grad_clip > 0:
-            raise ConfigError(f"config: grad_clip must be > 0 or null, got {self.grad_clip}")
-        if self.accelerator not in ACCELERATORS:
-            raise ConfigError(f"config: accelerator must be one of {list(ACCELERATORS)}, got "
-                              f"{self.accelerator!r}")
-        self._check_components()
-
-    def _check_components(self) -> None:
-        """The data set, head and model names and options, before any data is read or file
-        written: a wrong one is a one-line ConfigError, not a traceback mid-run."""
-        from ..data import dataset_names
-        from ..likelihoods import create
-        from ..models import check_model_options
-        from ..options import OptionError
-
-        if self.data not in dataset_names():
-            raise ConfigError(f"config: data must be one of {dataset_names()}, got "
-                              f"{self.data!r}")
-        try:
-            create(self.likelihood, **self.likelihood_options)  # cheap: a head is small
-            check_model_options(self.model, self.model_options)
-        except OptionError as err:
-            raise ConfigError(f"config: {err}") from None
+        for name, value in _check_values(vars(self), "config").items():
+            setattr(self, name, value)  # ints given for floats become floats
 
     # -- (de)serialisation ------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
+        """The config as plain data (what ``config.json`` and checkpoints hold)."""
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, values: dict[str, Any], source: str = "config") -> TrainConfig:
-        """Build from a mapping, rejecting unknown keys and values of the wrong type."""
+        """Build from a mapping, rejecting unknown keys and bad values (messages name
+        ``source``: the file, or ``config``)."""
         if not isinstance(values, dict):
             raise ConfigError(f"{source}: expected a mapping of keys to values, got "
                               f"{type(values).__name__}")
-        known = {f.name: f for f in dataclasses.fields(cls)}
+        known = [f.name for f in dataclasses.fields(cls)]
         unknown = sorted(set(values) - set(known))
         if unknown:
             raise ConfigError(f"{source}: unknown key(s) {unknown}; valid keys: {sorted(known)}")
-        hints = typing.get_type_hints(cls)
-        checked = {k: _coerce(v, hints[k], f"{source}: {k}") for k, v in values.items()}
-        return cls(**checked)
+        defaults = {s.name: s.default_value() for s in settings()}
+        return cls(**_check_values({**defaults, **values}, source))
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> TrainConfig:
+        """Load a YAML mapping of field names to values (any subset; the rest default)."""
         path = Path(path)
         if not path.is_file():
             raise ConfigError(f"config file {path} does not exist")
@@ -149,36 +193,134 @@ class TrainConfig:
         return cls.from_dict(values, source=str(path))
 
     def replace(self, **changes: Any) -> TrainConfig:
+        """A copy with ``changes`` applied, checked like a new config."""
         return self.from_dict({**self.to_dict(), **changes})
 
 
-def _coerce(value: Any, hint: Any, where: str) -> Any:
-    """Check ``value`` against a type hint (int, float, str, bool, dict, ``X | None``)."""
-    origin = typing.get_origin(hint)
-    if origin in (typing.Union, types.UnionType):
-        options = typing.get_args(hint)
-        if value is None and type(None) in options:
-            return None
-        inner = [o for o in options if o is not type(None)]
-        return _coerce(value, inner[0], where)
-    if origin is dict or hint is dict:
-        if not isinstance(value, dict):
-            raise ConfigError(f"{where} must be a mapping, got {value!r}")
-        return dict(value)
-    if hint is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{where} must be true or false, got {value!r}")
-        return value
-    if hint is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{where} must be an integer, got {value!r}")
-        return value
-    if hint is float:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ConfigError(f"{where} must be a number, got {value!r}")
-        return float(value)
-    if hint is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{where} must be a string, got {value!r}")
-        return value
-    return value
+# -- the fields as data: what the CLI builds its flags from ---------------------------------------
+@dataclass(frozen=True)
+class Setting:
+    """One :class:`TrainConfig` field: its name, type, default, constraints and help."""
+
+    name: str
+    hint: Any  #: the full annotation (``Annotated[...]``), what pydantic validates
+    kind: type  #: ``bool``, ``int``, ``float``, ``str`` or ``dict``
+    optional: bool  #: ``None`` (YAML ``null``) is allowed
+    choices: tuple[str, ...] | None  #: the allowed strings of a ``Literal`` field
+    registered: Registered | None  #: a registry the value is a name of
+    help: str
+    constraints: dict[str, Any]  #: ``ge``, ``gt``, ``le`` bounds
+    default: Any
+    default_factory: Callable[[], Any] | None
+
+    def default_value(self) -> Any:
+        """The default (a fresh one for mutable defaults)."""
+        return self.default_factory() if self.default_factory is not None else self.default
+
+    def names(self) -> list[str] | None:
+        """The valid values where the field has a fixed or registered set of them."""
+        if self.choices is not None:
+            return list(self.choices)
+        return self.registered.names() if self.registered is not None else None
+
+    def check(self, value: Any, source: str) -> Any:
+        """``value`` validated (ints made floats where a number is asked, paths made strings
+        where a string is), or ConfigError."""
+        if self.kind is str and isinstance(value, os.PathLike):
+            value = os.fspath(value)
+        try:
+            return _adapter(self.name).validate_python(value, strict=True)
+        except ValidationError as err:
+            raise ConfigError(f"{source}: {self.name} must be {self._expected(err)}, got "
+                              f"{value!r}") from None
+
+    def _expected(self, err: ValidationError) -> str:
+        kind = err.errors()[0]["type"]
+        bounds = {"greater_than_equal": "ge", "greater_than": "gt", "less_than_equal": "le"}
+        if kind in bounds and {"ge", "le"} <= set(self.constraints):
+            text = (f"in {_number(self.constraints['ge'])}.."
+                    f"{_number(self.constraints['le'])}")
+        elif kind in bounds:
+            bound = bounds[kind]
+            text = f"{_SYMBOLS[bound]} {_number(self.constraints[bound])}"
+        elif self.choices is not None and kind == "literal_error":
+            text = f"one of {list(self.choices)}"
+        else:
+            text = _TYPE_WORDS[self.kind]
+        return f"{text} or null" if self.optional else text
+
+
+_SYMBOLS = {"ge": ">=", "gt": ">", "le": "<="}
+_TYPE_WORDS = {bool: "true or false", int: "an integer", float: "a number", str: "a string",
+               dict: "a mapping"}
+
+
+def _number(value: float) -> str:
+    """A bound as people write it: ``0`` not ``0.0``, ``2^32-1`` not ``4294967295``."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, int) and value > 2**16 and math.log2(value + 1).is_integer():
+        return f"2^{int(math.log2(value + 1))}-1"
+    return str(value)
+
+
+@functools.cache
+def settings() -> tuple[Setting, ...]:
+    """Every :class:`TrainConfig` field as a :class:`Setting`, in declaration order."""
+    hints = typing.get_type_hints(TrainConfig, include_extras=True)
+    out = []
+    for f in dataclasses.fields(TrainConfig):
+        hint = hints[f.name]
+        base, *extras = typing.get_args(hint)
+        info = next(e for e in extras if isinstance(e, FieldInfo))
+        registered = next((e for e in extras if isinstance(e, Registered)), None)
+        union = typing.get_origin(base) in (typing.Union, types.UnionType)
+        members = typing.get_args(base) if union else (base,)
+        optional = type(None) in members
+        inner = next(m for m in members if m is not type(None))
+        if typing.get_origin(inner) is Literal:
+            kind, choices = str, tuple(typing.get_args(inner))
+        else:
+            kind, choices = typing.get_origin(inner) or inner, None
+        constraints = {k: getattr(m, k) for m in info.metadata for k in ("ge", "gt", "le")
+                       if getattr(m, k, None) is not None}
+        factory = None if f.default_factory is dataclasses.MISSING else f.default_factory
+        out.append(Setting(
+            name=f.name, hint=hint, kind=kind, optional=optional, choices=choices,
+            registered=registered, help=info.description or "", constraints=constraints,
+            default=None if f.default is dataclasses.MISSING else f.default,
+            default_factory=factory))
+    return tuple(out)
+
+
+@functools.cache
+def _adapter(name: str) -> TypeAdapter[Any]:
+    return TypeAdapter(next(s.hint for s in settings() if s.name == name))
+
+
+def _check_values(values: dict[str, Any], source: str) -> dict[str, Any]:
+    """Every field of ``values`` (all of them) validated, then the data set, head and model
+    names and options: a wrong one is a one-line ConfigError naming ``source``, before any
+    data is read or file written."""
+    checked = {s.name: s.check(values[s.name], source) for s in settings()}
+    _check_components(checked, source)
+    return checked
+
+
+def _check_components(values: dict[str, Any], source: str) -> None:
+    """The data set, head and model names, then their options (keys and value types), against
+    the registries and the factories' signatures; nothing is read."""
+    from ..data import DataError, check_dataset_options
+    from ..likelihoods import create
+    from ..models import check_model_options
+    from ..options import OptionError
+
+    data_names = _data_names()
+    if values["data"] not in data_names:
+        raise ConfigError(f"{source}: data must be one of {data_names}, got {values['data']!r}")
+    try:
+        create(values["likelihood"], **values["likelihood_options"])  # cheap: a head is small
+        check_model_options(values["model"], values["model_options"])
+        check_dataset_options(values["data"], values["data_options"])
+    except (OptionError, DataError) as err:
+        raise ConfigError(f"{source}: {err}") from None

@@ -2,41 +2,51 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from ..messages import first_line
-from ..models import VAE
-from .checkpoint import CheckpointError, load_checkpoint
+from .build import build_vae
+from .checkpoint import CheckpointError
 from .config import ConfigError, TrainConfig
-from .trainer import build_vae
+from .state import TrainState
 
 #: Config keys a checkpoint must carry to rebuild its model (and find its data): present in every
 #: checkpoint sigmavae has written; other keys default as in :class:`TrainConfig`.
 REQUIRED_CONFIG_KEYS = ("data", "model", "latent_dim", "likelihood", "likelihood_options")
 
 
-def load_trained(path: str | Path, map_location: str = "cpu") -> tuple[VAE, TrainConfig]:
+def load_trained(
+    path: str | Path, map_location: str = "cpu",
+    model: nn.Module | Callable[[tuple[int, ...]], nn.Module] | None = None,
+) -> tuple[nn.Module, TrainConfig]:
     """The model (in eval mode) and the training config stored in checkpoint ``path``.
+
+    The model is rebuilt from the stored config (model and likelihood registries), or is
+    ``model``: a ready module, or a function of the data shape making one (a user's own model,
+    which the registries do not know), into which the weights are loaded. Both checkpoint
+    formats load (:data:`~sigmavae.training.state.FORMAT` and the first releases' ``v1``).
 
     Raises:
         CheckpointError: the file is not a readable sigmavae checkpoint (see
-            :func:`load_checkpoint`), lacks its config or image shape, its config cannot build a
-            model, or its weights do not fit the model the config describes.
+            :func:`load_checkpoint`), has another format or unknown entries (see
+            :meth:`TrainState.from_dict`), lacks its config or data shape, its config cannot
+            build a model, or its weights do not fit the model.
         ConfigError: the stored config has unknown keys, or values of the wrong type or out of
             range (the message names the file).
     """
-    state = load_checkpoint(path, map_location=map_location)
-    for key in ("config", "image_shape"):
-        if key not in state:
-            raise CheckpointError(f"{path} is not a sigmavae training checkpoint: it has no "
-                                  f"{key!r} entry")
-    config = _config(state["config"], path)
-    shape = _image_shape(state["image_shape"], path)
+    state = TrainState.load(path, map_location=map_location)
+    config = _config(state.config, path)
+    shape = tuple(state.data_shape)
     try:
-        model = build_vae(config, shape)
+        if model is None:
+            model = build_vae(config, shape)
+        elif not isinstance(model, nn.Module):
+            model = model(shape)
     except (ValueError, TypeError, KeyError, RuntimeError) as err:
         if isinstance(err, ConfigError | CheckpointError):
             raise
@@ -45,9 +55,9 @@ def load_trained(path: str | Path, map_location: str = "cpu") -> tuple[VAE, Trai
     if config.precision == "64-true":  # trained in float64: evaluate in float64 too
         model = model.double()
     try:
-        model.load_state_dict(state["model"])
+        model.load_state_dict(state.model)
     except RuntimeError as err:
-        raise CheckpointError(_mismatch_message(path, config, model, state["model"], err)) \
+        raise CheckpointError(_mismatch_message(path, config, model, state.model, err)) \
             from err
     model.eval()
     return model, config
@@ -70,16 +80,7 @@ def _config(values: Any, path: str | Path) -> TrainConfig:
         raise ConfigError(message) from err
 
 
-def _image_shape(value: Any, path: str | Path) -> tuple[int, int, int]:
-    ok = (isinstance(value, list | tuple) and len(value) == 3
-          and all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in value))
-    if not ok:
-        raise CheckpointError(f"{path}: the checkpoint's 'image_shape' must be 3 positive "
-                              f"integers (channels, height, width), got {value!r}")
-    return (int(value[0]), int(value[1]), int(value[2]))
-
-
-def _mismatch_message(path: str | Path, config: TrainConfig, model: VAE,
+def _mismatch_message(path: str | Path, config: TrainConfig, model: nn.Module,
                       weights: dict[str, torch.Tensor], err: RuntimeError) -> str:
     """One line: which entries the checkpoint's weights lack, add, or have in another shape."""
     expected = model.state_dict()

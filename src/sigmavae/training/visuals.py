@@ -5,44 +5,65 @@ from __future__ import annotations
 import csv
 import math
 from pathlib import Path
+from typing import cast
 
 import torch
+from torch import nn
 from torchvision.utils import save_image
 
+from .. import objective
 from ..metrics.elbo import NOT_A_BOUND
-from ..models.vae import VAE
+
+
+def _frames(x: torch.Tensor) -> tuple[torch.Tensor, int | None]:
+    """Images ``(n, C, H, W)`` as they are; sequences ``(n, T, C, H, W)`` as their frames
+    ``(n * T, C, H, W)`` and ``T`` (one sequence a grid row)."""
+    if x.dim() == 4:
+        return x, None
+    if x.dim() == 5:
+        return x.flatten(0, 1), int(x.shape[1])
+    raise ValueError(f"a grid shows images (n, C, H, W) or sequences (n, T, C, H, W), got "
+                     f"shape {tuple(x.shape)}")
 
 
 @torch.no_grad()
-def save_sample_grid(model: VAE, path: Path, n: int = 64, seed: int = 0) -> Path:
-    """Decoder means of ``n`` prior samples (fixed seed: comparable across epochs)."""
+def save_sample_grid(model: nn.Module, path: Path, n: int = 64, seed: int = 0) -> Path:
+    """Decoder means of ``n`` prior samples (fixed seed: comparable across epochs); a sequence
+    model's samples are rows of frames."""
     g = torch.Generator(device=next(model.parameters()).device).manual_seed(seed)
     was_training = model.training
     model.eval()
     try:
-        images = model.sample(n, generator=g)
+        images = objective.sample(cast(objective.Model, model), n, generator=g)
     finally:
         model.train(was_training)
+    frames, per_row = _frames(images.float().cpu())
     path.parent.mkdir(parents=True, exist_ok=True)
-    save_image(images.float().cpu(), path, nrow=math.ceil(math.sqrt(n)), padding=1)
+    save_image(frames, path, nrow=per_row or math.ceil(math.sqrt(n)), padding=1)
     return path
 
 
 @torch.no_grad()
-def save_reconstruction_grid(model: VAE, images: torch.Tensor, path: Path) -> Path:
-    """Rows alternate data and reconstructions (posterior mean -> decoder mean)."""
+def save_reconstruction_grid(model: nn.Module, images: torch.Tensor, path: Path) -> Path:
+    """Rows alternate data and reconstructions (posterior mean -> decoder mean): 8 images a
+    row, or one sequence's frames a row."""
     was_training = model.training
     model.eval()
     try:
         device = next(model.parameters()).device
-        recon = model.reconstruct(images.to(device)).float().cpu()
+        recon = objective.reconstruct(cast(objective.Model, model),
+                                      images.to(device)).float().cpu()
     finally:
         model.train(was_training)
     data = images.float().cpu() / 255.0
-    per_row = min(8, data.shape[0])
-    rows = []
-    for start in range(0, data.shape[0] - per_row + 1, per_row):
-        rows += [data[start:start + per_row], recon[start:start + per_row]]
+    if data.dim() == 5:  # sequences: a row of data frames, then its reconstruction
+        per_row = int(data.shape[1])
+        rows = [frames for pair in zip(data[:8], recon[:8], strict=True) for frames in pair]
+    else:
+        per_row = min(8, data.shape[0])
+        rows = []
+        for start in range(0, data.shape[0] - per_row + 1, per_row):
+            rows += [data[start:start + per_row], recon[start:start + per_row]]
     path.parent.mkdir(parents=True, exist_ok=True)
     save_image(torch.cat(rows), path, nrow=per_row, padding=1)
     return path

@@ -1,0 +1,50 @@
+"""``sigmavae experiment NAME``: the command-line shell over :func:`.driver.run_experiments`."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from typing import Any
+
+from .definitions import EXPERIMENTS
+from .driver import run_experiments
+from .presets import PRESETS
+
+
+def add_parser(subparsers: Any, key_values: Any) -> None:
+    """Add the ``experiment`` sub-command; ``key_values(items, flag)`` parses KEY=VALUE lists."""
+    names = ", ".join([*EXPERIMENTS.names(), "all"])
+    p = subparsers.add_parser(
+        "experiment", help="reproduce a table or figure of the paper",
+        description="Run one of the paper's experiments and write report.md (measured beside "
+                    "published numbers, verdicts), runs.csv and figures. Experiments:\n"
+                    + EXPERIMENTS.describe() + "\nall: every experiment, then an index.",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("name", metavar="NAME", help=f"one of: {names}")
+    p.add_argument("--preset", default="cpu", choices=sorted(PRESETS),
+                   help="cpu: shared/data stand-ins, sizes for 2 CPU cores; paper: App. B")
+    p.add_argument("--out", default="docs/results", help="folder of the reports")
+    p.add_argument("--runs-dir", default="runs/experiments",
+                   help="folder of the training runs (finished runs are reused)")
+    p.add_argument("--seeds", type=int, help="seeds per configuration (default: the preset's)")
+    p.add_argument("--data", help="run on this registered data set instead of the preset's")
+    p.add_argument("--data-root")
+    p.add_argument("--data-option", action="append", metavar="KEY=VALUE")
+    p.add_argument("--jobs", type=int, default=1, help="runs at once on this machine")
+    p.add_argument("--plan", action="store_true",
+                   help="only write every run's train.yaml and commands.txt for a scheduler")
+    p.add_argument("--collect", action="store_true",
+                   help="only build the reports from the finished runs")
+    p.set_defaults(func=lambda args: run(args, key_values))
+
+
+def run(args: argparse.Namespace, key_values: Any) -> int:
+    shown = [a for a in sys.argv[1:] if a not in ("--plan", "--collect")]
+    command = "sigmavae " + " ".join(shlex.quote(a) for a in shown) if shown else None
+    run_experiments(
+        args.name, preset=args.preset, out=args.out, runs_dir=args.runs_dir, seeds=args.seeds,
+        data=args.data, data_root=args.data_root,
+        data_options=key_values(args.data_option, "--data-option"), jobs=args.jobs,
+        plan=args.plan, collect=args.collect, command=command)
+    return 0

@@ -1,0 +1,166 @@
+"""Run, plan or collect experiments: ``sigmavae experiment NAME`` is :func:`run_experiments`.
+
+>>> run_experiments(["beta-sweep"], preset="cpu", out="docs/results", runs_dir="runs/experiments")
+
+Experiments run in the order of :data:`ORDER` (the beta-sweep first: the decoders experiment
+uses its best beta), each training only the runs that are not evaluated yet.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from .definitions import EXPERIMENTS, Context, Experiment, Results, Section
+from .presets import (
+    PRESETS,
+    DataChoice,
+    ExperimentError,
+    Preset,
+    cache_dir,
+    default_data,
+    user_data,
+    with_seeds,
+)
+from .report import write_index, write_report
+from .runs import EvalSettings, RunSpec, RunStore, write_plan
+
+#: ``all`` runs the experiments in this order.
+ORDER = ("beta-sweep", "mi-vs-beta", "variance-convergence", "decoders", "discretized")
+
+
+@dataclass
+class Outcome:
+    """What :func:`run_experiments` wrote: each experiment's report, the index, the plan."""
+
+    reports: dict[str, Path]
+    sections: dict[str, Section]
+    index: Path | None = None
+    plan: Path | None = None
+
+
+def experiment_names(name: str) -> list[str]:
+    if name == "all":
+        return list(ORDER)
+    if name not in EXPERIMENTS:
+        raise ExperimentError(f"unknown experiment {name!r}; choose one of: "
+                              f"{', '.join([*EXPERIMENTS.names(), 'all'])}")
+    return [name]
+
+
+def _data_for(preset: Preset, roles: Sequence[str], data: str | None, data_root: str | None,
+              data_options: dict[str, Any]) -> dict[str, DataChoice]:
+    if data is not None:  # the user's data for every role
+        choice = user_data(data, data_root, data_options)
+        return dict.fromkeys(roles, choice)
+    if data_root is not None or data_options:
+        raise ExperimentError("--data-root and --data-option need --data (the data set they "
+                              "belong to)")
+    return {role: default_data(preset, role) for role in roles}
+
+
+def fid_classifier(data: DataChoice, preset: Preset,
+                   log: Callable[[str], None]) -> tuple[str, str]:
+    """The ``--fid-features`` of ``data`` and the note reports print: a classifier trained once
+    on its labelled training split (cached), or the pixels where the data has no labels."""
+    from ..data import load_dataset
+    from ..metrics.fid_classifier import load_classifier_features, train_classifier
+
+    options = dict(data.data_options)
+    key = json.dumps({**data.train_keys(), "epochs": preset.classifier_epochs,
+                      "images": preset.classifier_images}, sort_keys=True)
+    path = (cache_dir() / "fid-classifiers"
+            / f"{data.key}-{hashlib.sha1(key.encode()).hexdigest()[:10]}.safetensors")
+    if not path.is_file():
+        train = load_dataset(data.data, "train", data.data_root, **options)
+        if train.labels is None:
+            return "pixels", (f"{data.label} has no class labels: Fréchet distance of the raw "
+                              "pixels (a weak proxy; not Inception, not comparable with "
+                              "published FIDs)")
+        test = load_dataset(data.data, "test", data.data_root, **options)
+        log(f"experiment: training the FID feature classifier on {data.label} "
+            f"({min(len(train), preset.classifier_images or len(train))} labelled images)")
+        train_classifier(train.images, train.labels, path, data=data.label,
+                         test_images=test.images, test_labels=test.labels,
+                         epochs=preset.classifier_epochs, max_images=preset.classifier_images)
+    info = load_classifier_features(path).info
+    return f"classifier:{path}", info.describe()
+
+
+def run_experiments(
+    names: Sequence[str] | str, *, preset: str | Preset = "cpu", out: str | Path = "docs/results",
+    runs_dir: str | Path = "runs/experiments", seeds: int | None = None, data: str | None = None,
+    data_root: str | None = None, data_options: dict[str, Any] | None = None, jobs: int = 1,
+    plan: bool = False, collect: bool = False, command: str | None = None,
+    log: Callable[[str], None] = lambda m: print(m, flush=True),
+) -> Outcome:
+    """Run (or ``plan``, or ``collect``) the experiments ``names`` and write their reports.
+
+    Args:
+        names: experiment names, or ``"all"``.
+        preset: ``"cpu"``, ``"paper"`` or a :class:`Preset`.
+        out: folder of the reports (one sub-folder per experiment; ``all`` adds README.md).
+        runs_dir: folder of the runs (shared by all experiments; finished runs are reused).
+        seeds: seeds per configuration (default: the preset's).
+        data, data_root, data_options: run on this registered data set instead of the preset's.
+        jobs: runs at once on this machine.
+        plan: only write every run's config and ``commands.txt`` (for a scheduler).
+        collect: only build the reports from the runs that have finished.
+        command: the command line printed in the reports.
+    """
+    if plan and collect:
+        raise ExperimentError("--plan and --collect exclude each other")
+    if jobs < 1:
+        raise ExperimentError(f"--jobs must be >= 1, got {jobs}")
+    names = experiment_names(names) if isinstance(names, str) else list(names)
+    base = PRESETS[preset] if isinstance(preset, str) else preset
+    if isinstance(preset, str) and preset not in PRESETS:
+        raise ExperimentError(f"--preset: expected one of {', '.join(PRESETS)}, got {preset!r}")
+    chosen = with_seeds(base, seeds)
+    out, store = Path(out), RunStore(Path(runs_dir), log=log)
+    experiments: list[Experiment] = [EXPERIMENTS.get(n)() for n in names]
+    roles = sorted({r for e in experiments for r in e.roles})
+    datas = _data_for(chosen, roles, data, data_root, dict(data_options or {}))
+    features = {d.key: fid_classifier(d, chosen, log) for d in datas.values()}
+    command = command or f"sigmavae experiment {' '.join(names)} --preset {chosen.name}"
+
+    def settings(spec: RunSpec) -> EvalSettings:
+        key = next(d.key for d in datas.values()
+                   if d.train_keys() == {k: spec.train.get(k) for k in d.train_keys()})
+        return EvalSettings(images=chosen.eval_images, fid_samples=chosen.fid_samples,
+                            mi_data=chosen.mi_data, elbo_samples=chosen.elbo_samples,
+                            fid_features=features[key][0])
+
+    outcome = Outcome({}, {})
+    contexts = {e.name: Context(chosen, datas, store, out / e.name,
+                                {d.label: features[d.key][1] for d in datas.values()})
+                for e in experiments}
+    if plan:
+        specs = [s for e in experiments for s in e.runs(contexts[e.name])]
+        outcome.plan = write_plan(store, specs, settings, out / "plan")
+        (out / "plan" / "preset.json").write_text(json.dumps(asdict(chosen), indent=2) + "\n")
+        log(f"experiment: wrote {len(set(s.run_id for s in specs))} run configs under {runs_dir}"
+            f" and {outcome.plan} (one line per run: train, then eval)")
+        return outcome
+    for experiment in experiments:
+        ctx = contexts[experiment.name]
+        specs = experiment.runs(ctx)
+        if not collect:
+            log(f"experiment {experiment.name}: {len(specs)} runs")
+            store.execute(specs, settings, jobs)
+        results = Results(store, specs)
+        section = experiment.analyse(ctx, results)
+        path = write_report(ctx, experiment, section, command, missing=len(results.missing))
+        outcome.reports[experiment.name] = path
+        outcome.sections[experiment.name] = section
+        log(f"experiment {experiment.name}: wrote {path}")
+    if len(experiments) > 1:
+        outcome.index = write_index(out, [(e, outcome.reports[e.name],
+                                           outcome.sections[e.name]) for e in experiments],
+                                    command)
+        log(f"experiment: wrote {outcome.index}")
+    return outcome

@@ -1,0 +1,167 @@
+"""Presets: which data, sizes and settings an experiment runs with (``--preset cpu|paper``).
+
+``paper`` is App. B of the paper: SVHN at 28x28 for the small conv model (Table 1, Figures 4 and
+9, Table 2's SVHN column), CIFAR-10 at 32x32 for Tables 3 and 4, Adam 1e-3, batch 128, 10 epochs,
+the whole training split. It needs the data sets (torchvision's layouts) and, to finish in hours, a
+GPU.
+
+``cpu`` is what finishes on 2 CPU cores from the files of ``shared/data`` beside the project:
+the CIFAR-10 JPEG copy resized to 28x28 stands in for SVHN (both are 32x32 RGB photographs of
+objects or digits, resized as the paper resized SVHN); the CIFAR-10 JPEG copy at 32x32 for
+CIFAR-10; fewer training images, fewer epochs and fewer test images. Every stand-in and reduction
+is written into each report.
+"""
+
+from __future__ import annotations
+
+import os
+import tarfile
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+
+class ExperimentError(ValueError):
+    """An experiment cannot run as asked (missing data, a bad option); one line, names it."""
+
+
+@dataclass(frozen=True)
+class DataChoice:
+    """One data set an experiment trains on.
+
+    ``key`` names it in run ids; ``label`` is how reports name it ("CIFAR-10 (JPEG copy) at
+    28x28, the stand-in for SVHN"); ``stands_in_for`` is the paper's data set it replaces.
+    """
+
+    key: str
+    data: str
+    data_root: str | None
+    data_options: dict[str, Any]
+    label: str
+    stands_in_for: str | None = None
+
+    def train_keys(self) -> dict[str, Any]:
+        """The TrainConfig keys of this data choice."""
+        return {"data": self.data, "data_root": self.data_root,
+                "data_options": dict(self.data_options)}
+
+
+@dataclass(frozen=True)
+class Preset:
+    """Sizes and settings shared by every run of an experiment."""
+
+    name: str
+    train_subset: int | None  # training images (None: the whole split)
+    val_subset: int | None
+    epochs: int
+    batch_size: int
+    lr: float
+    seeds: int  # default number of seeds per configuration
+    eval_images: int | None  # test images every metric uses (None: the whole split)
+    fid_samples: int
+    mi_data: int
+    elbo_samples: int
+    log_every_n_steps: int
+    classifier_epochs: int
+    classifier_images: int | None
+    hierarchical: bool  # whether Table 2's hierarchical columns are run
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    def train_keys(self) -> dict[str, Any]:
+        return {"train_subset": self.train_subset, "val_subset": self.val_subset,
+                "epochs": self.epochs, "batch_size": self.batch_size, "lr": self.lr,
+                "log_every_n_steps": self.log_every_n_steps}
+
+
+PRESETS: dict[str, Preset] = {
+    "paper": Preset(
+        name="paper", train_subset=None, val_subset=None, epochs=10, batch_size=128, lr=1e-3,
+        seeds=3, eval_images=None, fid_samples=10_000, mi_data=10_000, elbo_samples=1,
+        log_every_n_steps=10, classifier_epochs=10, classifier_images=None, hierarchical=True,
+        notes=("App. B settings: Adam 1e-3, batch 128, 10 epochs, the whole training split.",)),
+    "cpu": Preset(
+        name="cpu", train_subset=4000, val_subset=1000, epochs=4, batch_size=128, lr=1e-3,
+        seeds=3, eval_images=2000, fid_samples=2000, mi_data=2000, elbo_samples=1,
+        log_every_n_steps=5, classifier_epochs=3, classifier_images=10_000, hierarchical=False,
+        notes=("Reduced to finish on 2 CPU cores: 4,000 training images (not the whole split), "
+               "4 epochs (not 10), 2,000 test images for every metric, FID from 2,000 prior "
+               "samples; Adam 1e-3 and batch 128 as in App. B.",
+               "The hierarchical-VAE columns of Table 2 are not run (hours per run on a CPU); "
+               "--preset paper runs them.")),
+}
+
+
+def shared_data_dir() -> Path | None:
+    """The project's ``shared/data`` folder: ``$SIGMAVAE_SHARED_DATA``, else ``../shared/data``
+    relative to the working directory (the layout of a checkout beside its data), else None."""
+    env = os.environ.get("SIGMAVAE_SHARED_DATA")
+    candidates = [Path(env)] if env else []
+    candidates.append(Path.cwd().parent / "shared" / "data")
+    for path in candidates:
+        if path.is_dir():
+            return path.resolve()
+    return None
+
+
+def cache_dir() -> Path:
+    """Where extracted archives and trained feature classifiers are kept."""
+    env = os.environ.get("SIGMAVAE_CACHE")
+    return Path(env) if env else Path.home() / ".cache" / "sigmavae"
+
+
+def extract_cifar_jpeg(shared: Path) -> Path:
+    """Extract ``cifar10-jpeg/{train,test}.tar`` once into the cache; the folder with
+    ``train/<class>/*.jpg`` and ``test/<class>/*.jpg``."""
+    source = shared / "cifar10-jpeg"
+    target = cache_dir() / "cifar10-jpeg"
+    for split in ("train", "test"):
+        done = target / f".{split}-extracted"
+        if done.is_file():
+            continue
+        archive = source / f"{split}.tar"
+        if not archive.is_file():
+            raise ExperimentError(f"cpu preset: {archive} is missing; expected the CIFAR-10 "
+                                  "JPEG archives of shared/data (or pass --data and --data-root)")
+        target.mkdir(parents=True, exist_ok=True)
+        with tarfile.open(archive) as tar:
+            tar.extractall(target, filter="data")
+        done.touch()
+    return target
+
+
+def default_data(preset: Preset, role: str) -> DataChoice:
+    """The data a preset uses for ``role``: ``"svhn"`` (Table 1, Figures 4 and 9, Table 2's conv
+    column) or ``"cifar"`` (Tables 3 and 4)."""
+    if preset.name == "paper":
+        if role == "svhn":
+            return DataChoice("svhn28", "svhn", "data/svhn", {"image_size": 28},
+                              "SVHN at 28x28 (App. B)")
+        return DataChoice("cifar10", "cifar10", "data/cifar10", {}, "CIFAR-10 at 32x32")
+    shared = shared_data_dir()
+    if shared is None:
+        raise ExperimentError("cpu preset: no shared/data folder found (set "
+                              "SIGMAVAE_SHARED_DATA, run from the project folder beside "
+                              "shared/, or pass --data and --data-root)")
+    root = str(extract_cifar_jpeg(shared))
+    if role == "svhn":
+        return DataChoice("cifar28", "folder", root,
+                          {"image_size": 28, "labels": True, "shuffle": True},
+                          "CIFAR-10 (JPEG copy) resized to 28x28", stands_in_for="SVHN")
+    return DataChoice("cifar32", "folder", root, {"labels": True, "shuffle": True},
+                      "CIFAR-10 (JPEG copy) at 32x32", stands_in_for="CIFAR-10")
+
+
+def user_data(data: str, data_root: str | None, data_options: dict[str, Any]) -> DataChoice:
+    """The data the user named with ``--data``/``--data-root``/``--data-option``."""
+    key = data.replace(":", "-")
+    if data_options.get("image_size"):
+        key += str(data_options["image_size"])
+    return DataChoice(key, data, data_root, dict(data_options), f"{data} (chosen with --data)")
+
+
+def with_seeds(preset: Preset, seeds: int | None) -> Preset:
+    if seeds is None:
+        return preset
+    if seeds < 1:
+        raise ExperimentError(f"--seeds must be >= 1, got {seeds}")
+    return replace(preset, seeds=seeds)

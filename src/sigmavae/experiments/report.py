@@ -1,0 +1,139 @@
+"""An experiment's ``report.md`` and ``runs.csv``, and the index of ``all``."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from .definitions import Context, Experiment, Section, Verdict
+from .stats import fmt_number
+
+
+def markdown_table(rows: Sequence[dict[str, str]]) -> list[str]:
+    if not rows:
+        return ["(no finished runs)"]
+    keys = list(rows[0])
+    lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+    lines += ["| " + " | ".join(str(r.get(k, "")).replace("|", "/") for k in keys) + " |"
+              for r in rows]
+    return lines
+
+
+def verdict_table(verdicts: Sequence[Verdict], with_experiment: bool = False) -> list[str]:
+    head = ["experiment"] if with_experiment else []
+    lines = ["| " + " | ".join([*head, "claim", "verdict", "numbers (mean ± SE over seeds)",
+                                "rule"]) + " |",
+             "|" + "---|" * (len(head) + 4)]
+    for v in verdicts:
+        cells = [v.claim.experiment] if with_experiment else []
+        cells += [v.claim.text, f"**{v.status}**", v.evidence, v.claim.rule]
+        lines.append("| " + " | ".join(c.replace("|", "/") for c in cells) + " |")
+    return lines
+
+
+def write_csv(rows: Sequence[dict[str, Any]], path: Path) -> Path:
+    keys: list[str] = []
+    for row in rows:
+        keys += [k for k in row if k not in keys]
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=keys)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: json.dumps(v) if isinstance(v, dict) else
+                             ("" if v is None else v) for k, v in row.items()})
+    return path
+
+
+def wall_minutes(rows: Sequence[dict[str, Any]]) -> float | None:
+    seconds = [r["wall_seconds"] for r in rows if r.get("wall_seconds") is not None]
+    return sum(seconds) / 60 if seconds else None
+
+
+def _relative(path: Path, start: Path) -> str:
+    return os.path.relpath(path, start)
+
+
+def setup_lines(ctx: Context, experiment: Experiment, command: str) -> list[str]:
+    preset = ctx.preset
+    lines = [f"Command: `{command}`", "", "## Setup", ""]
+    for role in experiment.roles:
+        data = ctx.data[role]
+        stand_in = f", standing in for {data.stands_in_for}" if data.stands_in_for else ""
+        lines.append(f"- Data: {data.label}{stand_in} (`{data.data}` with options "
+                     f"{json.dumps(data.data_options)}).")
+    lines += [
+        f"- Training: the small conv VAE of App. B (latent 20), Adam lr {preset.lr:g}, batch "
+        f"{preset.batch_size}, {preset.epochs} epochs, "
+        + (f"the first {preset.train_subset} training images" if preset.train_subset
+           else "the whole training split") + ".",
+        "- Scaling: continuous heads model x/255 in [0, 1] with a density; discrete heads model "
+        "the 8-bit intensities. Bounds are -ELBO in nats per image (sums over all C x H x W "
+        "data dimensions and the latent dimensions), single-sample, on "
+        + (f"the first {preset.eval_images} test images" if preset.eval_images
+           else "the whole test split") + ".",
+        f"- Seeds: {preset.seeds} per configuration (0..{preset.seeds - 1}); every number is "
+        "the mean ± its standard error over seeds. A claim is reproduced only when it holds "
+        "beyond two standard errors.",
+        "- FID: " + "; ".join(f"{k}: {v}" for k, v in ctx.fid_features.items())
+        + f"; {preset.fid_samples} prior samples (decoder means) against as many test images.",
+    ]
+    lines += [f"- {note}" for note in preset.notes]
+    return lines
+
+
+def write_report(ctx: Context, experiment: Experiment, section: Section, command: str,
+                 missing: int) -> Path:
+    """Write ``report.md`` and ``runs.csv`` into ``ctx.out``; return the report's path."""
+    out = ctx.out
+    out.mkdir(parents=True, exist_ok=True)
+    write_csv(section.rows, out / "runs.csv")
+    minutes = wall_minutes(section.rows)
+    lines = [f"# {experiment.title} ({experiment.paper})", "",
+             _summary(experiment), "", *setup_lines(ctx, experiment, command), ""]
+    lines += ["## Measured beside published", ""]
+    lines += markdown_table(section.table)
+    lines += ["", "Published numbers are the paper's, as printed (its own data sets at full size"
+              " and with Inception FID): they show the paper's ordering, not values to match "
+              "on this data."]
+    lines += [f"- {note}" for note in section.notes]
+    if missing:
+        lines += ["", f"**{missing} run(s) not finished yet**: the numbers above use the "
+                  "finished ones; rerun the command to complete them."]
+    lines += ["", "## Verdicts", "", *verdict_table(section.verdicts), ""]
+    if section.figures:
+        lines += ["## Figures", ""]
+        for caption, path in section.figures:
+            lines += [f"![{caption}]({_relative(path, out)})", "", f"*{caption}*", ""]
+    lines += ["## Runs", "",
+              f"Every run: `runs.csv` ({len(section.rows)} runs; one row per run and seed, "
+              "units in the column names). Wall time of these runs on this machine: "
+              + (f"{fmt_number(minutes)} min" if minutes is not None else "n/a")
+              + " (runs shared with other experiments are counted in each).", ""]
+    path = out / "report.md"
+    path.write_text("\n".join(lines))
+    return path
+
+
+def _summary(experiment: Experiment) -> str:
+    from .definitions import EXPERIMENTS
+
+    return EXPERIMENTS.summary(experiment.name)
+
+
+def write_index(out: Path, reports: Sequence[tuple[Experiment, Path, Section]],
+                command: str) -> Path:
+    """``out/README.md``: every experiment's verdicts in one table, with links."""
+    lines = ["# Reproducing the paper: results", "", f"Command: `{command}`", "",
+             "| experiment | paper | report |", "|---|---|---|"]
+    for experiment, path, _ in reports:
+        lines.append(f"| {experiment.name} | {experiment.paper} | "
+                     f"[{experiment.title}]({_relative(path, out)}) |")
+    verdicts = [v for _, _, section in reports for v in section.verdicts]
+    lines += ["", "## Verdicts", "", *verdict_table(verdicts, with_experiment=True), ""]
+    path = out / "README.md"
+    path.write_text("\n".join(lines))
+    return path

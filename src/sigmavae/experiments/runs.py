@@ -1,0 +1,242 @@
+"""Runs of an experiment: ordinary ``sigmavae train`` configs and ``sigmavae eval`` commands.
+
+A run is identified by its label, seed and a digest of its training config, so that two
+experiments asking for the same training (the beta-sweep's optimal-sigma run and the decoders'
+one) share one run, and a finished run is found and reused. Its folder holds ``train.yaml``
+(the config, ``out`` pointing at the folder), the trainer's outputs (``final.json``,
+``steps.csv``, checkpoints, grids) and ``eval.json`` (the test metrics).
+
+State of a run, from its files: ``new`` -> ``started`` (a checkpoint: ``--resume auto`` goes on
+from it) -> ``trained`` (``final.json``) -> ``evaluated`` (``eval.json``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import hashlib
+import json
+import multiprocessing
+import os
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .presets import ExperimentError
+
+#: Metrics every run is evaluated with (the union of what the experiments read).
+EVAL_METRICS = ("elbo", "discretized", "mi", "fid")
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One training run: ``row`` names it in tables (the published row, e.g. ``beta_vae_0.01``),
+    ``label`` is how people read it; ``train`` holds its TrainConfig keys (no ``out``)."""
+
+    row: str
+    label: str
+    train: dict[str, Any]
+    seed: int
+
+    @property
+    def run_id(self) -> str:
+        # named by the head, not the row: two tables' rows with one config share one run
+        digest = hashlib.sha1(json.dumps(self.train, sort_keys=True).encode()).hexdigest()[:8]
+        return f"{self.train.get('likelihood', 'run')}-s{self.seed}-{digest}"
+
+    def config(self, folder: Path) -> dict[str, Any]:
+        return {**self.train, "seed": self.seed, "out": str(folder), "progress": False}
+
+
+@dataclass(frozen=True)
+class EvalSettings:
+    """How each run is evaluated (the same for every run of an experiment)."""
+
+    images: int | None
+    fid_samples: int
+    mi_data: int
+    elbo_samples: int
+    fid_features: str  # "classifier:PATH", "pixels", "inception[:PATH]"
+
+    def args(self, checkpoint: Path, out: Path) -> list[str]:
+        args = ["eval", str(checkpoint), "--metrics", ",".join(EVAL_METRICS),
+                "--elbo-samples", str(self.elbo_samples), "--fid-samples", str(self.fid_samples),
+                "--mi-data", str(self.mi_data), "--fid-features", self.fid_features,
+                "--device", "cpu", "--out", str(out)]
+        if self.images is not None:
+            args += ["--limit", str(self.images)]
+        return args
+
+
+@dataclass
+class RunResult:
+    """A finished run's numbers: the trainer's ``final.json``, ``eval.json``, and the path of
+    its ``steps.csv``."""
+
+    spec: RunSpec
+    folder: Path
+    final: dict[str, Any]
+    evaluation: dict[str, Any]
+
+    def metric(self, name: str) -> dict[str, Any]:
+        return self.evaluation.get("metrics", {}).get(name, {"available": False})
+
+    def steps(self) -> list[dict[str, str]]:
+        path = self.folder / "steps.csv"
+        if not path.is_file():
+            return []
+        with path.open(newline="") as f:
+            return list(csv.DictReader(f))
+
+
+@dataclass
+class RunStore:
+    """The folder of all runs (``--runs-dir``), shared by every experiment."""
+
+    root: Path
+    log: Callable[[str], None] = field(default=lambda message: print(message, flush=True))
+
+    def folder(self, spec: RunSpec) -> Path:
+        return self.root / spec.run_id
+
+    def status(self, spec: RunSpec) -> str:
+        folder = self.folder(spec)
+        if (folder / "final.json").is_file():
+            return "evaluated" if (folder / "eval.json").is_file() else "trained"
+        if (folder / "checkpoints" / "last.ckpt").is_file():
+            return "started"
+        return "new"
+
+    def write_config(self, spec: RunSpec) -> Path:
+        """``<run>/train.yaml``: the run's ``sigmavae train --config`` file."""
+        folder = self.folder(spec)
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / "train.yaml"
+        text = yaml.safe_dump(spec.config(folder), sort_keys=True)
+        if not path.is_file() or path.read_text() != text:
+            path.write_text(text)
+        return path
+
+    def commands(self, spec: RunSpec, settings: EvalSettings) -> tuple[list[str], list[str]]:
+        """The ``sigmavae`` argument lists that train and evaluate ``spec``."""
+        folder = self.folder(spec)
+        train = ["train", "--config", str(folder / "train.yaml"), "--resume", "auto"]
+        evaluate = settings.args(folder / "checkpoints" / "last.ckpt", folder / "eval.json")
+        return train, evaluate
+
+    def result(self, spec: RunSpec) -> RunResult | None:
+        """The numbers of an evaluated run, else None."""
+        folder = self.folder(spec)
+        if self.status(spec) != "evaluated":
+            return None
+        try:
+            final = json.loads((folder / "final.json").read_text())
+            evaluation = json.loads((folder / "eval.json").read_text())
+        except (OSError, json.JSONDecodeError) as err:
+            raise ExperimentError(f"run {folder}: unreadable results ({err}); delete the run "
+                                  "folder to rerun it") from None
+        return RunResult(spec, folder, final, evaluation)
+
+    # -- execution ------------------------------------------------------------------------------
+    def execute(self, specs: Sequence[RunSpec], settings: Callable[[RunSpec], EvalSettings],
+                jobs: int = 1) -> None:
+        """Train and evaluate every run that is not evaluated yet, ``jobs`` at a time.
+
+        Runs execute in ``jobs`` worker processes (each imports torch once and gets
+        ``cores / jobs`` threads) through the ``sigmavae train`` and ``sigmavae eval`` commands,
+        their output in ``<run>/train.log`` and ``eval.log``. A failing run stops nothing else;
+        the first error is raised at the end.
+        """
+        todo = [s for s in _unique(specs) if self.status(s) != "evaluated"]
+        done = len(_unique(specs)) - len(todo)
+        self.log(f"experiment: {done} of {done + len(todo)} runs already evaluated, "
+                 f"{len(todo)} to run ({jobs} at a time)")
+        if not todo:
+            return
+        threads = max(1, (os.cpu_count() or 1) // jobs)
+        failures: list[str] = []
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=context,
+                                 initializer=_init_worker, initargs=(threads,)) as pool:
+            futures = {}
+            for spec in todo:
+                self.write_config(spec)
+                train, evaluate = self.commands(spec, settings(spec))
+                train = train if self.status(spec) in ("new", "started") else []
+                self.log(f"  queue {spec.run_id} ({spec.label}, seed {spec.seed})")
+                futures[pool.submit(run_commands, train, evaluate, str(self.folder(spec)))] = spec
+            for future in as_completed(futures):
+                spec = futures[future]
+                try:
+                    seconds = future.result()
+                    self.log(f"  done  {spec.run_id} in {seconds:.0f} s")
+                except ExperimentError as err:
+                    failures.append(str(err))
+                    self.log(f"  FAILED {spec.run_id}: {err}")
+        if failures:
+            raise ExperimentError(f"{len(failures)} run(s) failed; first: {failures[0]}")
+
+
+def _init_worker(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def run_commands(train: list[str], evaluate: list[str], folder: str) -> float:
+    """In a worker: ``sigmavae TRAIN`` (unless empty), then ``sigmavae EVALUATE``, each with its
+    output in the run folder's log; the wall seconds, also written to ``wall_seconds.txt``."""
+    from ..cli import main
+
+    start = time.perf_counter()
+    run = Path(folder)
+    for args, log, what in ((train, run / "train.log", "training"),
+                            (evaluate, run / "eval.log", "evaluation")):
+        if not args:
+            continue
+        with log.open("a") as out, contextlib.redirect_stdout(out), \
+                contextlib.redirect_stderr(out):
+            print(f"$ sigmavae {' '.join(args)}", flush=True)
+            code: int | str
+            try:
+                code = main(args)
+            except Exception as err:  # a crash in one run must not stop the others
+                traceback.print_exc()
+                code = f"{type(err).__name__}: {err}"
+        if code != 0:
+            lines = log.read_text(errors="replace").strip().splitlines()
+            raise ExperimentError(f"run {run.name}: {what} failed ({code}): "
+                                  f"{lines[-1] if lines else ''} (log: {log})")
+    seconds = time.perf_counter() - start
+    if train:  # the wall time of a whole run (training + evaluation)
+        (run / "wall_seconds.txt").write_text(f"{seconds:.1f}\n")
+    return seconds
+
+
+def _unique(specs: Sequence[RunSpec]) -> list[RunSpec]:
+    seen: dict[str, RunSpec] = {}
+    for spec in specs:
+        seen.setdefault(spec.run_id, spec)
+    return list(seen.values())
+
+
+def write_plan(store: RunStore, specs: Sequence[RunSpec],
+               settings: Callable[[RunSpec], EvalSettings], folder: Path) -> Path:
+    """``--plan``: every run's ``train.yaml`` in its run folder, and ``folder/commands.txt``
+    with one line per run (``sigmavae train ... && sigmavae eval ...``) for a scheduler, e.g. a
+    SLURM array: ``sed -n "${SLURM_ARRAY_TASK_ID}p" commands.txt | bash``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = []
+    for spec in _unique(specs):
+        store.write_config(spec)
+        train, evaluate = store.commands(spec, settings(spec))
+        lines.append(f"sigmavae {' '.join(train)} && sigmavae {' '.join(evaluate)}")
+    path = folder / "commands.txt"
+    path.write_text("\n".join(lines) + "\n")
+    return path

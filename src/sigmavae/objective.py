@@ -1,0 +1,371 @@
+"""The objective: what a model computed, plus its likelihood head, as ELBO terms and IWAE weights.
+
+The models compute; this module scores. A model returns a :class:`ModelOutput` (the decoder's
+head parameters, the KL of its posterior to its prior, and ``log p(z) - log q(z|x)`` at the drawn
+latent); :func:`elbo_terms` turns that and the model's likelihood head into the negative
+log-likelihood, the loss and the ELBO, :func:`log_importance_weights` into the weights of the
+importance-weighted bound, and :func:`sample` / :func:`reconstruct` into images. The trainer and
+every metric go through these functions only, so our conv VAE, the hierarchical VAE, a sequence
+model and a user's own ``nn.Module`` are trained and evaluated by the same code.
+
+The model protocol
+------------------
+Any ``nn.Module`` with these members works; it does not subclass anything of ours.
+
+Required:
+
+* ``head``: a :class:`~sigmavae.likelihoods.LikelihoodHead` (the decoder distribution ``p(x|z)``).
+* ``latent_dim: int``: the size ``L`` of the model's flat standard-normal noise. A model with one
+  latent Gaussian reparameterises ``z = mu + sigma * noise``; a hierarchical model concatenates
+  the noise of all its latent layers into one vector of size ``L``.
+* ``data_shape: tuple[int, ...]``: the shape of one example, ``(C, H, W)`` for images (any
+  ``(C, *spatial)`` the head accepts), or ``(T, C, H, W)`` for a sequence of ``T`` frames (see
+  below).
+* ``forward(x, noise=None) -> ModelOutput``: ``x`` is the batch as floats in ``[0, 1]``,
+  ``(B, *data_shape)``, in the model's ``compute_dtype``. ``noise`` ``(B, L)`` is the
+  standard-normal draw to use (the model draws it itself when ``None``). The trainer passes
+  float32 noise (one seeded draw per global example, so any number of processes computes what one
+  process would); the IWAE metric passes float64 draws, so cast it (``noise.to(mu)``) before use.
+  A model may do the arithmetic of ``z`` and of ``log_prior_ratio`` in the wider of the two dtypes
+  (our conv VAE does: IWAE weights are then exact to float64 in the latent terms).
+* ``generate(noise) -> params``: head parameters of the prior sample with noise ``(B, L)``
+  (used for prior samples and FID), ``(B, head.param_channels(C), H, W)``.
+
+:class:`ModelOutput` fields (``B`` the batch size; the ``(B,)`` terms are nats per example,
+summed over all latent dimensions and latent layers):
+
+* ``params``: the head parameters at the drawn latent, ``(B, head.param_channels(C), H, W)``
+  (sequences: ``(B, T, head.param_channels(C), H, W)``);
+* ``kl``: ``(B,)``, the rate ``KL(q(z|x) || p(z))`` that the ELBO uses (analytic where it can be,
+  a single-sample estimate otherwise, e.g. per layer given the sampled layers above);
+* ``log_prior_ratio``: ``(B,)``, ``log p(z) - log q(z|x)`` at the drawn ``z`` (optional: ``None``
+  where the model cannot evaluate its densities; :func:`log_importance_weights` then raises
+  :class:`LogRatioUnavailable` and the IWAE metric reports why it is not available);
+* ``z``: the drawn latent (or its noise), for inspection (optional);
+* ``posterior``: ``q(z|x)`` as a distribution over a flat latent (optional, may be ``None``).
+
+Optional members:
+
+* ``compute_dtype``: the float dtype of ``x`` (default: float64 if the model's parameters are
+  float64, else float32; see :func:`compute_dtype`).
+* ``posterior(x)``: ``q(z|x)`` as one diagonal Gaussian over the flat latent,
+  ``Independent(Normal(mu, sigma), 1)`` with ``mu``, ``sigma`` of shape ``(B, L)`` (a ``Normal``
+  with batch ``(B, L)`` also works); used by the mutual-information and active-units metrics. A
+  model whose posterior is not one such Gaussian raises :class:`PosteriorUnavailable` (or has no
+  such method); those metrics then report why they are not available.
+* ``reconstruction_params(x)``: head parameters at the posterior mean, for reconstructions
+  (default: ``forward(x, noise=zeros).params``, which is the posterior mean of a Gaussian
+  posterior and of every layer of a hierarchical one).
+
+A minimal model (see ``tests/test_user_model.py`` for a complete one)::
+
+    class MyVAE(nn.Module):
+        def __init__(self, head, data_shape=(1, 28, 28), latent_dim=8):
+            super().__init__()
+            self.head, self.data_shape, self.latent_dim = head, data_shape, latent_dim
+            d, c = math.prod(data_shape), data_shape[0]
+            self.enc = nn.Linear(d, 2 * latent_dim)
+            self.dec = nn.Sequential(nn.Linear(latent_dim, head.param_channels(c) * d // c),
+                                     nn.Unflatten(1, (head.param_channels(c), *data_shape[1:])))
+
+        def posterior(self, x):
+            mu, log_sigma = self.enc(x.flatten(1)).chunk(2, dim=1)
+            return Independent(Normal(mu, log_sigma.exp()), 1)
+
+        def generate(self, noise):
+            return self.dec(noise)
+
+        def forward(self, x, noise=None):
+            q = self.posterior(x)
+            eps = torch.randn_like(q.mean) if noise is None else noise.to(q.mean)
+            z = q.base_dist.loc + q.base_dist.scale * eps
+            p = Independent(Normal(torch.zeros_like(z), torch.ones_like(z)), 1)
+            return ModelOutput(self.generate(z), kl_divergence(q, p),
+                               p.log_prob(z) - q.log_prob(z), z, q)
+
+    terms = elbo_terms(model, uint8_images)   # terms.loss, terms.nll, terms.kl: nats per image
+
+Units: every per-example quantity here is in nats, summed over all data dimensions (``nll``) or
+all latent dimensions and layers (``kl``, ``log_prior_ratio``); :func:`bits_per_dim` divides by
+``D ln 2`` with ``D = prod(data_shape)`` (:func:`data_dims`).
+
+Sequences: a model whose ``data_shape`` has four entries ``(T, C, H, W)`` (or that sets
+``is_sequence = True``) returns ``params`` of shape ``(B, T, P, H, W)``; the head is applied per
+frame, on ``(B * T, P, H, W)``, and the log-likelihood summed over the ``T`` frames, so trainer
+and metrics still see ``(B,)`` nats per example. ``ELBOTerms.likelihood`` is then the per-frame
+distribution, batch ``(B * T,)``; :func:`per_frame` flattens data to match it. Set
+``is_sequence = False`` on a model of 3-D volumes ``(C, D, H, W)``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, Protocol
+
+import torch
+from torch import nn
+from torch.distributions import Distribution
+
+from .likelihoods.base import NUM_LEVELS, ImageLikelihood, LikelihoodHead
+
+#: ``log sqrt(2 pi)``: the normalising constant of a standard normal density, per dimension.
+HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
+#: ``ln 2``: nats per bit.
+LN2 = math.log(2.0)
+
+
+class PosteriorUnavailable(NotImplementedError):
+    """The model's ``q(z|x)`` is not one diagonal Gaussian over a flat latent."""
+
+
+class LogRatioUnavailable(NotImplementedError):
+    """The model gives no ``log p(z) - log q(z|x)`` (``ModelOutput.log_prior_ratio`` is ``None``),
+    so it has no importance weights."""
+
+
+class ModelOutput:
+    """What a model's ``forward(x, noise)`` computed (see the module docstring for the protocol).
+
+    (A plain class, not a dataclass or tuple, so engines that convert the outputs of a module,
+    such as Fabric's precision plugins, leave the distribution inside alone.)
+
+    Attributes:
+        params: head parameters at the drawn latent, ``(B, P, ...)`` (sequences
+            ``(B, T, P, ...)``).
+        kl: ``KL(q(z|x) || p(z))``, ``(B,)`` nats summed over all latent dimensions and layers.
+        log_prior_ratio: ``log p(z) - log q(z|x)`` at the drawn ``z``, ``(B,)`` nats, or ``None``
+            where the model does not provide it (no IWAE then).
+        z: the drawn latent, ``(B, L)`` (hierarchical: its flat noise), or ``None``.
+        posterior: ``q(z|x)`` over the flat latent (batch ``(B,)``, event ``(L,)``) or ``None``.
+    """
+
+    def __init__(self, params: torch.Tensor, kl: torch.Tensor,
+                 log_prior_ratio: torch.Tensor | None = None, z: torch.Tensor | None = None,
+                 posterior: Distribution | None = None) -> None:
+        self.params = params
+        self.kl = kl
+        self.log_prior_ratio = log_prior_ratio
+        self.z = z
+        self.posterior = posterior
+
+
+class Model(Protocol):
+    """The static type of the model protocol (for type checkers; nothing checks it at run time).
+
+    Optional members (``compute_dtype``, ``posterior``, ``reconstruction_params``,
+    ``is_sequence``) are looked up with ``getattr`` and not listed here.
+    """
+
+    head: LikelihoodHead
+    latent_dim: int
+    data_shape: tuple[int, ...]
+    training: bool
+
+    def __call__(self, x: torch.Tensor, noise: torch.Tensor | None = None) -> ModelOutput: ...
+
+    def generate(self, noise: torch.Tensor) -> torch.Tensor: ...
+
+    def parameters(self, recurse: bool = True) -> Iterator[nn.Parameter]: ...
+
+    def train(self, mode: bool = True) -> Any: ...
+
+
+class ELBOTerms:
+    """Per-example terms of the evidence lower bound, all in nats (sums over dimensions).
+
+    (A plain class, not a dataclass or tuple, so engines that convert the outputs of a model leave
+    the distributions inside alone.)
+
+    Attributes:
+        nll: ``-log p(x|z)`` for one posterior sample, ``(B,)`` (the distortion; sequences: summed
+            over the frames).
+        kl: ``KL(q(z|x) || p(z))``, ``(B,)`` (the rate), as the model computed it.
+        loss: ``mean(nll + beta * kl)``, the scalar training loss (``beta = 1``: the negative ELBO).
+        likelihood: the decoder distribution ``p(x|z)`` (batch ``(B,)``; sequences: per frame,
+            batch ``(B * T,)``).
+        posterior: ``q(z|x)`` (batch ``(B,)``, event ``(latent_dim,)``); ``None`` for models
+            whose posterior is not one distribution over a flat latent (hierarchical).
+        z: the posterior sample, ``(B, latent_dim)`` (hierarchical: its standard-normal noise).
+    """
+
+    def __init__(self, nll: torch.Tensor, kl: torch.Tensor, loss: torch.Tensor,
+                 likelihood: ImageLikelihood, posterior: Distribution | None,
+                 z: torch.Tensor | None) -> None:
+        self.nll = nll
+        self.kl = kl
+        self.loss = loss
+        self.likelihood = likelihood
+        self.posterior = posterior
+        self.z = z
+
+    @property
+    def elbo(self) -> torch.Tensor:
+        """``-(nll + kl)``, ``(B,)`` nats: a single-sample estimate of the lower bound."""
+        return -(self.nll + self.kl)
+
+
+# -- the protocol's defaults ----------------------------------------------------------------------
+def compute_dtype(model: Model) -> torch.dtype:
+    """``model.compute_dtype`` if it has one, else float64 for a model whose parameters are
+    float64 and float32 otherwise (also under autocast, whose parameters stay float32)."""
+    dtype = getattr(model, "compute_dtype", None)
+    if dtype is not None:
+        return dtype
+    param = next(iter(model.parameters()), None)
+    return torch.float64 if param is not None and param.dtype == torch.float64 else torch.float32
+
+
+def model_device(model: Model) -> torch.device:
+    """The device of the model's first parameter (the CPU for a model without parameters)."""
+    param = next(iter(model.parameters()), None)
+    return torch.device("cpu") if param is None else param.device
+
+
+def data_dims(model: Model) -> int:
+    """``D = prod(data_shape)``, the number of data dimensions of one example (for bits/dim)."""
+    return math.prod(model.data_shape)
+
+
+def bits_per_dim(nats_per_example: float, dims: int) -> float:
+    """``nats / (D ln 2)``: nats per example to bits per data dimension."""
+    return nats_per_example / (dims * LN2)
+
+
+def is_sequence(model: Model) -> bool:
+    """Whether the model's examples are sequences of frames ``(T, C, H, W)`` (see the module
+    docstring); a model may say so itself with an ``is_sequence`` attribute."""
+    flag = getattr(model, "is_sequence", None)
+    return len(model.data_shape) == 4 if flag is None else bool(flag)
+
+
+def per_frame(model: Model, values: torch.Tensor) -> torch.Tensor:
+    """``(B, T, ...)`` -> ``(B * T, ...)`` for a sequence model (what its head sees); unchanged
+    for other models."""
+    return values.flatten(0, 1) if is_sequence(model) else values
+
+
+@contextmanager
+def eval_mode(model: nn.Module | Model) -> Iterator[None]:
+    """Put ``model`` in eval mode for the block, restoring its mode afterwards."""
+    was_training = model.training
+    model.train(False)
+    try:
+        yield
+    finally:
+        model.train(was_training)
+
+
+def standard_normal_log_prob(values: torch.Tensor) -> torch.Tensor:
+    """``log N(values; 0, 1)`` elementwise, nats."""
+    return -0.5 * values.pow(2) - HALF_LOG_2PI
+
+
+# -- data -----------------------------------------------------------------------------------------
+def prepare_batch(
+    images: torch.Tensor, head: LikelihoodHead, dtype: torch.dtype = torch.float32
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Split a batch into (the model's input in [0, 1], the head's target).
+
+    ``images`` is ``uint8`` ``(B, *data_shape)`` (preferred) or float in ``[0, 1]``; discrete heads
+    then get ``round(255 x)``. The model input is ``dtype`` (float32, or float64 for a model
+    trained in double precision, which then also gets a float64 target for continuous heads).
+    """
+    if images.dtype == torch.uint8:
+        x, target = images.to(dtype).div_(NUM_LEVELS - 1), head.prepare_target(images)
+    elif not images.is_floating_point():
+        raise ValueError(f"images must be uint8 or float in [0, 1], got {images.dtype}")
+    elif head.data_kind == "unit":
+        x, target = images, images
+    else:
+        x, target = images, torch.round(images * (NUM_LEVELS - 1)).long()
+    if dtype == torch.float64:
+        x = x.to(dtype)
+        target = target.to(dtype) if target.is_floating_point() else target
+    return x, target
+
+
+def likelihood(model: Model, params: torch.Tensor,
+               target: torch.Tensor) -> tuple[ImageLikelihood, torch.Tensor]:
+    """``p(x|z)`` from the model's head and ``log p(x|z)`` ``(B,)`` nats of ``target``.
+
+    Sequences: the head is applied per frame and the log-likelihood summed over the frames.
+    """
+    if is_sequence(model):
+        frames = target.shape[1]
+        flat_target = target.flatten(0, 1)
+        dist = model.head(params.flatten(0, 1), target=flat_target)
+        return dist, dist.log_prob(flat_target).view(-1, frames).sum(1)
+    dist = model.head(params, target=target)
+    return dist, dist.log_prob(target)
+
+
+# -- the bounds -----------------------------------------------------------------------------------
+def elbo_terms(
+    model: Model, images: torch.Tensor, beta: float = 1.0, noise: torch.Tensor | None = None,
+    forward: Callable[..., ModelOutput] | None = None,
+) -> ELBOTerms:
+    """ELBO terms of a batch (``uint8`` or float in [0, 1], shape ``(B, *model.data_shape)``).
+
+    ``beta`` weights the KL in ``loss`` only; ``nll``/``kl``/``elbo`` are always the true terms.
+    ``noise`` ``(B, latent_dim)`` is the standard-normal draw of the reparameterisation (the model
+    draws it if ``None``); the trainer passes it so N processes draw exactly what one process with
+    the whole batch would. ``forward`` runs the model (default ``model`` itself; the trainer
+    passes the Fabric-wrapped or compiled module, so that DDP synchronises the gradients).
+    """
+    x, target = prepare_batch(images, model.head, compute_dtype(model))
+    out = (model if forward is None else forward)(x, noise=noise)
+    dist, log_lik = likelihood(model, out.params, target)
+    nll = -log_lik
+    loss = (nll + beta * out.kl).mean()
+    return ELBOTerms(nll=nll, kl=out.kl, loss=loss, likelihood=dist, posterior=out.posterior,
+                     z=out.z)
+
+
+def log_importance_weights(model: Model, images: torch.Tensor,
+                           noise: torch.Tensor) -> torch.Tensor:
+    """``log p(x|z) + log p(z) - log q(z|x)`` ``(B,)`` nats at the ``z`` that ``noise``
+    ``(B, latent_dim)`` draws: the importance weight of the IWAE bound (all latent layers).
+
+    Raises:
+        LogRatioUnavailable: the model's output has no ``log_prior_ratio``.
+    """
+    x, target = prepare_batch(images, model.head, compute_dtype(model))
+    out = model(x, noise=noise)
+    if out.log_prior_ratio is None:
+        raise LogRatioUnavailable(f"{type(model).__name__} gives no log p(z) - log q(z|x) "
+                         "(ModelOutput.log_prior_ratio), which importance weighting needs")
+    _, log_lik = likelihood(model, out.params, target)
+    return log_lik + out.log_prior_ratio
+
+
+# -- images ---------------------------------------------------------------------------------------
+def images_from_params(model: Model, params: torch.Tensor) -> torch.Tensor:
+    """The head's mean of ``p(x|z)`` for head parameters ``params``, as images in [0, 1] of shape
+    ``(B, *data_shape)`` (float32)."""
+    head = model.head
+    images = head.to_unit_interval(head.predict_mean(per_frame(model, params)))
+    return images.reshape(params.shape[0], *model.data_shape)
+
+
+@torch.no_grad()
+def sample(model: Model, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Means of ``p(x|z)`` for ``n`` prior draws (noise ``N(0, I)`` of size ``latent_dim``, drawn
+    on the model's device with ``generator``), images in [0, 1], ``(n, *data_shape)``."""
+    noise = torch.randn(n, model.latent_dim, generator=generator, device=model_device(model))
+    return images_from_params(model, model.generate(noise.to(compute_dtype(model))))
+
+
+@torch.no_grad()
+def reconstruct(model: Model, images: torch.Tensor) -> torch.Tensor:
+    """Means of ``p(x|z)`` at the posterior mean (``reconstruction_params(x)`` if the model has
+    it, else the parameters at zero noise), images in [0, 1], ``(B, *data_shape)``."""
+    x, _ = prepare_batch(images, model.head, compute_dtype(model))
+    at_mean = getattr(model, "reconstruction_params", None)
+    if at_mean is not None:
+        params = at_mean(x)
+    else:
+        zeros = torch.zeros(x.shape[0], model.latent_dim, device=x.device, dtype=x.dtype)
+        params = model(x, noise=zeros).params
+    return images_from_params(model, params)

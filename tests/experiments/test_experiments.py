@@ -1,0 +1,141 @@
+"""End to end: a tiny experiment writes a report, --plan/--collect give the same report, an
+interrupted experiment resumes without rerunning finished runs."""
+
+from __future__ import annotations
+
+import csv
+import shlex
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from sigmavae.cli import main
+from sigmavae.experiments.definitions import (
+    EXPERIMENTS,
+    VarianceConvergence,
+    register_experiment,
+)
+from sigmavae.experiments.driver import run_experiments
+from sigmavae.experiments.heads import LEARNED, OPTIMAL
+from sigmavae.experiments.presets import PRESETS, ExperimentError
+from sigmavae.experiments.stats import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED
+
+pytestmark = pytest.mark.slow
+
+TINY = replace(PRESETS["cpu"], name="tiny", train_subset=96, val_subset=32, epochs=1,
+               batch_size=32, seeds=2, eval_images=48, fid_samples=24, mi_data=24,
+               log_every_n_steps=1, notes=("tiny: a test",))
+COMMAND = "sigmavae experiment two-heads --preset tiny"
+
+
+class TwoHeads(VarianceConvergence):
+    """The variance-convergence experiment reduced to its two sigma-VAEs (two configs)."""
+
+
+    def runs(self, ctx):
+        return [ctx.spec("svhn", head, seed) for head in (LEARNED, OPTIMAL)
+                for seed in ctx.seeds()]
+
+
+@pytest.fixture(scope="module")
+def two_heads():
+    register_experiment("two-heads", "test: learned against optimal sigma")(TwoHeads)
+    yield "two-heads"
+    EXPERIMENTS.unregister("two-heads")
+
+
+def _run(tmp: Path, name: str, **kw):
+    return run_experiments(name, preset=TINY, out=tmp / "out", runs_dir=tmp / "runs",
+                           data="frey", command=COMMAND, log=lambda m: None, **kw)
+
+
+def _without_wall_time(text: str) -> str:
+    return "\n".join(line for line in text.splitlines() if "Wall time" not in line)
+
+
+def _csv_rows(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as f:
+        rows = [{k: v for k, v in r.items() if k != "wall_seconds"} for r in csv.DictReader(f)]
+    return sorted(rows, key=lambda r: r["run_id"])
+
+
+@pytest.fixture(scope="module")
+def direct(two_heads, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("direct")
+    return tmp, _run(tmp, two_heads)
+
+
+def test_report_has_table_verdict_and_png(direct):
+    _, outcome = direct
+    report = outcome.reports["two-heads"]
+    text = report.read_text()
+    assert "| decoder |" in text and "optimal sigma-VAE" in text
+    assert "Optimal sigma reaches its variance in fewer steps" in text
+    section = outcome.sections["two-heads"]
+    assert section.verdicts[0].status in (REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE)
+    png = report.parent / "variance-convergence.png"
+    assert png.is_file() and png.stat().st_size > 10_000
+    assert f"]({png.name})" in text
+    rows = _csv_rows(report.parent / "runs.csv")
+    assert len(rows) == 4 and {r["seed"] for r in rows} == {"0", "1"}
+    assert all(float(r["neg_elbo_nats_per_image"]) for r in rows)  # numbers, not n/a
+    assert COMMAND in text and "`frey`" in text
+
+
+def test_plan_then_collect_gives_the_same_report(direct, two_heads, tmp_path):
+    tmp, outcome = direct
+    planned = _run(tmp_path, two_heads, plan=True)
+    lines = planned.plan.read_text().splitlines()
+    assert len(lines) == 4 and all(" && sigmavae eval " in line for line in lines)
+    assert all((tmp_path / "runs" / p.name / "train.yaml").is_file()
+               for p in (tmp / "runs").iterdir())
+    for line in lines:  # what a scheduler runs, one line per task
+        for part in line.split(" && "):
+            args = shlex.split(part)
+            assert args[0] == "sigmavae"
+            assert main(args[1:]) == 0
+    collected = _run(tmp_path, two_heads, collect=True)
+    direct_text = outcome.reports["two-heads"].read_text()
+    assert (_without_wall_time(collected.reports["two-heads"].read_text())
+            == _without_wall_time(direct_text))
+    assert (_csv_rows(collected.reports["two-heads"].parent / "runs.csv")
+            == _csv_rows(outcome.reports["two-heads"].parent / "runs.csv"))
+
+
+def test_interrupted_experiment_resumes_without_rerunning(direct, two_heads, tmp_path):
+    tmp, _ = direct
+    runs = sorted((tmp / "runs").iterdir())
+    # copy three finished runs; make one of them "interrupted after training"; the fourth is new
+    import shutil
+
+    for run in runs[:3]:
+        shutil.copytree(run, tmp_path / "runs" / run.name)
+    (tmp_path / "runs" / runs[1].name / "eval.json").unlink()
+    finished = tmp_path / "runs" / runs[0].name / "final.json"
+    before = finished.stat().st_mtime_ns
+    trained = tmp_path / "runs" / runs[1].name / "final.json"
+    trained_before = trained.stat().st_mtime_ns
+    started = tmp_path / "runs" / runs[2].name  # killed after its last checkpoint
+    (started / "final.json").unlink()
+    (started / "eval.json").unlink()
+    steps_before = (started / "steps.csv").read_text()
+    outcome = _run(tmp_path, two_heads)
+    assert (started / "final.json").is_file() and (started / "eval.json").is_file()
+    assert (started / "steps.csv").read_text() == steps_before  # resumed, not restarted
+    assert finished.stat().st_mtime_ns == before  # not retrained
+    assert trained.stat().st_mtime_ns == trained_before  # evaluated only
+    assert (tmp_path / "runs" / runs[1].name / "eval.json").is_file()
+    assert len(_csv_rows(outcome.reports["two-heads"].parent / "runs.csv")) == 4
+
+
+def test_unknown_experiment_is_one_line(capsys):
+    assert main(["experiment", "nosuch"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "nosuch" in err[0] and "beta-sweep" in err[0]
+
+
+def test_plan_and_collect_exclude_each_other(tmp_path):
+    with pytest.raises(ExperimentError, match="exclude"):
+        run_experiments("beta-sweep", preset=TINY, out=tmp_path, plan=True, collect=True,
+                        data="frey")
