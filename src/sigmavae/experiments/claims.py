@@ -59,7 +59,8 @@ CLAIMS: tuple[Claim, ...] = (
           "the first below exceeds its rise over the decade above, and is positive, beyond 2 SE"),
     Claim("optimal-converges-faster", "variance-convergence",
           "Optimal sigma reaches its variance in fewer steps than learned sigma (Figure 9).",
-          "steps until sigma stays within 10% of its final value: optimal < learned, beyond 2 SE"),
+          "steps until sigma stays within 10% of the optimal sigma's final value (the variance "
+          "the data supports; never = the run's steps + 1): optimal < learned, beyond 2 SE"),
 )
 
 

@@ -554,20 +554,19 @@ def _difference(a: Estimate | None, b: Estimate | None) -> Estimate | None:
     return Estimate(a.mean - b.mean, se, min(a.n, b.n))
 
 
-def steps_to_converge(run: RunResult, tolerance: float = 0.1) -> float | None:
-    """The first logged step after which sigma stays within ``tolerance`` (relative) of its
-    final value; None without a sigma column."""
+def steps_to_reach(run: RunResult, target: float, tolerance: float = 0.1) -> float | None:
+    """The first logged step after which sigma stays within ``tolerance`` (relative) of
+    ``target``; the last step + 1 if it never gets there (a lower bound); None without sigma."""
     points = [(int(r["step"]), float(r["sigma"])) for r in run.steps()
               if r.get("sigma") not in (None, "", "n/a")]
-    if len(points) < 2:
+    if not points:
         return None
-    final = points[-1][1]
-    reached = points[-1][0]
+    reached = None
     for step, sigma in reversed(points):
-        if abs(math.log(sigma / final)) > math.log1p(tolerance):
+        if abs(math.log(sigma / target)) > math.log1p(tolerance):
             break
         reached = step
-    return float(reached)
+    return float(points[-1][0] + 1) if reached is None else float(reached)
 
 
 @register_experiment("variance-convergence", "Figure 9: sigma over training steps for learned "
@@ -577,14 +576,21 @@ class VarianceConvergence(SweepExperiment):
     paper = "Figure 9"
 
     def analyse(self, ctx: Context, results: Results) -> Section:
+        # the variance the data supports: where optimal sigma (the MLE given the decoder's
+        # reconstructions) ends; "reaching its variance" = getting within 10% of it for good
+        target = estimate(_final_sigma(r) for r in results.runs(OPTIMAL.row))
+
+        def reach(run: RunResult) -> float | None:
+            return None if target is None else steps_to_reach(run, target.mean)
+
         table = []
         for head in (LEARNED, OPTIMAL, *[beta_row(b) for b in SWEEP_BETAS]):
             final_sigma = estimate(_final_sigma(r) for r in results.runs(head.row))
             table.append({
                 "decoder": head.label,
                 "final sigma (of x/255)": fmt_estimate(final_sigma),
-                "steps until sigma stays within 10% of its final value": fmt_estimate(
-                    results.estimate(head.row, steps_to_converge))
+                "steps until sigma stays within 10% of the optimal sigma's final value":
+                    fmt_estimate(results.estimate(head.row, reach))
                 if head in (LEARNED, OPTIMAL) else "constant",
                 "test -ELBO (nats/image)": fmt_estimate(results.estimate(head.row,
                                                                          headline_bound)),
@@ -593,11 +599,13 @@ class VarianceConvergence(SweepExperiment):
         path = figures.variance_plot(results, ctx.out / "variance-convergence.png")
         if path:
             figs.append(("Decoder sigma and the training -ELBO against training steps", path))
-        learned = results.estimate(LEARNED.row, steps_to_converge)
-        optimal = results.estimate(OPTIMAL.row, steps_to_converge)
+        learned = results.estimate(LEARNED.row, reach)
+        optimal = results.estimate(OPTIMAL.row, reach)
         verdict = self.verdict("optimal-converges-faster", all_of([less_than(optimal, learned)]),
-                               f"steps until sigma stays within 10% of its final value: optimal "
-                               f"{fmt_estimate(optimal)}, learned {fmt_estimate(learned)}")
+                               f"target sigma {fmt_estimate(target)} (optimal sigma's final "
+                               f"value); steps until sigma stays within 10% of it: optimal "
+                               f"{fmt_estimate(optimal)}, learned {fmt_estimate(learned)} (the "
+                               "last logged step + 1 = never within 10%)")
         return Section(table, _csv_rows(results), figs, [verdict])
 
 

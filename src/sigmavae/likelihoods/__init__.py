@@ -49,8 +49,12 @@ from .registry import create, names, register, summary
 from .softclip import DEFAULT_MIN_LOG_SIGMA, softclip
 from .student_t import DEFAULT_MIN_DF, StudentTHead, StudentTWithCdf, student_t_cdf
 
+#: The head a run uses unless told otherwise: the paper's recommendation, the optimal sigma-VAE.
+DEFAULT_HEAD = "optimal_sigma"
+
 __all__ = [
     "BIN_WIDTH",
+    "DEFAULT_HEAD",
     "DEFAULT_MIN_DF",
     "DEFAULT_MIN_LOG_SIGMA",
     "NUM_LEVELS",

@@ -37,6 +37,7 @@ import yaml
 from pydantic import Field, TypeAdapter, ValidationError
 from pydantic.fields import FieldInfo
 
+from ..likelihoods import DEFAULT_HEAD
 from ..messages import first_line
 
 
@@ -101,7 +102,7 @@ class TrainConfig:
         description="network option, e.g. width=32 or layers=6 for hierarchical")] = field(
         default_factory=dict)
     likelihood: Annotated[str, Field(description="decoder likelihood head"),
-                          Registered(_likelihood_names)] = "optimal_sigma"
+                          Registered(_likelihood_names)] = DEFAULT_HEAD
     likelihood_options: Annotated[dict[str, Any], Field(
         description="option of the head (a keyword of its constructor), e.g. beta=0.006")] = field(
         default_factory=dict)
