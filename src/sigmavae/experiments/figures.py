@@ -7,7 +7,7 @@ import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import matplotlib
 
@@ -54,41 +54,20 @@ def _sigma_markers(ax, results: Results, value) -> None:
                     markersize=11, capsize=3, label=f"{head.label} (at its effective beta)")
 
 
-def beta_sweep_plot(results: Results, path: Path) -> Path | None:
-    """Test -ELBO and FID against beta (log axis), the sigma-VAEs at their effective beta."""
-    from .definitions import fid, headline_bound
+def _against_beta(results: Results, path: Path, panels: Sequence[tuple[Any, str]],
+                  title: str, legend_panel: int, mark_effective: bool) -> Path | None:
+    """Two panels of a per-run value against the sweep's beta (log axis, 2-SE error bars), the
+    sigma-VAEs at their effective beta; ``mark_effective`` draws the optimal one's beta."""
+    from .definitions import effective_beta
 
     rows = [beta_row(b).row for b in SWEEP_BETAS]
     if not any(results.runs(r) for r in rows):
         return None
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
-    for ax, value, ylabel in ((axes[0], headline_bound, "test -ELBO (nats/image, x/255)"),
-                              (axes[1], fid, "FID (substitute features; lower is better)")):
+    for ax, (value, ylabel) in zip(axes, panels, strict=True):
         _errorbar(ax, results, rows, value, SWEEP_BETAS, "beta-VAE (unit variance)", fmt="o-")
         _sigma_markers(ax, results, value)
-        ax.set_xscale("log")
-        ax.set_xlabel("beta (KL weight; 2 sigma^2 for the sigma-VAEs)")
-        ax.set_ylabel(ylabel)
-        ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=8, loc="best")
-    fig.suptitle("beta-VAE sweep against calibrated decoders (error bars: 2 SE over seeds)")
-    fig.tight_layout()
-    return _save(fig, path)
-
-
-def mi_plot(results: Results, path: Path) -> Path | None:
-    """I_e(x;z) and the marginal KL against beta, the sigma-VAE's effective beta marked."""
-    from .definitions import effective_beta, marginal_kl, mutual_info
-
-    rows = [beta_row(b).row for b in SWEEP_BETAS]
-    if not any(results.runs(r) for r in rows):
-        return None
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
-    for ax, value, ylabel in ((axes[0], mutual_info, "I_e(x;z) (nats)"),
-                              (axes[1], marginal_kl, "D_KL(m(z) || p(z)) (nats)")):
-        _errorbar(ax, results, rows, value, SWEEP_BETAS, "beta-VAE", fmt="o-")
-        _sigma_markers(ax, results, value)
-        eff = results.estimate(OPTIMAL.row, effective_beta)
+        eff = results.estimate(OPTIMAL.row, effective_beta) if mark_effective else None
         if eff is not None:
             ax.axvline(eff.mean, color="grey", linestyle="--", linewidth=1,
                        label="optimal sigma-VAE's effective beta")
@@ -96,10 +75,30 @@ def mi_plot(results: Results, path: Path) -> Path | None:
         ax.set_xlabel("beta (KL weight; 2 sigma^2 for the sigma-VAEs)")
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
-    axes[1].legend(fontsize=8, loc="best")
-    fig.suptitle("Mutual information and marginal KL against beta (error bars: 2 SE)")
+    axes[legend_panel].legend(fontsize=8, loc="best")
+    fig.suptitle(title)
     fig.tight_layout()
     return _save(fig, path)
+
+
+def beta_sweep_plot(results: Results, path: Path) -> Path | None:
+    """Test -ELBO and FID against beta (log axis), the sigma-VAEs at their effective beta."""
+    from .definitions import fid, headline_bound
+
+    return _against_beta(results, path, [(headline_bound, "test -ELBO (nats/image, x/255)"),
+                                         (fid, "FID (substitute features; lower is better)")],
+                         "beta-VAE sweep against calibrated decoders (error bars: 2 SE over "
+                         "seeds)", legend_panel=0, mark_effective=False)
+
+
+def mi_plot(results: Results, path: Path) -> Path | None:
+    """I_e(x;z) and the marginal KL against beta, the sigma-VAE's effective beta marked."""
+    from .definitions import marginal_kl, mutual_info
+
+    return _against_beta(results, path, [(mutual_info, "I_e(x;z) (nats)"),
+                                         (marginal_kl, "D_KL(m(z) || p(z)) (nats)")],
+                         "Mutual information and marginal KL against beta (error bars: 2 SE)",
+                         legend_panel=1, mark_effective=True)
 
 
 def _series(run: RunResult, column: str) -> tuple[list[int], list[float]]:
