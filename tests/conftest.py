@@ -40,6 +40,20 @@ def shared_file(shared_data: Path) -> Callable[..., Path]:
     return find
 
 
+@pytest.fixture(scope="session")
+def mnist_test_root(tmp_path_factory: pytest.TempPathFactory,
+                    shared_file: Callable[..., Path]) -> Path:
+    """A root in torchvision's layout holding the real MNIST test files (gzipped)."""
+    images = shared_file("mnist", "t10k-images-idx3-ubyte.gz")
+    labels = shared_file("mnist", "t10k-labels-idx1-ubyte.gz")
+    root = tmp_path_factory.mktemp("mnist")
+    raw = root / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    shutil.copy(images, raw)
+    shutil.copy(labels, raw)
+    return root
+
+
 @pytest.fixture
 def small_disk_factory(tmp_path: Path) -> Iterator[Callable[[str], Path]]:
     """``make("64k")`` mounts a tmpfs of that size at a fresh folder and returns it: a real

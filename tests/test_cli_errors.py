@@ -62,8 +62,10 @@ def _snapshot(folder: Path) -> dict[str, tuple[int, int]]:
 # (argv, expected message fragment, files the case makes first); CKPT is the fixture's path.
 TRAIN_CASES = [
     (["--likelihood", "nosuch"], "unknown likelihood 'nosuch'; choose one of: bernoulli", None),
-    (["--model", "nosuch"], "unknown model 'nosuch'; choose one of: conv, hierarchical", None),
-    (["--data", "nosuch"], "data must be one of ['celeba', 'cifar10', 'folder', 'frey'", None),
+    (["--model", "nosuch"], "unknown model 'nosuch'; choose one of: conv, hierarchical, svg",
+     None),
+    (["--data", "nosuch"], "data must be one of ['bair', 'celeba', 'cifar10', 'folder', 'frey'",
+     None),
     (["--likelihood", "fixed_sigma", "--likelihood-option", "beta=-1"],
      "likelihood 'fixed_sigma': beta must be > 0, got -1", None),
     (["--likelihood-option", "nosuchopt=1"],
@@ -93,7 +95,7 @@ TRAIN_CASES = [
     (["--batch-size", "0"], "batch_size must be >= 1, got 0", None),
     (["--batch-size", "5000"], "is larger than the training set", None),
     (["--lr", "-1"], "lr must be > 0, got -1", None),
-    (["--beta", "-0.5"], "beta must be >= 0, got -0.5", None),
+    (["--beta", "-0.5"], "beta must be >= 0 or null, got -0.5", None),
     (["--seed", "-1"], "seed must be in 0..2^32-1, got -1", None),
     (["--devices", "0"], "devices must be >= 1, got 0", None),
     (["--latent-dim", "0"], "latent_dim must be >= 1 or null, got 0", None),
@@ -305,7 +307,8 @@ def test_disk_full_while_writing_the_checkpoint(small_disk_factory, capsys):
      "bitwise_categorical, categorical, discretized_gaussian, discretized_logistic, fixed_sigma, "
      "gaussian, learned_sigma, logistic_mixture, optimal_sigma, optimal_sigma_per_dim, "
      "optimal_sigma_per_image, per_pixel_sigma, student_t"),
-    (["--model", "nosuch"], "config: unknown model 'nosuch'; choose one of: conv, hierarchical"),
+    (["--model", "nosuch"],
+     "config: unknown model 'nosuch'; choose one of: conv, hierarchical, svg"),
     (["--likelihood-option", "nosuchopt=1"], "config: likelihood 'optimal_sigma': unknown option "
      "nosuchopt; its options are: decay, train_sigma"),
 ], ids=["likelihood", "model", "likelihood-option"])

@@ -200,6 +200,92 @@ def test_sequence_model_gets_the_head_per_frame_summed_over_frames(head: str) ->
     assert reconstruct(model, images).shape == (5, 3, 1, 4, 4)
 
 
+class ToyConditionalVAE(ToySequenceVAE):
+    """Given the first ``context`` of ``T`` frames, predicts the rest: params and latents only for
+    the ``T - context`` predicted frames; the context enters the decoder through its mean."""
+
+    def __init__(self, head: likelihoods.LikelihoodHead, data_shape=(4, 1, 4, 4),
+                 context: int = 2, per_frame: int = 2) -> None:
+        super().__init__(head, data_shape, per_frame)
+        self.context_frames = context
+        self.frames = data_shape[0] - context
+        self.latent_dim = self.frames * per_frame
+        self.mix = nn.Linear(data_shape[1] * data_shape[2] * data_shape[3], per_frame)
+
+    def generate(self, noise: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        shift = self.mix(context.flatten(2).mean(1)).unsqueeze(1)  # (B, 1, per_frame)
+        z = noise.view(noise.shape[0], self.frames, self.per_frame) + shift
+        return self.decoder(z).view(noise.shape[0], self.frames, *self.param_shape)
+
+    def forward(self, x: torch.Tensor, noise: torch.Tensor | None = None) -> ModelOutput:
+        q = self.posterior(x[:, self.context_frames:])
+        mu, sigma = q.base_dist.loc, q.base_dist.scale
+        eps = torch.randn_like(mu) if noise is None else noise.to(mu)
+        z = mu + sigma * eps
+        kl = 0.5 * (mu.pow(2) + sigma.pow(2) - 1.0 - 2.0 * sigma.log()).sum(1)
+        prior = Independent(Normal(torch.zeros_like(z), torch.ones_like(z)), 1)
+        params = self.generate(z, x[:, :self.context_frames])
+        return ModelOutput(params, kl, prior.log_prob(z) - q.log_prob(z), z, q)
+
+
+@pytest.mark.parametrize("head", ["learned_sigma", "categorical"])
+def test_conditional_sequence_model_is_scored_on_its_predicted_frames(head: str) -> None:
+    torch.manual_seed(0)
+    model = ToyConditionalVAE(likelihoods.create(head)).eval()
+    images = _images(model.data_shape, n=3)  # (B, 4, 1, 4, 4): 2 context + 2 predicted
+    noise = torch.randn(3, model.latent_dim)
+    with torch.no_grad():
+        terms = elbo_terms(model, images, noise=noise)
+        x, target = prepare_batch(images, model.head)
+        params = model(x, noise=noise).params
+        by_hand = sum(-model.head(params[:, t], target=target[:, 2 + t]).log_prob(target[:, 2 + t])
+                      for t in range(2))
+    assert params.shape[1] == 2 and objective.context_frames(model) == 2
+    torch.testing.assert_close(terms.nll, by_hand)
+    assert terms.likelihood.batch_shape == (6,)  # B x predicted frames
+    assert objective.data_dims(model) == 2 * 16  # bits/dim over the predicted frames only
+    assert evaluate_elbo(model, images, batch_size=2).data_dims == 32
+    # samples continue the given context; without one there is no sample
+    g = torch.Generator().manual_seed(0)
+    samples = sample(model, 3, generator=g, context=images)
+    assert samples.shape == (3, 2, 1, 4, 4) and 0 <= samples.min() <= samples.max() <= 1
+    other = images.clone()
+    other[:, :2] = 255 - other[:, :2]
+    moved = sample(model, 3, generator=torch.Generator().manual_seed(0), context=other)
+    assert not torch.allclose(samples, moved)  # the context is what it is conditioned on
+    with pytest.raises(ValueError, match="pass context="):
+        sample(model, 3)
+    with pytest.raises(ValueError, match="context must be"):
+        sample(model, 3, context=images[:2])
+    with pytest.raises(ValueError, match="not conditional"):
+        sample(ToySequenceVAE(likelihoods.create(head)), 2, context=images)
+    assert reconstruct(model, images).shape == (3, 2, 1, 4, 4)
+
+
+def test_original_objective_is_svg_mse_and_beta_times_the_fixed_sigma_elbo() -> None:
+    torch.manual_seed(0)
+    beta, pixels = 1e-4, 16  # C H W of one frame
+    sigma = math.sqrt(beta * pixels / 2)
+    model = ToyConditionalVAE(likelihoods.create("fixed_sigma", sigma=sigma)).eval()
+    images = _images(model.data_shape, n=3)
+    noise = torch.randn(3, model.latent_dim)
+    with torch.no_grad():
+        terms = objective.original_objective_terms(model, images, beta=beta, noise=noise)
+        x = images.double() / 255
+        out = model(x.float(), noise=noise)
+        mean = torch.sigmoid(out.params).double()  # fixed_sigma's mean activation
+        # SVG's code: per step MSE averaged over batch and pixels + beta * KL(sum z, mean batch)
+        by_hand = sum(((mean[:, t] - x[:, 2 + t]) ** 2).mean() for t in range(2))
+        by_hand = by_hand + beta * out.kl.double().mean()
+        elbo = elbo_terms(model, images, noise=noise)
+    assert float(terms.loss) == pytest.approx(float(by_hand), rel=1e-5)
+    torch.testing.assert_close(terms.nll, elbo.nll)  # the reported terms are the head's
+    # loss / beta = -ELBO - D log(sigma sqrt(2 pi)), D the predicted dimensions
+    constant = 2 * pixels * (math.log(sigma) + objective.HALF_LOG_2PI)
+    assert float(terms.loss) / beta == pytest.approx(float((elbo.nll + elbo.kl).mean()) - constant,
+                                                     rel=1e-4)
+
+
 # -- the model registry --------------------------------------------------------------------------
 def test_model_registry_decorator_and_errors() -> None:
     assert {"conv", "hierarchical"} <= set(model_names())

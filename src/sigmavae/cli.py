@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import yaml
 
-from . import likelihoods
+from . import likelihoods, objective
 from .data import DataError, dataset_names, describe_dataset
 from .messages import first_line
 
@@ -128,7 +128,10 @@ def _eval(args: argparse.Namespace) -> int:
         args.checkpoint, args.metrics, split=args.split, data_root=args.data_root,
         limit=args.limit, elbo_samples=args.elbo_samples, iwae_samples=args.iwae_samples,
         mi_data=args.mi_data, mi_samples=args.mi_samples, fid_samples=args.fid_samples,
-        fid_features=args.fid_features, batch_size=args.batch_size, seed=args.seed,
+        fid_features=args.fid_features, video_samples=args.video_samples,
+        video_context_frames=args.video_context_frames,
+        video_future_frames=args.video_future_frames, fvd_features=args.fvd_features,
+        fvd_samples=args.fvd_samples, batch_size=args.batch_size, seed=args.seed,
         device=args.device, out=args.out, log=stderr_log)
     print(result.markdown)
     if result.files:
@@ -145,9 +148,43 @@ def _sample(args: argparse.Namespace) -> int:
     if args.seed < 0:
         raise UsageError(f"--seed must be >= 0, got {args.seed}")
     _check_output_file(Path(args.out), "--out", IMAGE_SUFFIXES)
-    model, _ = load_trained(args.checkpoint)
+    model, config = load_trained(args.checkpoint)
+    given = objective.context_frames(cast(objective.Model, model))
+    if given:
+        return _sample_video(args, model, config, given)
+    if args.gif is not None:
+        raise UsageError("--gif: the checkpoint's model is not a conditional sequence model "
+                         "(no context frames to continue); drop --gif")
     path = save_sample_grid(model, Path(args.out), n=args.n, seed=args.seed)
     print(f"wrote {args.n} samples (decoder means of prior draws) to {path}")
+    return 0
+
+
+def _sample_video(args: argparse.Namespace, model: Any, config: Any, given: int) -> int:
+    """``sigmavae sample`` of a video model: continuations of test sequences (PNG strip, GIF)."""
+    from .data import load_dataset
+    from .training.video_visuals import (
+        predicted_sequences,
+        save_prediction_gif,
+        save_prediction_strip,
+    )
+
+    if args.samples < 1:
+        raise UsageError(f"--samples must be >= 1 (continuations per sequence), got "
+                         f"{args.samples}")
+    if args.gif is not None:
+        _check_output_file(Path(args.gif), "--gif", (".gif",))
+    root = args.data_root if args.data_root is not None else config.data_root
+    data = load_dataset(config.data, args.split, root, **config.data_options)
+    truth = data.images[: min(args.n, len(data))]
+    predictions = predicted_sequences(model, truth, args.samples, seed=args.seed)
+    path = save_prediction_strip(truth, predictions, Path(args.out))
+    wrote = [str(path)]
+    if args.gif is not None:
+        wrote.append(str(save_prediction_gif(truth, predictions, Path(args.gif), given)))
+    print(f"wrote {truth.shape[0]} {args.split} sequences x {args.samples} samples (the first "
+          f"{given} frames given, the rest sampled from the model's prior; decoder means) to "
+          f"{', '.join(wrote)}")
     return 0
 
 
@@ -156,7 +193,7 @@ def _data(args: argparse.Namespace) -> int:
         print(describe_dataset(args.name))
         return 0
     for name in dataset_names():
-        print(f"{name:8s} {describe_dataset(name).split(': ')[0]}")
+        print(f"{name:12s} {describe_dataset(name).split(': ')[0]}")
     return 0
 
 
@@ -211,6 +248,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="inception (default; needs torch-fidelity and its weights), "
                         "inception:WEIGHTS.pth, pixels, or module:function / file.py:function "
                         "returning an nn.Module that maps (N, 3, H, W) floats in [0, 1] to (N, d)")
+    e.add_argument("--video-samples", type=int, default=100,
+                   help="video: futures sampled per test sequence for best-of-N PSNR/SSIM "
+                        "(the best by mean SSIM, as SVG)")
+    e.add_argument("--video-context-frames", type=int,
+                   help="video: frames given to the model (default: its context_frames)")
+    e.add_argument("--video-future-frames", type=int,
+                   help="video: frames predicted (default: the rest of each test sequence)")
+    e.add_argument("--fvd-features", metavar="i3d:PATH",
+                   help="fvd: the I3D network as TorchScript (i3d_torchscript.pt; loading runs "
+                        "the file's code: use a trusted copy)")
+    e.add_argument("--fvd-samples", type=int,
+                   help="fvd: test videos and as many predicted ones (default: all)")
     e.add_argument("--batch-size", type=int, default=256)
     e.add_argument("--limit", type=int, help="evaluate the first N images only")
     e.add_argument("--seed", type=int, default=0)
@@ -218,11 +267,21 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--out", help="write the report as JSON (and the markdown beside it)")
     e.set_defaults(func=_eval)
 
-    s = sub.add_parser("sample", help="a grid of prior samples from a checkpoint")
+    s = sub.add_parser("sample", help="a grid of prior samples from a checkpoint (video "
+                                      "models: continuations of test sequences)")
     s.add_argument("checkpoint")
-    s.add_argument("--n", type=int, default=64)
+    s.add_argument("--n", type=int, default=64,
+                   help="images in the grid (video models: test sequences continued)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--out", default="samples.png")
+    s.add_argument("--gif", default=None,
+                   help="video models: also write an animated GIF of the predictions here")
+    s.add_argument("--samples", type=int, default=3,
+                   help="video models: sampled continuations of each test sequence")
+    s.add_argument("--split", default="test", choices=("train", "val", "test"),
+                   help="video models: the split whose sequences are continued")
+    s.add_argument("--data-root", default=None,
+                   help="video models: where the data set is (default: the run's)")
     s.set_defaults(func=_sample)
 
     d = sub.add_parser("data", help="list data sets, or describe one")

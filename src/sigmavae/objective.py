@@ -95,6 +95,15 @@ frame, on ``(B * T, P, H, W)``, and the log-likelihood summed over the ``T`` fra
 and metrics still see ``(B,)`` nats per example. ``ELBOTerms.likelihood`` is then the per-frame
 distribution, batch ``(B * T,)``; :func:`per_frame` flattens data to match it. Set
 ``is_sequence = False`` on a model of 3-D volumes ``(C, D, H, W)``.
+
+Conditional sequences (video prediction): a sequence model with ``context_frames = c > 0`` is
+given the first ``c`` frames and predicts the rest. ``forward(x, noise)`` still gets the whole
+sequence ``(B, T, C, H, W)`` but returns ``params`` of the predicted frames only,
+``(B, T - c, P, H, W)``; the head scores ``x[:, c:]``, so ``nll``, ``kl`` and the ELBO are nats
+per sequence of a bound on ``log p(x_{c:T} | x_{0:c})``, and bits/dim divide by the
+``(T - c) C H W`` predicted dimensions (:func:`data_dims`). ``generate(noise, context)`` gets the
+context ``(B, c, C, H, W)`` in [0, 1] and returns the predicted frames' parameters
+``(B, T - c, P, H, W)``; :func:`sample` passes it (``context=``).
 """
 
 from __future__ import annotations
@@ -223,9 +232,25 @@ def model_device(model: Model) -> torch.device:
     return torch.device("cpu") if param is None else param.device
 
 
+def context_frames(model: Model) -> int:
+    """How many leading frames a conditional sequence model is given (``model.context_frames``;
+    0 for every other model): its likelihood covers the frames after them."""
+    return int(getattr(model, "context_frames", 0) or 0) if is_sequence(model) else 0
+
+
 def data_dims(model: Model) -> int:
-    """``D = prod(data_shape)``, the number of data dimensions of one example (for bits/dim)."""
-    return math.prod(model.data_shape)
+    """``D``, the number of data dimensions the likelihood of one example covers (for bits/dim):
+    ``prod(data_shape)``, or ``(T - context_frames) C H W`` for a conditional sequence model."""
+    dims = math.prod(model.data_shape)
+    context = context_frames(model)
+    return dims - context * math.prod(model.data_shape[1:]) if context else dims
+
+
+def predicted_frames(model: Model, values: torch.Tensor) -> torch.Tensor:
+    """``values[:, context_frames:]`` for a conditional sequence model (the frames its likelihood
+    scores); unchanged for every other model."""
+    context = context_frames(model)
+    return values[:, context:] if context else values
 
 
 def bits_per_dim(nats_per_example: float, dims: int) -> float:
@@ -290,10 +315,17 @@ def likelihood(model: Model, params: torch.Tensor,
                target: torch.Tensor) -> tuple[ImageLikelihood, torch.Tensor]:
     """``p(x|z)`` from the model's head and ``log p(x|z)`` ``(B,)`` nats of ``target``.
 
-    Sequences: the head is applied per frame and the log-likelihood summed over the frames.
+    Sequences: the head is applied per frame and the log-likelihood summed over the frames
+    (a conditional model's predicted frames: ``target`` is the whole sequence).
     """
     if is_sequence(model):
+        target = predicted_frames(model, target)
         frames = target.shape[1]
+        if params.shape[:2] != target.shape[:2]:
+            raise ValueError(f"{type(model).__name__}: params for {params.shape[1]} frames but "
+                             f"{frames} frames to score (context_frames="
+                             f"{context_frames(model)}, sequence of "
+                             f"{target.shape[1] + context_frames(model)})")
         flat_target = target.flatten(0, 1)
         dist = model.head(params.flatten(0, 1), target=flat_target)
         return dist, dist.log_prob(flat_target).view(-1, frames).sum(1)
@@ -323,6 +355,31 @@ def elbo_terms(
                      z=out.z)
 
 
+def original_objective_terms(
+    model: Model, images: torch.Tensor, beta: float = 1e-4, noise: torch.Tensor | None = None,
+    forward: Callable[..., ModelOutput] | None = None,
+) -> ELBOTerms:
+    """:func:`elbo_terms` with the loss of SVG's code (Denton & Fergus 2018) instead of the ELBO.
+
+    Per example, ``loss_b = sum_t ||mean_t - x_t||^2 / (C H W) + beta * KL_b``, averaged over
+    the batch: per step the squared error of the decoder mean (in [0, 1]) averaged over batch and
+    pixels, plus ``beta`` times the KL summed over z and averaged over the batch, summed over the
+    steps (images: one step). ``nll``, ``kl`` and ``elbo`` stay the true terms of the model's
+    head: with the fixed-sigma head at ``2 sigma^2 = beta C H W`` the loss is ``beta`` times the
+    negative ELBO up to a constant, so the ELBO reported for such a run is its bound.
+    """
+    x, target = prepare_batch(images, model.head, compute_dtype(model))
+    out = (model if forward is None else forward)(x, noise=noise)
+    dist, log_lik = likelihood(model, out.params, target)
+    truth = predicted_frames(model, x)
+    mean = images_from_params(model, out.params).to(truth.dtype)
+    pixels_per_frame = math.prod(truth.shape[2:] if is_sequence(model) else truth.shape[1:])
+    squared_error = (mean - truth).pow(2).flatten(1).sum(1)
+    loss = (squared_error / pixels_per_frame + beta * out.kl).mean()
+    return ELBOTerms(nll=-log_lik, kl=out.kl, loss=loss, likelihood=dist,
+                     posterior=out.posterior, z=out.z)
+
+
 def log_importance_weights(model: Model, images: torch.Tensor,
                            noise: torch.Tensor) -> torch.Tensor:
     """``log p(x|z) + log p(z) - log q(z|x)`` ``(B,)`` nats at the ``z`` that ``noise``
@@ -343,24 +400,58 @@ def log_importance_weights(model: Model, images: torch.Tensor,
 # -- images ---------------------------------------------------------------------------------------
 def images_from_params(model: Model, params: torch.Tensor) -> torch.Tensor:
     """The head's mean of ``p(x|z)`` for head parameters ``params``, as images in [0, 1] of shape
-    ``(B, *data_shape)`` (float32)."""
+    ``(B, *data_shape)`` (float32); sequences ``(B, T', C, H, W)`` with ``T'`` the frames of
+    ``params`` (a conditional model's predicted frames)."""
     head = model.head
     images = head.to_unit_interval(head.predict_mean(per_frame(model, params)))
+    if is_sequence(model):
+        return images.reshape(*params.shape[:2], *model.data_shape[1:])
     return images.reshape(params.shape[0], *model.data_shape)
 
 
+def _context_input(model: Model, n: int, context: torch.Tensor | None) -> torch.Tensor | None:
+    """The context frames a conditional model's ``generate`` gets, as floats in [0, 1] on the
+    model's device; ``None`` for an unconditional model."""
+    frames = context_frames(model)
+    if frames == 0:
+        if context is not None:
+            raise ValueError(f"{type(model).__name__} is not conditional (no context_frames): "
+                             "sample() takes no context")
+        return None
+    if context is None:
+        raise ValueError(f"{type(model).__name__} predicts frames after {frames} context frames: "
+                         f"pass context=(n, {frames}, C, H, W) frames to sample()")
+    if context.dim() != 5 or context.shape[0] != n or context.shape[1] < frames:
+        raise ValueError(f"context must be ({n}, >= {frames}, C, H, W) frames, got "
+                         f"{tuple(context.shape)}")
+    context = context[:, :frames].to(model_device(model))
+    if context.dtype == torch.uint8:
+        return context.to(compute_dtype(model)).div_(NUM_LEVELS - 1)
+    return context.to(compute_dtype(model))
+
+
 @torch.no_grad()
-def sample(model: Model, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+def sample(model: Model, n: int, generator: torch.Generator | None = None,
+           context: torch.Tensor | None = None) -> torch.Tensor:
     """Means of ``p(x|z)`` for ``n`` prior draws (noise ``N(0, I)`` of size ``latent_dim``, drawn
-    on the model's device with ``generator``), images in [0, 1], ``(n, *data_shape)``."""
+    on the model's device with ``generator``), images in [0, 1], ``(n, *data_shape)``.
+
+    A conditional sequence model (``context_frames > 0``) needs ``context``: ``(n, T, C, H, W)``
+    sequences (uint8 or floats in [0, 1]) whose first ``context_frames`` frames it is given; it
+    returns the predicted frames ``(n, T_model - context_frames, C, H, W)``.
+    """
     noise = torch.randn(n, model.latent_dim, generator=generator, device=model_device(model))
-    return images_from_params(model, model.generate(noise.to(compute_dtype(model))))
+    noise = noise.to(compute_dtype(model))
+    given = _context_input(model, n, context)
+    params = model.generate(noise) if given is None else model.generate(noise, given)  # type: ignore[call-arg]
+    return images_from_params(model, params)
 
 
 @torch.no_grad()
 def reconstruct(model: Model, images: torch.Tensor) -> torch.Tensor:
     """Means of ``p(x|z)`` at the posterior mean (``reconstruction_params(x)`` if the model has
-    it, else the parameters at zero noise), images in [0, 1], ``(B, *data_shape)``."""
+    it, else the parameters at zero noise), images in [0, 1], ``(B, *data_shape)`` (a
+    conditional sequence model: its predicted frames, ``(B, T - context_frames, C, H, W)``)."""
     x, _ = prepare_batch(images, model.head, compute_dtype(model))
     at_mean = getattr(model, "reconstruction_params", None)
     if at_mean is not None:

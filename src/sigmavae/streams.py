@@ -16,6 +16,8 @@ OFFSETS: dict[str, int] = {
     "mutual_info": 2,  # the aggregate-posterior samples of the MI / marginal-KL metric
     "calibration": 3,  # the latent samples of the calibration metric
     "fid_prior": 4,  # the prior samples whose decodings FID compares with the data
+    "video_prior": 5,  # the sampled futures of the best-of-N PSNR/SSIM metric
+    "fvd_prior": 6,  # the sampled futures FVD compares with the test videos
 }
 #: Separates the per-image IWAE noise streams of different seeds.
 IWAE_SEED_STRIDE = 1_000_003

@@ -9,7 +9,6 @@ nothing is written to ``~/.cache``.
 from __future__ import annotations
 
 import gzip
-import shutil
 import tarfile
 from collections.abc import Callable
 from pathlib import Path
@@ -59,20 +58,6 @@ def _isolated_dirs(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest
     """Point the decode cache and the default data root into temporary directories."""
     monkeypatch.setenv("SIGMAVAE_CACHE", str(tmp_path_factory.mktemp("cache")))
     monkeypatch.setenv("SIGMAVAE_DATA", str(tmp_path_factory.mktemp("data-root")))
-
-
-@pytest.fixture(scope="session")
-def mnist_test_root(tmp_path_factory: pytest.TempPathFactory,
-                    shared_file: Callable[..., Path]) -> Path:
-    """A root in torchvision's layout holding the real MNIST test files (gzipped)."""
-    images = shared_file("mnist", "t10k-images-idx3-ubyte.gz")
-    labels = shared_file("mnist", "t10k-labels-idx1-ubyte.gz")
-    root = tmp_path_factory.mktemp("mnist")
-    raw = root / "MNIST" / "raw"
-    raw.mkdir(parents=True)
-    shutil.copy(images, raw)
-    shutil.copy(labels, raw)
-    return root
 
 
 @pytest.fixture(scope="session")

@@ -21,7 +21,8 @@ from sigmavae.data import (
     load_dataset,
 )
 
-NAMES = ["celeba", "cifar10", "folder", "frey", "mnist", "npz", "svhn"]
+NAMES = ["bair", "celeba", "cifar10", "folder", "frey", "mnist", "npz", "smmnist", "svhn",
+         "video_folder"]
 
 
 def test_dataset_names():
@@ -39,7 +40,8 @@ def test_describe_dataset_is_one_informative_paragraph(name):
 
 
 def test_unknown_name_lists_valid_names():
-    with pytest.raises(UnknownDatasetError, match="valid names: celeba, cifar10, folder, frey"):
+    with pytest.raises(UnknownDatasetError,
+                       match="valid names: bair, celeba, cifar10, folder, frey"):
         load_dataset("imagenet", "train")
     with pytest.raises(UnknownDatasetError):
         describe_dataset("frey2")
@@ -128,7 +130,7 @@ def test_option_values_are_checked_against_the_loader(tmp_path, name, options, p
 
 
 @pytest.mark.parametrize(("name", "options", "error", "match"), [
-    ("nosuch", {}, UnknownDatasetError, "unknown data set 'nosuch'; valid names: celeba"),
+    ("nosuch", {}, UnknownDatasetError, "unknown data set 'nosuch'; valid names: bair, celeba"),
     ("frey", {"colour": 1}, DataOptionError, "unknown option(s) colour for data set 'frey'"),
     ("frey", {"split": "train"}, DataOptionError, "unknown option(s) split"),
     ("frey", {"image_size": 0}, DataOptionError, "image_size must be a positive integer"),

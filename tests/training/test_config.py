@@ -81,8 +81,10 @@ def test_every_field_is_declared_once_with_its_help():
     ({"data_root": 3}, "config: data_root must be a string or null, got 3"),
     ({"model_options": [1]}, "config: model_options must be a mapping, got [1]"),
     ({"accelerator": "tpu"}, "config: accelerator must be one of ['auto', 'cpu', 'cuda', "),
-    ({"data": "nosuch"}, "config: data must be one of ['celeba', 'cifar10', 'folder', 'frey'"),
-    ({"model": "nosuch"}, "config: unknown model 'nosuch'; choose one of: conv, hierarchical"),
+    ({"data": "nosuch"},
+     "config: data must be one of ['bair', 'celeba', 'cifar10', 'folder', 'frey'"),
+    ({"model": "nosuch"},
+     "config: unknown model 'nosuch'; choose one of: conv, hierarchical, svg"),
 ])
 def test_the_constructor_checks_types_and_ranges(values, message):
     """``TrainConfig(**kw)`` checks what ``from_dict`` checks (one ConfigError line)."""
@@ -108,3 +110,19 @@ def test_data_options_are_checked_with_the_config():
     with pytest.raises(ConfigError, match=r"^config: image_size must be a positive integer"):
         TrainConfig(data_options={"image_size": 0})
     assert TrainConfig(data_options={"image_size": 16}).data_options == {"image_size": 16}
+
+
+def test_original_objective_builds_svgs_fixed_sigma_head_and_refuses_others() -> None:
+    from sigmavae.training.build import build_vae
+
+    cfg = TrainConfig(objective="original")
+    assert cfg.likelihood == "fixed_sigma" and cfg.kl_weight == 1e-4
+    assert TrainConfig().kl_weight == 1.0 and TrainConfig(beta=0.5).kl_weight == 0.5
+    model = build_vae(cfg, (1, 28, 28))
+    # 2 sigma^2 = beta C H W: SVG's SSE / (C H W) + beta KL is beta x this head's -ELBO
+    assert float(model.head.sigma) == pytest.approx((1e-4 * 784 / 2) ** 0.5)
+    assert TrainConfig.from_dict(cfg.to_dict()).likelihood == "fixed_sigma"  # round trip
+    with pytest.raises(ConfigError, match="objective original is SVG's mean squared error"):
+        TrainConfig(objective="original", likelihood="bernoulli")
+    with pytest.raises(ConfigError, match="objective must be"):
+        TrainConfig(objective="mse")

@@ -1,4 +1,5 @@
-"""Data layer: every data set decoded once into an in-memory uint8 ``(N, C, H, W)`` tensor.
+"""Data layer: every data set decoded once into a uint8 tensor, images ``(N, C, H, W)`` or
+sequences of frames ``(N, T, C, H, W)`` (``bair``, ``smmnist``, ``video_folder``).
 
 >>> from sigmavae.data import load_dataset, InMemoryBatches
 >>> train = load_dataset("frey", "train")          # shipped with the package

@@ -1,5 +1,6 @@
 """Imports every built-in loader module so that each registers itself."""
 
-from . import celeba, cifar10, folder, frey, mnist, npz, svhn
+from . import bair, celeba, cifar10, folder, frey, mnist, npz, smmnist, svhn, video_folder
 
-__all__ = ["celeba", "cifar10", "folder", "frey", "mnist", "npz", "svhn"]
+__all__ = ["bair", "celeba", "cifar10", "folder", "frey", "mnist", "npz", "smmnist", "svhn",
+           "video_folder"]

@@ -149,7 +149,8 @@ def load_dataset(
         **options: set-specific options (see :func:`describe_dataset`).
 
     Returns:
-        An :class:`ImageDataset` whose ``images`` are uint8 ``(N, C, H, W)`` on the CPU.
+        An :class:`ImageDataset` whose ``images`` are uint8 ``(N, C, H, W)`` on the CPU (video
+        sets: sequences ``(N, T, C, H, W)``, possibly memory-mapped).
 
     Raises:
         UnknownDatasetError, SplitError, DataOptionError, DataNotFoundError, DataFormatError,

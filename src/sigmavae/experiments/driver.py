@@ -136,9 +136,11 @@ def run_experiments(
                             fid_features=features[key][0])
 
     outcome = Outcome({}, {})
-    contexts = {e.name: Context(chosen, datas, store, out / e.name,
-                                {d.label: features[d.key][1] for d in datas.values()})
-                for e in experiments}
+    # each report names the data and FID features of its own runs only
+    contexts = {e.name: Context(chosen, own, store, out / e.name,
+                                {d.label: features[d.key][1] for d in own.values()})
+                for e in experiments
+                for own in [{r: d for r, d in datas.items() if r in e.roles}]}
     if plan:
         specs = [s for e in experiments for s in e.runs(contexts[e.name])]
         outcome.plan = write_plan(store, specs, settings, out / "plan")

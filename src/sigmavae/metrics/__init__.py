@@ -6,7 +6,9 @@
 * :mod:`.fid`: Fréchet distance of prior samples (torchmetrics; Inception or custom features);
 * :mod:`.mutual_info`: ``I_e(x; z)`` and ``D_KL(m(z) || p(z))`` (paper, Sec. 5.2);
 * :mod:`.active_units`: ``Cov_x(E_q[z_d]) > 0.01``;
-* :mod:`.calibration`: PIT histogram, interval coverage and ECE of the decoder.
+* :mod:`.calibration`: PIT histogram, interval coverage and ECE of the decoder;
+* :mod:`.video`: PSNR and SSIM per predicted frame, best of N sampled futures (SVG's protocol);
+* :mod:`.fvd`: Fréchet video distance (I3D or custom features; :mod:`.frechet` is shared with FID).
 
 Each registers itself in :data:`METRICS` (:func:`.registry.register_metric`); a new metric is its
 own module with that decorator (and :data:`.registry.BUILTIN_MODULES` for a built-in one).
@@ -28,6 +30,8 @@ from .elbo import (
     report_from_sums,
 )
 from .fid import build_fid_metric, fid_from_images, inception_weights_location, prior_samples
+from .frechet import frechet_distance
+from .fvd import frechet_video_distance
 from .iwae import iwae_per_image, log_importance_weights
 from .mutual_info import MutualInfoEstimate, mutual_information
 from .registry import METRICS, Metric, register_metric
@@ -41,6 +45,7 @@ from .report import (
     render_markdown,
     write_report,
 )
+from .video import best_of_n, plot_video_curves, psnr_per_step, ssim_per_step
 
 
 def __getattr__(name: str) -> Any:
@@ -61,6 +66,7 @@ __all__ = [
     "MutualInfoEstimate",
     "PITHistogram",
     "PerImageELBO",
+    "best_of_n",
     "build_fid_metric",
     "count_active_units",
     "data_scaling",
@@ -72,6 +78,8 @@ __all__ = [
     "evaluate_checkpoint",
     "evaluate_elbo",
     "fid_from_images",
+    "frechet_distance",
+    "frechet_video_distance",
     "inception_weights_location",
     "iwae_per_image",
     "log_importance_weights",
@@ -79,9 +87,12 @@ __all__ = [
     "parse_metrics",
     "pit_values",
     "plot_calibration",
+    "plot_video_curves",
     "prior_samples",
+    "psnr_per_step",
     "register_metric",
     "render_markdown",
     "report_from_sums",
+    "ssim_per_step",
     "write_report",
 ]

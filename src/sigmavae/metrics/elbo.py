@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from ..objective import ELBOTerms, Model, data_dims, elbo_terms
+from ..objective import ELBOTerms, Model, data_dims, elbo_terms, is_sequence
 from ._common import (
     BPD,
     NATS,
@@ -47,6 +47,7 @@ class ELBOReport:
     invalid_reason: str | None
     data_scaling: str
     samples_per_image: int
+    example: str = "image"  # what one example is: "image", or "sequence" for sequence models
 
     def as_dict(self) -> dict:
         """The fields, with ``"n/a"`` (and ``invalid_reason``) where a bound is not valid."""
@@ -60,12 +61,13 @@ class ELBOReport:
         if not self.valid_bound:
             bound = f"-ELBO n/a (not a bound: {self.invalid_reason}; rate kl {self.kl:.2f})"
         else:
-            bound = (f"-ELBO {self.neg_elbo:.2f} nats/image = {self.bits_per_dim:.4f} bits/dim "
+            bound = (f"-ELBO {self.neg_elbo:.2f} nats/{self.example} = "
+                     f"{self.bits_per_dim:.4f} bits/dim "
                      f"(nll {self.nll:.2f} + kl {self.kl:.2f})")
         extra = ""
         if self.sigma is not None and self.effective_beta is not None:
             extra = f"; sigma {self.sigma:.4g}, effective beta {self.effective_beta:.4g}"
-        return (f"{bound}{extra}; {self.num_images} images x {self.data_dims} dims, "
+        return (f"{bound}{extra}; {self.num_images} {self.example}s x {self.data_dims} dims, "
                 f"{self.data_scaling}")
 
 
@@ -187,6 +189,7 @@ def report_from_sums(model: Model, sums: torch.Tensor, samples: int = 1,
         invalid_reason=reason,
         data_scaling=data_scaling(head.data_kind),
         samples_per_image=samples,
+        example="sequence" if is_sequence(model) else "image",
     )
 
 

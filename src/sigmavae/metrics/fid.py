@@ -39,7 +39,7 @@ import torch
 from torch import nn
 
 from ..messages import first_line
-from ..objective import Model, compute_dtype, images_from_params, per_frame
+from ..objective import Model, compute_dtype, context_frames, images_from_params, per_frame
 from ..streams import stream_seed
 from ._common import EvalContext, MetricUnavailable, eval_mode, fmt, model_device
 from .registry import register_metric
@@ -276,17 +276,29 @@ def fid_from_images(metric: Metric, real: torch.Tensor, fake: torch.Tensor,
 
 @torch.no_grad()
 def prior_samples(model: Model, n: int, seed: int = 0, batch_size: int = 256,
-                  device: torch.device | None = None) -> torch.Tensor:
+                  device: torch.device | None = None,
+                  context: torch.Tensor | None = None) -> torch.Tensor:
     """Decoder means of ``n`` prior draws (noise ``(n, latent_dim)`` from a CPU generator seeded
     with ``seed``, through ``model.generate``), images in [0, 1] ``(n, *data_shape)`` on the CPU
-    (the model runs in its precision: float64 for a ``.double()`` model)."""
+    (the model runs in its precision: float64 for a ``.double()`` model). A conditional sequence
+    model continues the ``n`` sequences of ``context`` (uint8 ``(n, T, C, H, W)``) and gives its
+    predicted frames ``(n, T_model - context_frames, C, H, W)``."""
     device = device or model_device(model)
     z = torch.randn(n, model.latent_dim, generator=torch.Generator().manual_seed(seed))
     dtype = compute_dtype(model)
+    given = context_frames(model)
+    if given and (context is None or context.shape[0] < n):
+        raise ValueError(f"prior samples of a model given {given} context frames need {n} "
+                         "context sequences")
     out = []
     with eval_mode(model):
         for start in range(0, n, batch_size):
-            params = model.generate(z[start:start + batch_size].to(device, dtype))
+            noise = z[start:start + batch_size].to(device, dtype)
+            if given and context is not None:
+                frames = context[start:start + batch_size, :given].to(device, dtype) / 255.0
+                params = model.generate(noise, frames)  # type: ignore[call-arg]
+            else:
+                params = model.generate(noise)
             out.append(images_from_params(model, params).cpu())
     return torch.cat(out)
 
@@ -307,14 +319,20 @@ def run(ctx: EvalContext) -> dict:
     # error, not n/a); missing default Inception weights raise MetricUnavailable (n/a, why)
     metric, desc = build_fid_metric(ctx.option("fid_features"), tuple(ctx.images.shape[1:]))
     metric = metric.to(ctx.device)
-    # sequence models: every frame is an image (per-frame FID)
-    real = to_rgb(per_frame(ctx.model, ctx.images[:n]))
+    # sequence models: every frame is an image (per-frame FID); a conditional model's frames
+    # sampled after the test sequences' context frames against those sequences' own frames
+    given = context_frames(ctx.model)
+    frames = ctx.model.data_shape[0] if given else None
+    real = to_rgb(per_frame(ctx.model, ctx.images[:n, given:frames] if given else ctx.images[:n]))
     fake = to_rgb(per_frame(ctx.model, prior_samples(
-        ctx.model, n, stream_seed(ctx.seed, "fid_prior"), ctx.batch_size, ctx.device)))
+        ctx.model, n, stream_seed(ctx.seed, "fid_prior"), ctx.batch_size, ctx.device,
+        context=ctx.images[:n] if given else None)))
     if not getattr(metric, "used_custom_model", False):  # Inception: uint8 0..255
         real = torch.round(real * 255).to(torch.uint8)
         fake = torch.round(fake * 255).to(torch.uint8)
     value = fid_from_images(metric, real.to(ctx.device), fake.to(ctx.device), ctx.batch_size)
     return {"available": True, "fid": value, "features": desc, "num_real": n, "num_fake": n,
             "units": "squared feature distance; comparable only for the same extractor and N",
-            "samples": "decoder means of z ~ N(0, I) vs the first N test images"}
+            "samples": (f"predicted frames sampled after each test sequence's {given} context "
+                        "frames vs those sequences' own frames" if given else
+                        "decoder means of z ~ N(0, I) vs the first N test images")}

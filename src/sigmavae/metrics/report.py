@@ -29,7 +29,7 @@ from typing import Any, cast
 import torch
 from torch import nn
 
-from ..objective import Model
+from ..objective import Model, data_dims, is_sequence
 from ._common import BPD, NATS, EvalContext, MetricUnavailable
 from .elbo import data_scaling
 from .registry import METRICS, Metric
@@ -133,13 +133,14 @@ def evaluate(
     ctx = EvalContext(model=vae, images=images, batch_size=batch_size, seed=seed,
                       device=device, options=dict(options or {}))
     head = vae.head
-    dims = math.prod(vae.data_shape)
+    dims = data_dims(vae)  # a conditional sequence model: its predicted frames
     report: dict[str, Any] = {
         **(meta or {}),
         "likelihood_head": head.name,
         "num_images": int(images.shape[0]),
         "data_shape": list(vae.data_shape),
         "data_dims": dims,
+        "example": "sequence" if is_sequence(vae) else "image",
         "data_scaling": data_scaling(head.data_kind),
         "units": {"nats_per_image": "nats summed over the data dimensions of one image",
                   "bits_per_dim": f"nats per image / ({dims} ln 2)"},
@@ -167,9 +168,12 @@ def render_markdown(report: dict[str, Any]) -> str:
     lines = [
         f"## sigmavae eval: {where or 'data'} ({report['likelihood_head']})",
         "",
-        f"{report['num_images']} images x {report['data_dims']} dims "
+        f"{report['num_images']} {report.get('example', 'image')}s x {report['data_dims']} dims "
         f"({'x'.join(str(s) for s in report['data_shape'])}); "
-        f"{report['data_scaling']}; {NATS} = summed over dims, {BPD} = {NATS} / (D ln 2).",
+        f"{report['data_scaling']}; {NATS} = summed over dims, {BPD} = {NATS} / (D ln 2)"
+        + (" (a sequence model: nats/image below is nats per sequence, summed over its "
+           f"{report['data_dims']} predicted dims)." if report.get("example") == "sequence"
+           else "."),
         "",
         "| metric | value | units / notes |",
         "|---|---|---|",
@@ -234,6 +238,9 @@ def evaluate_checkpoint(
     split: str = "test", data_root: str | Path | None = None, limit: int | None = None,
     elbo_samples: int = 10, iwae_samples: int = 1000, mi_data: int | None = None,
     mi_samples: int | None = None, fid_samples: int = 10000, fid_features: str | None = None,
+    video_samples: int = 100, video_context_frames: int | None = None,
+    video_future_frames: int | None = None, fvd_features: str | None = None,
+    fvd_samples: int | None = None,
     batch_size: int = 256, seed: int = 0, device: str = "auto", out: str | Path | None = None,
     log: Callable[[str], None] | None = None,
 ) -> CheckpointReport:
@@ -243,8 +250,8 @@ def evaluate_checkpoint(
     from the checkpoint (:func:`sigmavae.training.load_trained`), a named FID extractor is
     tried, the split is loaded (the data set and options of the run; ``data_root`` overrides
     the run's), its first ``limit`` images are evaluated, and with ``out`` the JSON report, the
-    markdown beside it (``.md``) and the calibration plot (``OUT_STEM.calibration.png``) are
-    written.
+    markdown beside it (``.md``), the calibration plot (``OUT_STEM.calibration.png``) and the
+    video PSNR/SSIM plot (``OUT_STEM.video.png``) are written.
 
     Args:
         checkpoint: a ``.ckpt`` written by the trainer.
@@ -252,6 +259,10 @@ def evaluate_checkpoint(
         split, data_root, limit: which images.
         elbo_samples, iwae_samples, mi_data, mi_samples, fid_samples, fid_features: the metrics'
             options (see each metric module).
+        video_samples, video_context_frames, video_future_frames, fvd_features, fvd_samples:
+            options of the video metrics (:mod:`.video`, :mod:`.fvd`): futures per sequence
+            for best-of-N PSNR/SSIM, the given and predicted frames (default: the model's
+            context, the rest of each test sequence), the FVD feature network ``i3d:PATH``.
         batch_size, seed, device: how to run (``device``: cpu, cuda, cuda:N or auto).
         out: where to write the JSON report (its folder is made), or ``None``.
         log: gets one progress line per metric.
@@ -272,6 +283,10 @@ def evaluate_checkpoint(
     for option, value, least in (("elbo_samples", elbo_samples, 1),
                                  ("iwae_samples", iwae_samples, 1), ("mi_data", mi_data, 2),
                                  ("mi_samples", mi_samples, 1), ("fid_samples", fid_samples, 2),
+                                 ("video_samples", video_samples, 1),
+                                 ("video_context_frames", video_context_frames, 1),
+                                 ("video_future_frames", video_future_frames, 1),
+                                 ("fvd_samples", fvd_samples, 2),
                                  ("batch_size", batch_size, 1), ("limit", limit, 1)):
         if value is not None and value < least:
             raise EvalOptionError(option, f" must be >= {least}, got {value}")
@@ -285,18 +300,28 @@ def evaluate_checkpoint(
     model, config = load_trained(checkpoint)
     if "fid" in names:  # a named extractor that cannot work: fail now, not after the others
         check_fid_features(fid_features, cast(Model, model).data_shape)
+    if "fvd" in names:
+        from .fvd import check_fvd_features
+
+        check_fvd_features(fvd_features, cast(Model, model).data_shape)
     root = data_root if data_root is not None else config.data_root
     data = load_dataset(config.data, split, root, **config.data_options)
     if limit:
         data = data.subset(limit)
-    plot = None
+    plot = video_plot = None
     if out_path is not None and "calibration" in names:
         plot = out_path.with_name(out_path.stem + ".calibration.png")
+    if out_path is not None and "video" in names:
+        video_plot = out_path.with_name(out_path.stem + ".video.png")
     options = {
         "elbo_samples": elbo_samples, "iwae_samples": iwae_samples,
         "mi_data": mi_data, "mi_samples": mi_samples,
         "fid_samples": fid_samples, "fid_features": fid_features,
+        "video_samples": video_samples, "video_context_frames": video_context_frames,
+        "video_future_frames": video_future_frames, "fvd_features": fvd_features,
+        "fvd_samples": fvd_samples,
         "plot_path": None if plot is None else str(plot),
+        "video_plot_path": None if video_plot is None else str(video_plot),
         "title": f"{config.data} {split} ({config.likelihood})",
     }
     meta = {"checkpoint": str(checkpoint), "data": config.data, "split": split,
@@ -306,6 +331,5 @@ def evaluate_checkpoint(
     result = CheckpointReport(report=report, markdown=render_markdown(report))
     if out_path is not None:
         result.files = list(write_report(report, out_path))
-        if plot is not None and plot.is_file():
-            result.files.append(plot)
+        result.files += [p for p in (plot, video_plot) if p is not None and p.is_file()]
     return result

@@ -8,10 +8,12 @@ from ..objective import ELBOTerms, ModelOutput, PosteriorUnavailable, prepare_ba
 from .conv import ConvDecoder, ConvEncoder, build_conv_vae
 from .hierarchical import HierarchicalVAE, build_hierarchical_vae
 from .registry import MODELS, build_model, check_model_options, model_names, register_model
+from .svg import SVGLP, build_svg
 from .vae import VAE, kl_to_standard_normal
 
 __all__ = [
     "MODELS",
+    "SVGLP",
     "VAE",
     "ConvDecoder",
     "ConvEncoder",
@@ -22,6 +24,7 @@ __all__ = [
     "build_conv_vae",
     "build_hierarchical_vae",
     "build_model",
+    "build_svg",
     "check_model_options",
     "kl_to_standard_normal",
     "model_names",

@@ -24,7 +24,7 @@ from ..registry import Registry
 ModelBuilder = Callable[..., nn.Module]
 
 #: The modules whose decorators register the built-in models.
-BUILTIN_MODULES = ("conv", "hierarchical")
+BUILTIN_MODULES = ("conv", "hierarchical", "svg")
 #: Parameters of a builder that the caller sets (never user options).
 INTERNAL_PARAMETERS = ("image_shape", "data_shape", "head")
 

@@ -7,6 +7,7 @@ model=...)``); these builders are what it uses when it is given none, and what
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -64,6 +65,17 @@ def data_shape(data: Examples) -> tuple[int, ...]:
     return tuple(int(s) for s in data.images.shape[1:])
 
 
+def original_sigma(config: TrainConfig, image_shape: tuple[int, ...]) -> float:
+    """The sigma (on the [0, 1] scale) for which SVG's loss, ``SSE / (C H W) + beta * KL`` per
+    example, is ``beta`` times the negative ELBO of the fixed-sigma Gaussian (up to a constant):
+    ``2 sigma^2 = beta C H W`` with ``C H W`` the pixels of one frame (or image)."""
+    beta = config.kl_weight
+    if beta <= 0:
+        raise ConfigError("config: objective original needs beta > 0 "
+                          "(sigma = sqrt(beta C H W / 2))")
+    return math.sqrt(beta * math.prod(image_shape[-3:]) / 2)
+
+
 def build_vae(config: TrainConfig, image_shape: tuple[int, ...]) -> nn.Module:
     """The model a config describes (head from the likelihood registry, network from the model
     registry) for examples of shape ``image_shape``.
@@ -71,7 +83,10 @@ def build_vae(config: TrainConfig, image_shape: tuple[int, ...]) -> nn.Module:
     Raises:
         ConfigError: the network refuses an option or this shape (one line).
     """
-    head = likelihoods.create(config.likelihood, **config.likelihood_options)
+    if config.objective == "original":
+        head = likelihoods.create("fixed_sigma", sigma=original_sigma(config, image_shape))
+    else:
+        head = likelihoods.create(config.likelihood, **config.likelihood_options)
     options: dict[str, Any] = dict(config.model_options)
     if config.latent_dim is not None:
         options["latent_dim"] = config.latent_dim

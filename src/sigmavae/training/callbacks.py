@@ -179,7 +179,8 @@ class MetricLogs:
 
 class SampleGrid:
     """``samples/epoch_XXXX.png``: decoder means of ``n`` prior samples, seed ``seed`` (the same
-    draws every epoch: comparable across epochs)."""
+    draws every epoch: comparable across epochs); a conditional sequence model continues the
+    first validation sequences."""
 
     def __init__(self, n: int = 64, seed: int = 0) -> None:
         self.n, self.seed = n, seed
@@ -188,7 +189,8 @@ class SampleGrid:
                            report: ELBOReport) -> None:
         if trainer.fabric.is_global_zero:
             path = trainer.out / "samples" / f"epoch_{state.epoch:04d}.png"
-            save_sample_grid(trainer.model, path, n=self.n, seed=self.seed)
+            context = trainer.val_data.images[: self.n]
+            save_sample_grid(trainer.model, path, n=self.n, seed=self.seed, context=context)
 
 
 class ReconstructionGrid:
@@ -289,16 +291,17 @@ def epoch_line(row: dict[str, Any], report: ELBOReport, likelihood: str) -> str:
     """The console line of an epoch: a number is called -ELBO only where it is a bound (the
     full reasons are printed once, at the start of the run)."""
     note = row.get("train_bound_note")
+    nats = f"nats/{report.example}"
     if row["train_neg_elbo"] == NOT_A_BOUND:
-        train = (f"train loss {row['train_loss']:.2f} nats/image (-ELBO n/a: not a bound for "
+        train = (f"train loss {row['train_loss']:.2f} {nats} (-ELBO n/a: not a bound for "
                  f"{likelihood}, see the note above)")
     else:
-        train = f"train -ELBO {row['train_neg_elbo']:.2f} nats/image"
+        train = f"train -ELBO {row['train_neg_elbo']:.2f} {nats}"
         if note:
             train += f" ({note.split(' (')[0]})"
     if report.valid_bound:
         val = report.summary()
     else:
         val = (f"-ELBO n/a (not a bound for {likelihood}, see the note above); rate kl "
-               f"{report.kl:.2f} nats/image")
+               f"{report.kl:.2f} {nats}")
     return f"epoch {row['epoch']}: {train}; val {val}"

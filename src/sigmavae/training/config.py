@@ -47,6 +47,9 @@ class ConfigError(ValueError):
 
 Precision = Literal["32-true", "bf16-mixed", "16-mixed", "64-true"]
 Accelerator = Literal["auto", "cpu", "cuda", "gpu", "mps"]
+Objective = Literal["elbo", "original"]
+#: SVG's KL weight (Denton & Fergus 2018, BAIR), the default beta of ``objective: original``.
+ORIGINAL_BETA = 1e-4
 #: Fabric precisions the trainer supports (the likelihood is float32 under the mixed ones).
 PRECISIONS: tuple[str, ...] = typing.get_args(Precision)
 #: Fabric accelerators a run may ask for.
@@ -106,8 +109,15 @@ class TrainConfig:
     likelihood_options: Annotated[dict[str, Any], Field(
         description="option of the head (a keyword of its constructor), e.g. beta=0.006")] = field(
         default_factory=dict)
-    beta: Annotated[float, Field(
-        ge=0, description="KL weight in the training loss only (1 = the ELBO)")] = 1.0
+    objective: Annotated[Objective, Field(
+        description="elbo: the head's negative ELBO with beta on the KL (the calibrated "
+                    "objective); original: SVG's code, per example the squared error over the "
+                    "predicted pixels divided by the pixels per frame plus beta * KL (beta "
+                    "default 1e-4), which is the fixed-sigma head with sigma = "
+                    "sqrt(beta C H W / 2): that head is built and its ELBO reported")] = "elbo"
+    beta: Annotated[float | None, Field(
+        ge=0, description="KL weight in the training loss only (null: 1 = the ELBO; 1e-4 with "
+                          "objective original)")] = None
     # -- optimisation (paper, App. B: Adam 1e-3, batch 128, 10 epochs)
     epochs: Annotated[int, Field(ge=1, description="passes over the training set")] = 10
     batch_size: Annotated[int, Field(ge=1, description="images per step and process")] = 128
@@ -156,6 +166,22 @@ class TrainConfig:
     def __post_init__(self) -> None:
         for name, value in _check_values(vars(self), "config").items():
             setattr(self, name, value)  # ints given for floats become floats
+        if self.objective == "original":
+            if self.likelihood not in (DEFAULT_HEAD, "fixed_sigma") or self.likelihood_options:
+                raise ConfigError(
+                    f"config: objective original is SVG's mean squared error + beta * KL, whose "
+                    f"likelihood is the fixed-sigma Gaussian with sigma = sqrt(beta C H W / 2); "
+                    f"leave likelihood unset (got {self.likelihood!r} "
+                    f"{self.likelihood_options or ''}) or use objective elbo")
+            self.likelihood = "fixed_sigma"
+
+    @property
+    def kl_weight(self) -> float:
+        """The beta of the training loss: ``beta``, or its default (1 for the ELBO, SVG's 1e-4
+        for the original objective)."""
+        if self.beta is not None:
+            return self.beta
+        return ORIGINAL_BETA if self.objective == "original" else 1.0
 
     # -- (de)serialisation ------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -320,7 +346,8 @@ def _check_components(values: dict[str, Any], source: str) -> None:
     if values["data"] not in data_names:
         raise ConfigError(f"{source}: data must be one of {data_names}, got {values['data']!r}")
     try:
-        create(values["likelihood"], **values["likelihood_options"])  # cheap: a head is small
+        if values.get("objective") != "original":  # that head's sigma follows the data's size
+            create(values["likelihood"], **values["likelihood_options"])  # a head is small
         check_model_options(values["model"], values["model_options"])
         check_dataset_options(values["data"], values["data_options"])
     except (OptionError, DataError) as err:

@@ -293,8 +293,10 @@ class Trainer:
                noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The step's loss (scalar), nll and kl ``(B,)`` nats, through the objective (run by
         the Fabric-wrapped module, so that DDP synchronises the gradients)."""
-        terms = objective.elbo_terms(self._vae, images, beta=self.config.beta, noise=noise,
-                                     forward=self.wrapped)
+        terms_of = (objective.original_objective_terms if self.config.objective == "original"
+                    else objective.elbo_terms)
+        terms = terms_of(self._vae, images, beta=self.config.kl_weight, noise=noise,
+                         forward=self.wrapped)
         return terms.loss, terms.nll, terms.kl
 
     def _noise(self, local_batch: int) -> torch.Tensor:

@@ -27,17 +27,28 @@ def _frames(x: torch.Tensor) -> tuple[torch.Tensor, int | None]:
 
 
 @torch.no_grad()
-def save_sample_grid(model: nn.Module, path: Path, n: int = 64, seed: int = 0) -> Path:
+def save_sample_grid(model: nn.Module, path: Path, n: int = 64, seed: int = 0,
+                     context: torch.Tensor | None = None) -> Path:
     """Decoder means of ``n`` prior samples (fixed seed: comparable across epochs); a sequence
-    model's samples are rows of frames."""
+    model's samples are rows of frames. A conditional sequence model continues the first ``n``
+    sequences of ``context`` (uint8 ``(N, T, C, H, W)``): each row is their given frames, then
+    the sampled ones."""
     g = torch.Generator(device=next(model.parameters()).device).manual_seed(seed)
+    spec = cast(objective.Model, model)
+    given = objective.context_frames(spec)
+    if given and context is not None:
+        n = min(n, context.shape[0])
+        context = context[:n]
     was_training = model.training
     model.eval()
     try:
-        images = objective.sample(cast(objective.Model, model), n, generator=g)
+        images = objective.sample(spec, n, generator=g, context=context if given else None)
     finally:
         model.train(was_training)
-    frames, per_row = _frames(images.float().cpu())
+    images = images.float().cpu()
+    if given and context is not None:
+        images = torch.cat([context[:, :given].float().cpu() / 255.0, images], dim=1)
+    frames, per_row = _frames(images)
     path.parent.mkdir(parents=True, exist_ok=True)
     save_image(frames, path, nrow=per_row or math.ceil(math.sqrt(n)), padding=1)
     return path
@@ -56,6 +67,9 @@ def save_reconstruction_grid(model: nn.Module, images: torch.Tensor, path: Path)
     finally:
         model.train(was_training)
     data = images.float().cpu() / 255.0
+    given = objective.context_frames(cast(objective.Model, model))
+    if given:  # a conditional model reconstructs the predicted frames: show the given ones too
+        recon = torch.cat([data[:, :given], recon], dim=1)
     if data.dim() == 5:  # sequences: a row of data frames, then its reconstruction
         per_row = int(data.shape[1])
         rows = [frames for pair in zip(data[:8], recon[:8], strict=True) for frames in pair]
