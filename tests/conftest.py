@@ -40,6 +40,32 @@ def shared_file(shared_data: Path) -> Callable[..., Path]:
     return find
 
 
+#: A tiny FID feature extractor as a module file: 2x2 average pooling, 12 features for RGB.
+POOL_FEATURES = """
+from torch import nn
+
+
+class Pool(nn.Module):
+    num_features = 12
+
+    def forward(self, x):
+        return nn.functional.adaptive_avg_pool2d(x, (2, 2)).flatten(1)
+
+
+def features():
+    return Pool()
+"""
+
+
+@pytest.fixture
+def pool_features(tmp_path: Path) -> str:
+    """``--fid-features`` naming a 12-d pooling extractor written to a file (fast, no weights;
+    pixels would mean a covariance of every pixel)."""
+    path = tmp_path / "pool_features.py"
+    path.write_text(POOL_FEATURES)
+    return f"{path}:features"
+
+
 @pytest.fixture(scope="session")
 def mnist_test_root(tmp_path_factory: pytest.TempPathFactory,
                     shared_file: Callable[..., Path]) -> Path:

@@ -18,22 +18,6 @@ TINY_SVG = ["--model", "svg", "--model-option", "backbone=dcgan",
             "--model-option", "g_dim=8", "--model-option", "z_dim=2",
             "--model-option", "rnn_size=8"]
 
-POOL_FEATURES = """
-from torch import nn
-
-
-class Pool(nn.Module):
-    num_features = 12
-
-    def forward(self, x):
-        return nn.functional.adaptive_avg_pool2d(x, (2, 2)).flatten(1)
-
-
-def features():
-    return Pool()
-"""
-
-
 @pytest.fixture(autouse=True)
 def one_thread():
     threads = torch.get_num_threads()
@@ -53,7 +37,7 @@ def _train(tmp_path, root, name: str, *extra: str):
 
 
 def test_svg_trains_evaluates_and_samples_from_the_command_line(tmp_path, mnist_test_root,
-                                                                capsys):
+                                                                capsys, pool_features):
     out = _train(tmp_path, mnist_test_root, "calibrated")
     log = capsys.readouterr().out
     assert "nats/sequence" in log and "8 sequences x 8192 dims" in log  # 2 predicted 64x64 frames
@@ -61,10 +45,8 @@ def test_svg_trains_evaluates_and_samples_from_the_command_line(tmp_path, mnist_
     assert (out / "samples" / "epoch_0001.png").is_file()
 
     report_path = tmp_path / "eval.json"
-    features = tmp_path / "pool.py"  # 12-d features (pixels would be a 12288-d covariance)
-    features.write_text(POOL_FEATURES)
     assert main(["eval", str(ckpt), "--metrics", "elbo,video,fid", "--video-samples", "3",
-                 "--fid-features", f"{features}:features", "--fid-samples", "8", "--limit", "4",
+                 "--fid-features", pool_features, "--fid-samples", "8", "--limit", "4",
                  "--elbo-samples", "2", "--device", "cpu", "--out", str(report_path)]) == 0
     printed = capsys.readouterr().out
     report = json.loads(report_path.read_text())

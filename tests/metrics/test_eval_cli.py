@@ -10,31 +10,14 @@ from sigmavae.cli import main
 from sigmavae.metrics import METRICS
 from sigmavae.metrics import fid as fid_metric
 
-FEATURES = '''
-import torch
-from torch import nn
 
-
-class Pool(nn.Module):
-    num_features = 12
-
-    def forward(self, x):
-        return nn.functional.adaptive_avg_pool2d(x, (2, 2)).flatten(1)
-
-
-def features():
-    return Pool()
-'''
-
-
-def test_eval_every_metric_writes_json_markdown_and_plot(frey_run, tmp_path, capsys):
-    feats = tmp_path / "feats.py"
-    feats.write_text(FEATURES)
+def test_eval_every_metric_writes_json_markdown_and_plot(frey_run, tmp_path, capsys,
+                                                         pool_features):
     out = tmp_path / "eval" / "report.json"
     ckpt = frey_run / "checkpoints" / "last.ckpt"
     code = main(["eval", str(ckpt), "--metrics", "all", "--elbo-samples", "2",
                  "--iwae-samples", "8", "--mi-samples", "100", "--fid-samples", "16",
-                 "--fid-features", f"{feats}:features", "--limit", "20", "--batch-size", "16",
+                 "--fid-features", pool_features, "--limit", "20", "--batch-size", "16",
                  "--device", "cpu", "--out", str(out)])
     assert code == 0
     printed = capsys.readouterr().out
