@@ -59,10 +59,26 @@ def time_steps(step: Callable[[], None], steps: int, warmup: int,
     return time.perf_counter() - start
 
 
+#: The CPU flags that change which kernels run (vector width, bf16 in hardware).
+SPEED_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "amx_tile", "amx_bf16")
+
+
+def cpu_flags() -> list[str]:
+    """The :data:`SPEED_FLAGS` this CPU has (Linux ``/proc/cpuinfo``; empty elsewhere)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return []
+    line = next((ln for ln in text.splitlines() if ln.startswith("flags")), "")
+    have = set(line.partition(":")[2].split())
+    return [flag for flag in SPEED_FLAGS if flag in have]
+
+
 def machine() -> dict[str, object]:
     info: dict[str, object] = {
         "python": platform.python_version(), "torch": torch.__version__,
         "cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
+        "cpu_flags": cpu_flags(),
     }
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name()

@@ -262,6 +262,33 @@ def test_conditional_sequence_model_is_scored_on_its_predicted_frames(head: str)
     assert reconstruct(model, images).shape == (3, 2, 1, 4, 4)
 
 
+def test_a_sequence_model_is_matched_to_longer_test_sequences() -> None:
+    """SVG's BAIR protocol trains on 2 + 10 frames and scores 2 + 28: the model then describes
+    the longer sequences, with as many latents per predicted frame as in training."""
+    from sigmavae.models.svg import build_svg
+
+    torch.manual_seed(0)
+    model = build_svg((4, 1, 64, 64), likelihoods.create("learned_sigma"), backbone="dcgan",
+                      context_frames=2, g_dim=8, z_dim=3, rnn_size=8, width=4).eval()
+    assert model.latent_dim == 3 * 2
+    objective.match_sequence_length(model, 4)  # the training length: nothing changes
+    assert model.data_shape == (4, 1, 64, 64) and model.latent_dim == 6
+    objective.match_sequence_length(model, 6)
+    assert model.data_shape == (6, 1, 64, 64) and model.latent_dim == 3 * 4
+    assert objective.data_dims(model) == 4 * 64 * 64  # bits/dim over the 4 predicted frames
+    images = _images(model.data_shape, n=2)
+    with torch.no_grad():
+        terms = elbo_terms(model, images)
+    assert terms.nll.shape == terms.kl.shape == (2,) and torch.isfinite(terms.nll).all()
+    assert sample(model, 2, context=images).shape == (2, 4, 1, 64, 64)
+    with pytest.raises(ValueError, match="leave none to predict"):
+        objective.match_sequence_length(model, 2)
+    toy = ToyConditionalVAE(likelihoods.create("learned_sigma"))
+    toy.latent_dim = 5  # not a number of latents per predicted frame (2 frames)
+    with pytest.raises(ValueError, match="not a number of latents per predicted frame"):
+        objective.match_sequence_length(toy, 6)
+
+
 def test_original_objective_is_svg_mse_and_beta_times_the_fixed_sigma_elbo() -> None:
     torch.manual_seed(0)
     beta, pixels = 1e-4, 16  # C H W of one frame

@@ -126,7 +126,8 @@ def _eval(args: argparse.Namespace) -> int:
 
     result = evaluate_checkpoint(
         args.checkpoint, args.metrics, split=args.split, data_root=args.data_root,
-        limit=args.limit, elbo_samples=args.elbo_samples, iwae_samples=args.iwae_samples,
+        data_options=_key_values(args.data_option, "--data-option"), limit=args.limit,
+        elbo_samples=args.elbo_samples, iwae_samples=args.iwae_samples,
         mi_data=args.mi_data, mi_samples=args.mi_samples, fid_samples=args.fid_samples,
         fid_features=args.fid_features, video_samples=args.video_samples,
         video_context_frames=args.video_context_frames,
@@ -233,6 +234,9 @@ def build_parser() -> argparse.ArgumentParser:
                         f"(= {','.join(default_metrics())})")
     e.add_argument("--split", default="test")
     e.add_argument("--data-root")
+    e.add_argument("--data-option", action="append", metavar="KEY=VALUE",
+                   help="override one of the run's data options (repeatable), e.g. frames=30 "
+                        "to score a video model on longer test sequences")
     e.add_argument("--elbo-samples", "--samples", dest="elbo_samples", type=int, default=10,
                    help="posterior samples per image for the multi-sample ELBO (the "
                         "single-sample ELBO is always reported)")

@@ -246,6 +246,32 @@ def data_dims(model: Model) -> int:
     return dims - context * math.prod(model.data_shape[1:]) if context else dims
 
 
+def match_sequence_length(model: Model, frames: int) -> None:
+    """Make a sequence model describe sequences of ``frames`` frames (in place): its
+    ``data_shape`` becomes ``(frames, C, H, W)`` and ``latent_dim`` as many latents per
+    predicted frame as in training, so a model trained on ``T`` frames is scored and sampled on
+    ``frames`` (e.g. SVG's BAIR protocol: trained on 2 + 10 frames, scored on 2 + 28). For a
+    sequence model only; one whose ``latent_dim`` is not per predicted frame is refused.
+
+    Raises:
+        ValueError: ``frames`` leaves no frame after the context, or the latents are not per frame.
+    """
+    trained = model.data_shape[0]
+    if frames == trained:
+        return
+    context = context_frames(model)
+    if frames <= context:
+        raise ValueError(f"sequences of {frames} frames leave none to predict after the "
+                         f"model's {context} context frames")
+    if model.latent_dim % (trained - context):
+        raise ValueError(f"{type(model).__name__}: latent_dim {model.latent_dim} is not a "
+                         f"number of latents per predicted frame ({trained - context} frames), "
+                         f"so it cannot be scored on {frames}-frame sequences")
+    per_frame_latents = model.latent_dim // (trained - context)
+    model.data_shape = (frames, *model.data_shape[1:])
+    model.latent_dim = per_frame_latents * (frames - context)
+
+
 def predicted_frames(model: Model, values: torch.Tensor) -> torch.Tensor:
     """``values[:, context_frames:]`` for a conditional sequence model (the frames its likelihood
     scores); unchanged for every other model."""

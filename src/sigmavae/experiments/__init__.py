@@ -1,6 +1,7 @@
 """The paper's experiments (``sigmavae experiment NAME``): runs, reports beside the published
 numbers (``published.csv``), and a verdict per claim (:data:`CLAIMS`)."""
 
+from . import video  # noqa: F401  (registers the video experiments)
 from .claims import CLAIMS, Claim
 from .definitions import EXPERIMENTS, Experiment
 from .driver import run_experiments

@@ -54,6 +54,7 @@ class Context:
     store: RunStore
     out: Path  # the experiment's report folder
     fid_features: dict[str, str] = field(default_factory=dict)  # data key -> feature note
+    requested_seeds: int | None = None  # --seeds, if given (else each experiment's default)
 
     def spec(self, role: str, head: HeadRow, seed: int, model: str = "conv") -> RunSpec:
         train = {**self.preset.train_keys(), **self.data[role].train_keys(), "model": model,
@@ -211,9 +212,17 @@ class Experiment:
     title: str = ""
     paper: str = ""  # which table / figure of the paper
     roles: tuple[str, ...] = ("svhn",)
+    #: whether its runs' FID uses the classifier trained on each data set (image experiments)
+    classifier_fid: bool = True
+    #: the presets ``all`` runs it under (None: every preset)
+    presets: tuple[str, ...] | None = None
 
     def runs(self, ctx: Context) -> list[RunSpec]:
         raise NotImplementedError
+
+    def setup(self, ctx: Context) -> list[str] | None:
+        """The report's setup lines; None: the image experiments' (conv VAE, preset sizes)."""
+        return None
 
     def analyse(self, ctx: Context, results: Results) -> Section:
         raise NotImplementedError

@@ -29,8 +29,9 @@ from .presets import (
 from .report import write_index, write_report
 from .runs import EvalSettings, RunSpec, RunStore, write_plan
 
-#: ``all`` runs the experiments in this order.
-ORDER = ("beta-sweep", "mi-vs-beta", "variance-convergence", "decoders", "discretized")
+#: ``all`` runs the experiments in this order (each under the presets it is made for).
+ORDER = ("beta-sweep", "mi-vs-beta", "variance-convergence", "decoders", "discretized", "video",
+         "bair")
 
 
 @dataclass
@@ -123,9 +124,16 @@ def run_experiments(
     chosen = with_seeds(base, seeds)
     out, store = Path(out), RunStore(Path(runs_dir), log=log)
     experiments: list[Experiment] = [EXPERIMENTS.get(n)() for n in names]
+    if len(experiments) > 1:  # "all": leave out what is made for other presets
+        for skipped in [e for e in experiments if e.presets and chosen.name not in e.presets]:
+            log(f"experiment {skipped.name}: runs with --preset {'/'.join(skipped.presets or ())}"
+                f" only; left out of this {chosen.name} run")
+        experiments = [e for e in experiments if not e.presets or chosen.name in e.presets]
     roles = sorted({r for e in experiments for r in e.roles})
     datas = _data_for(chosen, roles, data, data_root, dict(data_options or {}))
-    features = {d.key: fid_classifier(d, chosen, log) for d in datas.values()}
+    classifier_roles = {r for e in experiments if e.classifier_fid for r in e.roles}
+    features = {d.key: fid_classifier(d, chosen, log) for r, d in datas.items()
+                if r in classifier_roles}
     command = command or f"sigmavae experiment {' '.join(names)} --preset {chosen.name}"
 
     def settings(spec: RunSpec) -> EvalSettings:
@@ -133,12 +141,13 @@ def run_experiments(
                    if d.train_keys() == {k: spec.train.get(k) for k in d.train_keys()})
         return EvalSettings(images=chosen.eval_images, fid_samples=chosen.fid_samples,
                             mi_data=chosen.mi_data, elbo_samples=chosen.elbo_samples,
-                            fid_features=features[key][0])
+                            fid_features=features[key][0] if key in features else "pixels")
 
     outcome = Outcome({}, {})
     # each report names the data and FID features of its own runs only
     contexts = {e.name: Context(chosen, own, store, out / e.name,
-                                {d.label: features[d.key][1] for d in own.values()})
+                                {d.label: features[d.key][1] for d in own.values()
+                                 if d.key in features}, requested_seeds=seeds)
                 for e in experiments
                 for own in [{r: d for r, d in datas.items() if r in e.roles}]}
     if plan:

@@ -194,6 +194,26 @@ def sample_panels(store: RunStore, panels: Sequence[tuple[str, list[RunResult]]]
     return _save(fig, path)
 
 
+def stacked_images(panels: Sequence[tuple[str, Path]], path: Path) -> Path:
+    """The PNGs of ``panels`` one above the other at their own pixel size (upscaled with
+    nearest neighbour to at least ``CELL_PX * GRID`` pixels high), each titled with its label."""
+    from PIL import Image
+
+    images = [(label, np.asarray(Image.open(png).convert("RGB"))) for label, png in panels]
+    width = max(image.shape[1] for _, image in images)
+    scale = max(1, math.ceil(CELL_PX * GRID / min(image.shape[0] for _, image in images)))
+    heights = [image.shape[0] * scale / DPI + 0.35 for _, image in images]
+    fig, axes = plt.subplots(len(images), 1, squeeze=False, figsize=(width * scale / DPI,
+                                                                     sum(heights)),
+                             gridspec_kw={"height_ratios": heights})
+    for ax, (label, image) in zip(axes[:, 0], images, strict=True):
+        ax.imshow(image, interpolation="nearest")
+        ax.set_title(label, fontsize=10)
+        ax.axis("off")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
 def _save(fig, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=DPI)
@@ -201,4 +221,5 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
-__all__ = ["beta_sweep_plot", "estimate", "mi_plot", "sample_panels", "variance_plot"]
+__all__ = ["beta_sweep_plot", "estimate", "mi_plot", "sample_panels", "stacked_images",
+           "variance_plot"]

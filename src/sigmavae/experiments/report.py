@@ -57,9 +57,10 @@ def _relative(path: Path, start: Path) -> str:
     return os.path.relpath(path, start)
 
 
-def setup_lines(ctx: Context, experiment: Experiment, command: str) -> list[str]:
+def setup_lines(ctx: Context, experiment: Experiment) -> list[str]:
+    """The setup of the image experiments: data, the conv VAE, preset sizes, seeds, FID."""
     preset = ctx.preset
-    lines = [f"Command: `{command}`", "", "## Setup", ""]
+    lines = []
     for role in experiment.roles:
         data = ctx.data[role]
         stand_in = f", standing in for {data.stands_in_for}" if data.stands_in_for else ""
@@ -93,12 +94,15 @@ def write_report(ctx: Context, experiment: Experiment, section: Section, command
     write_csv(section.rows, out / "runs.csv")
     minutes = wall_minutes(section.rows)
     lines = [f"# {experiment.title} ({experiment.paper})", "",
-             _summary(experiment), "", *setup_lines(ctx, experiment, command), ""]
-    lines += ["## Measured beside published", ""]
+             _summary(experiment), "", f"Command: `{command}`", "", "## Setup", "",
+             *(experiment.setup(ctx) or setup_lines(ctx, experiment)), ""]
+    has_published = any(key.startswith("paper") for row in section.table for key in row)
+    lines += ["## Measured" + (" beside published" if has_published else ""), ""]
     lines += markdown_table(section.table)
-    lines += ["", "Published numbers are the paper's, as printed (its own data sets at full size"
-              " and with Inception FID): they show the paper's ordering, not values to match "
-              "on this data."]
+    if has_published:
+        lines += ["", "Published numbers are the paper's, as printed (its own data sets at full "
+                  "size and with Inception FID): they show the paper's ordering, not values to "
+                  "match on this data."]
     lines += [f"- {note}" for note in section.notes]
     if missing:
         lines += ["", f"**{missing} run(s) not finished yet**: the numbers above use the "

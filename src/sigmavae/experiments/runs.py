@@ -37,18 +37,29 @@ EVAL_METRICS = ("elbo", "discretized", "mi", "fid")
 @dataclass(frozen=True)
 class RunSpec:
     """One training run: ``row`` names it in tables (the published row, e.g. ``beta_vae_0.01``),
-    ``label`` is how people read it; ``train`` holds its TrainConfig keys (no ``out``)."""
+    ``label`` is how people read it; ``train`` holds its TrainConfig keys (no ``out``).
+
+    ``metrics`` are what its evaluation computes and ``eval_args`` extra ``sigmavae eval``
+    arguments after the experiment's (a later flag wins), e.g. a video model's
+    ``--video-samples``; neither is part of the run's identity (only training is).
+    """
 
     row: str
     label: str
     train: dict[str, Any]
     seed: int
+    metrics: tuple[str, ...] = EVAL_METRICS
+    eval_args: tuple[str, ...] = ()
 
     @property
     def run_id(self) -> str:
         # named by the head, not the row: two tables' rows with one config share one run
         digest = hashlib.sha1(json.dumps(self.train, sort_keys=True).encode()).hexdigest()[:8]
-        return f"{self.train.get('likelihood', 'run')}-s{self.seed}-{digest}"
+        name = ("original" if self.train.get("objective") == "original"
+                else self.train.get("likelihood", "run"))
+        if self.train.get("model", "conv") != "conv":  # e.g. svg-optimal_sigma-s0-...
+            name = f"{self.train['model']}-{name}"
+        return f"{name}-s{self.seed}-{digest}"
 
     def config(self, folder: Path) -> dict[str, Any]:
         return {**self.train, "seed": self.seed, "out": str(folder), "progress": False}
@@ -64,14 +75,15 @@ class EvalSettings:
     elbo_samples: int
     fid_features: str  # "classifier:PATH", "pixels", "inception[:PATH]"
 
-    def args(self, checkpoint: Path, out: Path) -> list[str]:
-        args = ["eval", str(checkpoint), "--metrics", ",".join(EVAL_METRICS),
+    def args(self, checkpoint: Path, out: Path, metrics: Sequence[str] = EVAL_METRICS,
+             extra: Sequence[str] = ()) -> list[str]:
+        args = ["eval", str(checkpoint), "--metrics", ",".join(metrics),
                 "--elbo-samples", str(self.elbo_samples), "--fid-samples", str(self.fid_samples),
                 "--mi-data", str(self.mi_data), "--fid-features", self.fid_features,
                 "--device", "cpu", "--out", str(out)]
         if self.images is not None:
             args += ["--limit", str(self.images)]
-        return args
+        return args + list(extra)
 
 
 @dataclass
@@ -127,7 +139,8 @@ class RunStore:
         """The ``sigmavae`` argument lists that train and evaluate ``spec``."""
         folder = self.folder(spec)
         train = ["train", "--config", str(folder / "train.yaml"), "--resume", "auto"]
-        evaluate = settings.args(folder / "checkpoints" / "last.ckpt", folder / "eval.json")
+        evaluate = settings.args(folder / "checkpoints" / "last.ckpt", folder / "eval.json",
+                                 spec.metrics, spec.eval_args)
         return train, evaluate
 
     def result(self, spec: RunSpec) -> RunResult | None:

@@ -21,7 +21,7 @@ import json
 import math
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -29,7 +29,7 @@ from typing import Any, cast
 import torch
 from torch import nn
 
-from ..objective import Model, data_dims, is_sequence
+from ..objective import Model, data_dims, is_sequence, match_sequence_length
 from ._common import BPD, NATS, EvalContext, MetricUnavailable
 from .elbo import data_scaling
 from .registry import METRICS, Metric
@@ -236,7 +236,8 @@ class CheckpointReport:
 def evaluate_checkpoint(
     checkpoint: str | Path, metrics: str | Sequence[str] | None = None, *,
     split: str = "test", data_root: str | Path | None = None, limit: int | None = None,
-    elbo_samples: int = 10, iwae_samples: int = 1000, mi_data: int | None = None,
+    data_options: Mapping[str, Any] | None = None, elbo_samples: int = 10,
+    iwae_samples: int = 1000, mi_data: int | None = None,
     mi_samples: int | None = None, fid_samples: int = 10000, fid_features: str | None = None,
     video_samples: int = 100, video_context_frames: int | None = None,
     video_future_frames: int | None = None, fvd_features: str | None = None,
@@ -249,14 +250,16 @@ def evaluate_checkpoint(
     Every argument is checked before anything is loaded; then the model and its config come
     from the checkpoint (:func:`sigmavae.training.load_trained`), a named FID extractor is
     tried, the split is loaded (the data set and options of the run; ``data_root`` overrides
-    the run's), its first ``limit`` images are evaluated, and with ``out`` the JSON report, the
+    the run's; ``data_options`` override single options of the run's, e.g. ``{"frames": 30}``
+    to score a video model on longer test sequences than it was trained on), its first
+    ``limit`` images are evaluated, and with ``out`` the JSON report, the
     markdown beside it (``.md``), the calibration plot (``OUT_STEM.calibration.png``) and the
     video PSNR/SSIM plot (``OUT_STEM.video.png``) are written.
 
     Args:
         checkpoint: a ``.ckpt`` written by the trainer.
         metrics: names (see :func:`parse_metrics`); ``None`` runs :func:`default_metrics`.
-        split, data_root, limit: which images.
+        split, data_root, limit, data_options: which images.
         elbo_samples, iwae_samples, mi_data, mi_samples, fid_samples, fid_features: the metrics'
             options (see each metric module).
         video_samples, video_context_frames, video_future_frames, fvd_features, fvd_samples:
@@ -305,9 +308,16 @@ def evaluate_checkpoint(
 
         check_fvd_features(fvd_features, cast(Model, model).data_shape)
     root = data_root if data_root is not None else config.data_root
-    data = load_dataset(config.data, split, root, **config.data_options)
+    data = load_dataset(config.data, split, root,
+                        **{**config.data_options, **dict(data_options or {})})
     if limit:
         data = data.subset(limit)
+    vae = cast(Model, model)
+    if is_sequence(vae) and data.data_shape[0] != vae.data_shape[0]:
+        try:  # e.g. --data-option frames=30 for a model trained on 12-frame sequences
+            match_sequence_length(vae, data.data_shape[0])
+        except ValueError as err:
+            raise EvalOptionError("data_option", f": {err}") from None
     plot = video_plot = None
     if out_path is not None and "calibration" in names:
         plot = out_path.with_name(out_path.stem + ".calibration.png")

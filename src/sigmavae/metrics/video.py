@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torchmetrics.functional.image import (
     peak_signal_noise_ratio,
@@ -191,6 +192,13 @@ class BestOfN:
             return values.mean(0), torch.zeros(values.shape[1], dtype=values.dtype)
         return values.mean(0), values.std(0, unbiased=True) / math.sqrt(n)
 
+    @staticmethod
+    def _stderr_of_mean(values: torch.Tensor) -> float:
+        """Standard error over the sequences of each sequence's mean over the steps."""
+        per_sequence = values.mean(1)
+        n = per_sequence.shape[0]
+        return float(per_sequence.std(unbiased=True) / math.sqrt(n)) if n > 1 else 0.0
+
     @property
     def psnr_curve(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean and standard error over the sequences, ``(F,)`` each, dB."""
@@ -210,7 +218,9 @@ class BestOfN:
             "psnr_db_per_step": psnr.tolist(), "psnr_db_stderr_per_step": psnr_se.tolist(),
             "ssim_per_step": ssim.tolist(), "ssim_stderr_per_step": ssim_se.tolist(),
             "psnr_db_mean_over_steps": float(psnr.mean()),
+            "psnr_db_mean_over_steps_stderr": self._stderr_of_mean(self.psnr),
             "ssim_mean_over_steps": float(ssim.mean()),
+            "ssim_mean_over_steps_stderr": self._stderr_of_mean(self.ssim),
             "num_sequences": int(self.psnr.shape[0]), "samples_per_sequence": self.n_samples,
             "context_frames": self.context_frames, "future_frames": int(self.psnr.shape[1]),
             "selection": SELECTION, "psnr_settings": PSNR_SETTINGS,
@@ -285,37 +295,50 @@ def best_of_n(model: Model, sequences: torch.Tensor, n_samples: int = 100,
 
 
 # -- plot -----------------------------------------------------------------------------------------
-def plot_video_curves(curves: Mapping[str, BestOfN], path: str | Path, title: str = "",
-                      train_frames: int | None = None) -> Path:
+def _curves_of(result: BestOfN | Mapping[str, Any]) -> tuple[list[int], list[tuple[Any, Any]],
+                                                              int]:
+    """Time steps, ``[(psnr, se), (ssim, se)]`` and N of a result or of its :meth:`as_dict`."""
+    if isinstance(result, BestOfN):
+        return (result.time_steps, [(mean.numpy(), se.numpy()) for mean, se in
+                                    (result.psnr_curve, result.ssim_curve)], result.n_samples)
+    arrays = [(np.asarray(result[f"{k}_per_step"]), np.asarray(result[f"{k}_stderr_per_step"]))
+              for k in ("psnr_db", "ssim")]
+    return list(result["time_steps"]), arrays, int(result["samples_per_sequence"])
+
+
+def plot_video_curves(curves: Mapping[str, BestOfN | Mapping[str, Any]], path: str | Path,
+                      title: str = "", train_frames: int | None = None) -> Path:
     """PNG of PSNR (dB) and SSIM against the predicted frame, one line per model or run (the
     mapping's keys are the legend), with bands of one standard error over the sequences.
 
-    ``train_frames``: a dashed line after that time step (the end of the training horizon).
+    A curve is a :class:`BestOfN` or its :meth:`~BestOfN.as_dict` (as an eval report holds
+    it). ``train_frames``: a dashed line after that time step (the end of the training horizon).
     """
     import matplotlib
 
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     if not curves:
         raise ValueError("plot_video_curves: no curves to plot")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
-    for label, result in curves.items():
-        steps = result.time_steps
-        for ax, (mean, se) in zip(axes, (result.psnr_curve, result.ssim_curve), strict=True):
-            m, s = mean.numpy(), se.numpy()
+    parsed = {label: _curves_of(result) for label, result in curves.items()}
+    for label, (steps, arrays, _) in parsed.items():
+        for ax, (m, s) in zip(axes, arrays, strict=True):
             line, = ax.plot(steps, m, marker="o", markersize=3, label=label)
             ax.fill_between(steps, m - s, m + s, color=line.get_color(), alpha=0.25, linewidth=0)
-    n = sorted({r.n_samples for r in curves.values()})
+    n = sorted({n for _, _, n in parsed.values()})
+    last_step = max(max(steps) for steps, _, _ in parsed.values())
     for ax, ylabel in zip(axes, ("PSNR (dB)", "SSIM"), strict=True):
         ax.set(xlabel="predicted frame (time step)", ylabel=ylabel,
                title=f"{ylabel.split()[0]}, best of {'/'.join(map(str, n))} samples")
-        if train_frames is not None and train_frames < max(max(r.time_steps)
-                                                           for r in curves.values()):
+        if train_frames is not None and train_frames < last_step:
             ax.axvline(train_frames + 0.5, color="grey", linestyle="--", linewidth=1,
                        label="training horizon")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
     axes[1].legend(loc="best", fontsize="small")
     if title:
