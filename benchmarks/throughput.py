@@ -43,6 +43,7 @@ from pathlib import Path
 
 import torch
 from _common import extract_cifar_jpegs, machine, time_steps, write_json
+from peers import PeerUnavailable, pythae_loop, pythae_python
 
 from sigmavae import likelihoods
 from sigmavae.data import load_dataset
@@ -52,7 +53,7 @@ from sigmavae.training import TrainConfig, Trainer, build_adam, tune_cpu_allocat
 
 BATCH = 128
 SHAPE = (3, 28, 28)
-EXTRAS = ("bf16", "channels_last", "compile")
+EXTRAS = ("bf16", "channels_last", "compile", "cudagraphs")
 
 
 def native_cpu_bf16() -> bool:
@@ -97,7 +98,10 @@ def compute_only(steps: int, warmup: int, device: torch.device,
     torch.manual_seed(0)
     channels_last, bf16 = "channels_last" in extras, "bf16" in extras
     model, opt = make_model(device, channels_last, fused_adam=trainer_settings)
-    forward = torch.compile(model) if "compile" in extras else model
+    # cudagraphs: torch.compile's reduce-overhead mode (CUDA graphs: one launch per step)
+    mode = "reduce-overhead" if "cudagraphs" in extras else "default"
+    forward = (torch.compile(model, mode=mode) if extras & {"compile", "cudagraphs"}
+               else model)
     batch = torch.randint(0, 256, (BATCH, *SHAPE), dtype=torch.uint8).to(device)
     if channels_last:
         batch = batch.contiguous(memory_format=torch.channels_last)
@@ -142,17 +146,23 @@ def reference(folder: Path, steps: int, warmup: int, device: torch.device) -> fl
     return steps * BATCH / time_steps(step, steps, warmup, device)
 
 
-def end_to_end(folder_root: Path, cache: Path, epochs: int, out: Path, device: torch.device,
-               extras: frozenset[str] = frozenset()) -> dict[str, float]:
+def splits(folder_root: Path, cache: Path):
+    """The train split and 1,024 validation images of the benchmark's folder data set."""
     opts = {"image_size": 28, "cache_dir": str(cache)}
     train = load_dataset("folder", "train", folder_root, **opts)
-    val = load_dataset("folder", "val", folder_root, **opts).subset(1024)
-    compiled = "compile" in extras
+    return train, load_dataset("folder", "val", folder_root, **opts).subset(1024)
+
+
+def end_to_end(folder_root: Path, cache: Path, epochs: int, out: Path, device: torch.device,
+               extras: frozenset[str] = frozenset()) -> dict[str, float]:
+    train, val = splits(folder_root, cache)
+    compiled = bool(extras & {"compile", "cudagraphs"})
     cfg = TrainConfig(data="folder", data_root=str(folder_root), epochs=epochs, batch_size=BATCH,
                       out=str(out), progress=True, log_every_n_steps=50, seed=0,
                       accelerator=device.type,
                       precision="bf16-mixed" if "bf16" in extras else "32-true",
                       channels_last="channels_last" in extras, compile=compiled,
+                      compile_mode="reduce-overhead" if "cudagraphs" in extras else "default",
                       drop_last=compiled)  # one batch shape: the model compiles once
     start = time.perf_counter()
     final = Trainer(cfg, train, val).fit()
@@ -180,14 +190,20 @@ def run_loop(loop: str, args: argparse.Namespace, folder: Path, work: Path) -> d
                                              trainer_settings=True)}
     if loop == "end_to_end":
         return end_to_end(folder.parent, work / "cache", args.epochs, work / "run", device)
+    if loop == "pythae":
+        train, val = splits(folder.parent, work / "cache")
+        return pythae_loop(train.images, val.images, args.epochs, BATCH, 1e-3, work / "pythae",
+                           device)
     if loop == "end_to_end_optimised":
         return end_to_end(folder.parent, work / "cache", args.epochs, work / "run-fast", device,
                           extras)
     raise SystemExit(f"--loop: unknown loop {loop!r}")
 
 
-def in_subprocess(loop: str, args: argparse.Namespace, work: Path) -> dict:
-    command = [sys.executable, __file__, "--loop", loop, "--work", str(work),
+def in_subprocess(loop: str, args: argparse.Namespace, work: Path,
+                  python: Path | None = None) -> dict:
+    """Run ``loop`` in a fresh process of ``python`` (default: this one's interpreter)."""
+    command = [str(python or sys.executable), __file__, "--loop", loop, "--work", str(work),
                "--images", str(args.images), "--epochs", str(args.epochs),
                "--steps", str(args.steps), "--warmup", str(args.warmup),
                "--optimise", args.optimise, "--device", args.device]
@@ -204,7 +220,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=60, help="timed steps per loop")
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--optimise", default="auto",
-                        help="comma list of bf16, channels_last, compile; 'none'; or 'auto' "
+                        help="comma list of bf16, channels_last, compile, cudagraphs "
+                             "(compile in reduce-overhead mode); 'none'; or 'auto' "
                              "(default: what measured best on this kind of machine)")
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"),
                         help="where every loop runs (default: cpu)")
@@ -237,6 +254,14 @@ def main() -> None:
     ref = in_subprocess("reference", args, work)["images_per_s"]
     results["reference"] = {"images_per_s": ref}
     print(f"reference (ImageFolder + PIL + DataLoader): {ref:.0f} images/s")
+    try:
+        peer = results["pythae"] = in_subprocess("pythae", args, work, python=pythae_python())
+        print(f"pythae 0.1.2 BaseTrainer (same architecture, data in memory, {args.epochs} "
+              f"epochs): {peer['images_per_s']:.0f} images/s")
+    except (PeerUnavailable, subprocess.CalledProcessError) as err:
+        peer = None
+        results["pythae"] = {"unavailable": str(err)}
+        print(f"pythae: not measured ({err})")
     fast = results["optimised"] = in_subprocess("optimised", args, work)
     print(f"compute-only optimised ({', '.join(settings)}): {fast['images_per_s']:.0f} images/s")
     e2e_fast = None
@@ -255,6 +280,11 @@ def main() -> None:
               "end_to_end_vs_optimised_compute_only": e2e["images_per_s"] / fast["images_per_s"],
               "optimised_vs_compute_only": fast["images_per_s"] / eager,
               "optimised_vs_reference": fast["images_per_s"] / ref}
+    if peer is not None:
+        ratios["end_to_end_vs_pythae"] = e2e["images_per_s"] / peer["images_per_s"]
+        if e2e_fast is not None:
+            ratios["end_to_end_optimised_vs_pythae"] = (e2e_fast["images_per_s"]
+                                                        / peer["images_per_s"])
     if e2e_fast is not None:
         ratios["end_to_end_optimised_vs_compute_only"] = e2e_fast["images_per_s"] / eager
         ratios["end_to_end_optimised_vs_reference"] = e2e_fast["images_per_s"] / ref

@@ -406,16 +406,20 @@ def original_objective_terms(
                      posterior=out.posterior, z=out.z)
 
 
-def log_importance_weights(model: Model, images: torch.Tensor,
-                           noise: torch.Tensor) -> torch.Tensor:
+def log_importance_weights(model: Model, images: torch.Tensor, noise: torch.Tensor,
+                           posterior: Any = None) -> torch.Tensor:
     """``log p(x|z) + log p(z) - log q(z|x)`` ``(B,)`` nats at the ``z`` that ``noise``
     ``(B, latent_dim)`` draws: the importance weight of the IWAE bound (all latent layers).
+    ``posterior``: ``q(z|x)`` of ``images``, already computed, for a model whose forward is
+    :meth:`sigmavae.models.VAE.forward`: then :meth:`~sigmavae.models.VAE.decode_posterior`
+    runs instead, and the images are not encoded again.
 
     Raises:
         LogRatioUnavailable: the model's output has no ``log_prior_ratio``.
     """
     x, target = prepare_batch(images, model.head, compute_dtype(model))
-    out = model(x, noise=noise)
+    out = (model(x, noise=noise) if posterior is None
+           else model.decode_posterior(posterior, noise))  # type: ignore[attr-defined]
     if out.log_prior_ratio is None:
         raise LogRatioUnavailable(f"{type(model).__name__} gives no log p(z) - log q(z|x) "
                          "(ModelOutput.log_prior_ratio), which importance weighting needs")

@@ -230,7 +230,7 @@ def _categorical_pair(channels, chunk, batch=3, height=5, width=7, scale=5.0, se
 # Data elements per image: 35 (C=1), 105 (C=3). Chunks: one element, not dividing (13, 64),
 # grouping whole images unevenly (100 -> 2 + 1 images for C=1), one chunk for everything.
 @pytest.mark.parametrize("channels", [1, 3])
-@pytest.mark.parametrize("chunk", [1, 13, 64, 100, 10**6])
+@pytest.mark.parametrize("chunk", [1, 13, 64, 100, 10**6, None])  # None: by device
 def test_bounded_categorical_equals_plain_values_and_gradients(channels, chunk):
     plain, bounded, params, x = _categorical_pair(channels, chunk)
     p_plain = params.clone().requires_grad_()
@@ -275,15 +275,19 @@ def test_bounded_categorical_gradcheck_float64(shape, chunk):
 def test_categorical_default_is_bounded_and_options_are_checked():
     from sigmavae.likelihoods.bounded_categorical import (
         DEFAULT_CHUNK_PIXELS,
+        auto_chunk_pixels,
         bounded_categorical_log_prob,
     )
     from sigmavae.likelihoods.discrete import DEFAULT_CATEGORICAL_MEMORY
 
     head = create("categorical")
     assert DEFAULT_CATEGORICAL_MEMORY == "bounded"
-    assert head.memory == "bounded" and head.chunk_pixels == DEFAULT_CHUNK_PIXELS
+    assert head.memory == "bounded" and head.chunk_pixels is None  # by device and size
     assert head.log_prob_fn.func is bounded_categorical_log_prob
-    assert "memory='bounded'" in repr(head) and f"chunk_pixels={DEFAULT_CHUNK_PIXELS}" in repr(head)
+    assert "memory='bounded'" in repr(head) and "chunk_pixels=auto" in repr(head)
+    assert auto_chunk_pixels(10**6, torch.device("cpu")) == DEFAULT_CHUNK_PIXELS
+    assert auto_chunk_pixels(10**6, torch.device("cuda")) == 62500  # 16 chunks on a GPU
+    assert auto_chunk_pixels(100, torch.device("cuda")) == DEFAULT_CHUNK_PIXELS
     plain = create("categorical", memory="plain")
     assert plain.log_prob_fn is categorical_log_prob and plain.chunk_pixels is None
     assert create("categorical", chunk_pixels=5).chunk_pixels == 5

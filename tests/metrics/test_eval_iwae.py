@@ -117,3 +117,22 @@ def test_float64_one_sample_iwae_is_the_single_sample_elbo_with_the_same_noise(f
     log_prior = (-0.5 * z.pow(2) - 0.5 * math.log(2 * math.pi)).sum(-1)
     elbo_one_sample = -terms.nll + log_prior - terms.posterior.log_prob(z)  # Monte Carlo KL
     torch.testing.assert_close(log_w, elbo_one_sample, rtol=0, atol=1e-9)
+
+
+def test_a_vae_is_encoded_once_per_image_with_the_same_weights(frey_model, frey_test_images,
+                                                               monkeypatch):
+    """The VAE fast path (one encoding per image for its K rows) gives the weights of encoding
+    every (image, sample) row, and runs the encoder on each image once."""
+    images, samples = frey_test_images[:6], 40
+    fast = log_importance_weights(frey_model, images, samples, seed=2, batch_size=64)
+    encoded = []
+    original = frey_model.encoder.forward
+    monkeypatch.setattr(frey_model.encoder, "forward",
+                        lambda x: encoded.append(x.shape[0]) or original(x))
+    log_importance_weights(frey_model, images, samples, seed=2, batch_size=64)
+    assert encoded == [6]
+    monkeypatch.setattr(iwae_metric, "_posterior_once", lambda model, images: None)
+    encoded.clear()
+    generic = log_importance_weights(frey_model, images, samples, seed=2, batch_size=64)
+    assert sum(encoded) == 6 * samples  # the generic path encodes every row
+    torch.testing.assert_close(fast, generic, rtol=1e-5, atol=1e-3)

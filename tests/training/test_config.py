@@ -67,7 +67,7 @@ def test_every_field_is_declared_once_with_its_help():
         assert setting.default_value() == getattr(TrainConfig(), setting.name)
     assert next(s for s in settings() if s.name == "likelihood").names()[0] == "bernoulli"
     assert next(s for s in settings() if s.name == "precision").names() == [
-        "32-true", "bf16-mixed", "16-mixed", "64-true"]
+        "32-true", "bf16-mixed", "16-mixed", "64-true", "auto"]
 
 
 @pytest.mark.parametrize(("values", "message"), [
@@ -81,6 +81,10 @@ def test_every_field_is_declared_once_with_its_help():
     ({"data_root": 3}, "config: data_root must be a string or null, got 3"),
     ({"model_options": [1]}, "config: model_options must be a mapping, got [1]"),
     ({"accelerator": "tpu"}, "config: accelerator must be one of ['auto', 'cpu', 'cuda', "),
+    ({"precision": "8-bit"}, "config: precision must be one of ['32-true', 'bf16-mixed', "
+                             "'16-mixed', '64-true', 'auto']"),
+    ({"compile_mode": "fast"},
+     "config: compile_mode must be one of ['default', 'reduce-overhead', 'max-autotune']"),
     ({"data": "nosuch"},
      "config: data must be one of ['bair', 'celeba', 'cifar10', 'folder', 'frey'"),
     ({"model": "nosuch"},

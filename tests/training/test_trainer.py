@@ -168,3 +168,21 @@ def test_curves_are_redrawn_first_last_and_at_most_every_interval(tmp_path, monk
     monkeypatch.setattr(trainer_module, "CURVES_EVERY_S", 0.0)
     Trainer(_small(tmp_path, "every-epoch", epochs=3)).fit()
     assert drawn == [1, 2, 3]
+
+
+@pytest.mark.parametrize("mode", ["default", "reduce-overhead"])
+def test_compile_mode_reaches_torch_compile(tmp_path, monkeypatch, mode):
+    """``--compile --compile-mode M`` compiles the whole training loss with mode M (here with
+    a recording stand-in for torch.compile that runs eagerly: no C++ build in the test)."""
+    modes = []
+
+    def record(fn, mode="default", **kwargs):
+        modes.append(mode)
+        return fn
+
+    monkeypatch.setattr(torch, "compile", record)
+    cfg = TrainConfig(data="frey", train_subset=128, val_subset=64, batch_size=64, epochs=1,
+                      out=str(tmp_path / mode), progress=False, accelerator="cpu",
+                      compile=True, compile_mode=mode, drop_last=True)
+    final = Trainer(cfg).fit()
+    assert modes == [mode] and final["step"] == 2

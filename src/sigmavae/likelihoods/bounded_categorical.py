@@ -15,9 +15,22 @@ import torch
 
 from .bins import NUM_LEVELS
 
-#: Default number of data elements (pixel-channel positions) per chunk of the bounded path:
-#: a chunk's temporaries hold ``chunk * 256`` values (4 MiB in float32).
+#: Default number of data elements (pixel-channel positions) per chunk of the bounded path on a
+#: CPU: a chunk's temporaries hold ``chunk * 256`` values (4 MiB in float32), which stay in cache.
 DEFAULT_CHUNK_PIXELS = 4096
+#: On a GPU the chunk loop's cost is its kernel launches (about ten per chunk: 96 chunks took 7x
+#: the one-shot time on an H200), so there the logits are cut into this many chunks instead:
+#: each chunk's temporaries are 1/16 of the logits, a few launches in all.
+CUDA_CHUNKS = 16
+
+
+def auto_chunk_pixels(elements: int, device: torch.device) -> int:
+    """The chunk size (data elements) of the bounded path for ``elements`` data elements on
+    ``device``: :data:`DEFAULT_CHUNK_PIXELS` on a CPU, ``elements / CUDA_CHUNKS`` (at least the
+    CPU size) on a GPU."""
+    if device.type == "cuda":
+        return max(DEFAULT_CHUNK_PIXELS, math.ceil(elements / CUDA_CHUNKS))
+    return DEFAULT_CHUNK_PIXELS
 
 
 def _class_major(t: torch.Tensor, m: int, n: int) -> torch.Tensor | None:
@@ -86,7 +99,7 @@ class _BoundedCategoricalLogProb(torch.autograd.Function):
 
 
 def bounded_categorical_log_prob(
-    logits: torch.Tensor, x: torch.Tensor, chunk_pixels: int = DEFAULT_CHUNK_PIXELS
+    logits: torch.Tensor, x: torch.Tensor, chunk_pixels: int | None = None
 ) -> torch.Tensor:
     """:func:`categorical_log_prob` in bounded memory: same signature, same values and gradient.
 
@@ -97,8 +110,11 @@ def bounded_categorical_log_prob(
     memory is ``O(chunk_pixels * 256)`` plus ``O(numel(x))`` (the output, the saved
     ``logsumexp``), besides the gradient of ``logits`` itself. Logits whose strides cannot be
     viewed as ``(d0, 256, rest)`` are copied once. Higher-order gradients (``create_graph=True``)
-    are supported but materialise the full softmax in that backward.
+    are supported but materialise the full softmax in that backward. ``chunk_pixels=None``
+    picks the size by device and size (:func:`auto_chunk_pixels`).
     """
+    if chunk_pixels is None:
+        chunk_pixels = auto_chunk_pixels(logits.numel() // NUM_LEVELS, logits.device)
     if not isinstance(chunk_pixels, int) or isinstance(chunk_pixels, bool) or chunk_pixels < 1:
         raise ValueError(f"chunk_pixels must be a positive int, got {chunk_pixels!r}")
     if logits.shape[-1] != NUM_LEVELS:

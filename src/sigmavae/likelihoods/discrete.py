@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch.distributions import Bernoulli, Distribution, constraints
 
 from .base import NUM_LEVELS, ImageLikelihood, LikelihoodHead, ShapeLike, is_binary
-from .bounded_categorical import DEFAULT_CHUNK_PIXELS, bounded_categorical_log_prob
+from .bounded_categorical import bounded_categorical_log_prob
 from .registry import register
 
 _NO_SHAPE = torch.Size()
@@ -109,10 +109,12 @@ def _categorical_log_prob_fn(memory: str, chunk_pixels: int | None) -> LogProbFn
         if chunk_pixels is not None:
             raise ValueError("categorical: chunk_pixels applies to memory='bounded' only")
         return categorical_log_prob
-    chunk = DEFAULT_CHUNK_PIXELS if chunk_pixels is None else chunk_pixels
-    if not isinstance(chunk, int) or isinstance(chunk, bool) or chunk < 1:
-        raise ValueError(f"categorical: chunk_pixels must be a positive int, got {chunk!r}")
-    return functools.partial(bounded_categorical_log_prob, chunk_pixels=chunk)
+    if chunk_pixels is not None and (not isinstance(chunk_pixels, int)
+                                     or isinstance(chunk_pixels, bool) or chunk_pixels < 1):
+        raise ValueError(f"categorical: chunk_pixels must be a positive int, got "
+                         f"{chunk_pixels!r}")
+    # None: the size by device and size (auto_chunk_pixels)
+    return functools.partial(bounded_categorical_log_prob, chunk_pixels=chunk_pixels)
 
 
 class IntensityCategorical(Distribution):
@@ -206,7 +208,9 @@ class CategoricalHead(LikelihoodHead):
 
     * ``memory="bounded"`` (default): ``log_prob`` / ``elementwise_log_prob`` use
       :func:`bounded_categorical_log_prob`, computing ``logsumexp`` and the picked logit
-      ``chunk_pixels`` data elements at a time (default :data:`DEFAULT_CHUNK_PIXELS`) with a
+      ``chunk_pixels`` data elements at a time (default: chosen by device and size,
+      :func:`~.bounded_categorical.auto_chunk_pixels`: 4096 on a CPU, 1/16 of the data on a
+      GPU, where kernel launches and not the cache decide) with a
       backward that recomputes the softmax per chunk: beyond ``params`` and its gradient, the
       extra memory is ``O(chunk_pixels * 256)``. Same values and gradients as ``"plain"``,
       and not slower on CPU (``benchmarks/memory.py``, ``benchmarks/README.md``). A backward
@@ -241,10 +245,8 @@ class CategoricalHead(LikelihoodHead):
         else:
             self.memory = DEFAULT_CATEGORICAL_MEMORY if memory is None else memory
             log_prob_fn = _categorical_log_prob_fn(self.memory, chunk_pixels)
-            self.chunk_pixels = (
-                (DEFAULT_CHUNK_PIXELS if chunk_pixels is None else chunk_pixels)
-                if self.memory == "bounded" else None
-            )
+            #: ``None``: chosen per call by device and size (``auto_chunk_pixels``)
+            self.chunk_pixels = chunk_pixels
         self.log_prob_fn = log_prob_fn
 
     def params_per_channel(self) -> int:
@@ -259,8 +261,8 @@ class CategoricalHead(LikelihoodHead):
 
     def extra_repr(self) -> str:
         extra = f", memory={self.memory!r}"
-        if self.chunk_pixels is not None:
-            extra += f", chunk_pixels={self.chunk_pixels}"
+        if self.memory == "bounded":
+            extra += f", chunk_pixels={self.chunk_pixels or 'auto'}"
         return super().extra_repr() + extra
 
 

@@ -14,10 +14,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import cast
 
 import torch
+from torch.distributions import Independent, Normal
 
 from .. import objective
+from ..models.vae import VAE
 from ..objective import LogRatioUnavailable, Model
 from ..streams import iwae_image_seed
 from ._common import (
@@ -69,16 +72,35 @@ def log_importance_weights(
     log_w = torch.empty(n * samples, dtype=torch.float64)
     images = images.to(device)
     with eval_mode(model):
+        # A model with a separate encoder (the VAE) encodes each image once for its K rows.
+        q = _posterior_once(model, images)
         for start in range(0, n * samples, batch_size):
             stop = min(start + batch_size, n * samples)
             rows = torch.arange(start, stop, device=images.device) // samples
             try:
-                weights = objective.log_importance_weights(model, images[rows],
-                                                           noise[start:stop].to(device))
+                weights = objective.log_importance_weights(
+                    model, images[rows], noise[start:stop].to(device),
+                    posterior=None if q is None else _rows_of(q, rows))
             except LogRatioUnavailable as err:
                 raise MetricUnavailable(str(err)) from err
             log_w[start:stop] = weights.double().cpu()
     return log_w.view(n, samples)
+
+
+def _posterior_once(model: Model, images: torch.Tensor) -> Independent | None:
+    """``q(z|x)`` of ``images`` for a model whose forward is :meth:`VAE.forward` (one encoding
+    per image), ``None`` for other models, e.g. the hierarchical VAE, whose posterior is
+    computed within its own ``forward``."""
+    if getattr(type(model), "forward", None) is not VAE.forward:
+        return None
+    x, _ = objective.prepare_batch(images, model.head, objective.compute_dtype(model))
+    return cast(VAE, model).posterior(x)
+
+
+def _rows_of(q: Independent, rows: torch.Tensor) -> Independent:
+    """The diagonal Gaussian ``q`` at batch indices ``rows``."""
+    base = q.base_dist
+    return Independent(Normal(base.loc[rows], base.scale[rows], validate_args=False), 1)
 
 
 def iwae_from_weights(log_w: torch.Tensor, k: int | None = None) -> torch.Tensor:

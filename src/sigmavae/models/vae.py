@@ -87,13 +87,17 @@ class VAE(nn.Module):
     def forward(self, x: torch.Tensor, noise: torch.Tensor | None = None) -> ModelOutput:
         """Encode ``x`` (floats in [0, 1], ``(B, *data_shape)``), draw ``z ~ q(z|x)`` with
         ``noise`` ``(B, latent_dim)`` (drawn here, as ``q.rsample()`` would, if ``None``) and
-        decode it.
+        decode it: :meth:`decode_posterior` of :meth:`posterior`."""
+        return self.decode_posterior(self.posterior(x), noise)
+
+    def decode_posterior(self, q: Independent, noise: torch.Tensor | None = None) -> ModelOutput:
+        """:meth:`forward` from an already computed ``q(z|x)`` of ``B`` rows (the IWAE metric
+        encodes an image once for its K rows).
 
         ``z`` and ``log p(z) - log q(z|x)`` are computed in the wider of the posterior's and the
         noise's dtype (float64 noise, as the IWAE metric draws, gives float64 latent terms); the
         decoder sees ``z`` in the posterior's dtype.
         """
-        q = self.posterior(x)
         loc, scale = q.base_dist.loc, q.base_dist.scale
         if noise is None:
             eps = torch.empty_like(loc).normal_()  # what q.rsample() draws

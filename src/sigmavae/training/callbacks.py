@@ -253,10 +253,15 @@ class Checkpointing:
 
 
 class ConsoleLog:
-    """The console lines: the head's bound notes (once), where a resumed run continues, and
+    """The console lines: the precision line (``--precision auto``'s choice, or how much faster
+    it would be), the head's bound notes (once), where a resumed run continues, and
     one line per epoch that calls a number -ELBO only where it is a bound."""
 
     def on_fit_start(self, trainer: Trainer, state: LoopState) -> None:
+        if trainer.fabric.is_global_zero and trainer.resumed_from is None:
+            line = trainer.precision_line()
+            if line is not None:
+                trainer.fabric.print(line)
         notes = (("train", trainer.bounds.train_note), ("val", trainer.bounds.val_note))
         for split, note in notes:
             if note is not None:

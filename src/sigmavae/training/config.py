@@ -45,9 +45,10 @@ class ConfigError(ValueError):
     """A configuration file or value is invalid (unknown key, wrong type, bad value)."""
 
 
-Precision = Literal["32-true", "bf16-mixed", "16-mixed", "64-true"]
+Precision = Literal["32-true", "bf16-mixed", "16-mixed", "64-true", "auto"]
 Accelerator = Literal["auto", "cpu", "cuda", "gpu", "mps"]
 Objective = Literal["elbo", "original"]
+CompileMode = Literal["default", "reduce-overhead", "max-autotune"]
 #: SVG's KL weight (Denton & Fergus 2018, BAIR), the default beta of ``objective: original``.
 ORIGINAL_BETA = 1e-4
 #: Fabric precisions the trainer supports (the likelihood is float32 under the mixed ones).
@@ -135,7 +136,13 @@ class TrainConfig:
     num_nodes: Annotated[int, Field(ge=1, description="machines")] = 1
     precision: Annotated[Precision, Field(
         description="Fabric precision: bf16-mixed, 16-mixed (CUDA; a CPU gets bf16-mixed), "
-                    "64-true (float64 throughout, for exactness checks)")] = "32-true"
+                    "64-true (float64 throughout, for exactness checks), auto (what measured "
+                    "fastest for the device: bf16-mixed + channels_last on CPUs with AMX or "
+                    "avx512_bf16, bf16-mixed on a GPU, else 32-true; training.fastpath)")] \
+        = "32-true"
+    speed_hint: Annotated[bool, Field(
+        description="at 32-true on a device with a faster path, time a few steps of both at "
+                    "the start and print one line when auto would be faster")] = True
     data_on_device: Annotated[bool, Field(
         description="hold the data set on the training device")] = True
     channels_last: Annotated[bool, Field(
@@ -143,6 +150,10 @@ class TrainConfig:
     compile: Annotated[bool, Field(
         description="torch.compile the model (the first steps compile; measure before use)")] \
         = False
+    compile_mode: Annotated[CompileMode, Field(
+        description="torch.compile mode with --compile: default, reduce-overhead (CUDA graphs "
+                    "on a GPU: for launch-bound small models; with --drop-last and the data on "
+                    "the device), max-autotune")] = "default"
     tune_malloc: Annotated[bool, Field(
         description="on a CPU, keep activation blocks in glibc's heap (training.allocator)")] \
         = True
