@@ -68,6 +68,7 @@ def pythae_loop(train_images: torch.Tensor, val_images: torch.Tensor, epochs: in
     """Train our conv VAE's architecture with pythae's ``BaseTrainer`` (run inside the peer
     environment). ``train_images``/``val_images``: uint8 ``(N, C, H, W)``. Returns images/s over
     the whole ``train()`` call (trainer set-up, epochs, its validation and final save)."""
+    from pythae.data.datasets import BaseDataset
     from pythae.models import VAE, VAEConfig
     from pythae.models.base.base_utils import ModelOutput
     from pythae.models.nn import BaseDecoder, BaseEncoder
@@ -99,8 +100,6 @@ def pythae_loop(train_images: torch.Tensor, val_images: torch.Tensor, epochs: in
 
     config = VAEConfig(input_dim=shape, latent_dim=latent, reconstruction_loss="mse")
     model = VAE(config, encoder=Encoder(), decoder=Decoder())
-    from pythae.data.datasets import BaseDataset
-
     # pythae holds the data as float tensors (its pipeline converts them so as well).
     train = BaseDataset(train_images.float() / 255, torch.zeros(len(train_images)))
     val = BaseDataset(val_images.float() / 255, torch.zeros(len(val_images)))

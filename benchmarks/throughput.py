@@ -50,19 +50,11 @@ from sigmavae.data import load_dataset
 from sigmavae.models import build_conv_vae
 from sigmavae.objective import elbo_terms
 from sigmavae.training import TrainConfig, Trainer, build_adam, tune_cpu_allocator
+from sigmavae.training.fastpath import native_cpu_bf16
 
 BATCH = 128
 SHAPE = (3, 28, 28)
 EXTRAS = ("bf16", "channels_last", "compile", "cudagraphs")
-
-
-def native_cpu_bf16() -> bool:
-    """Whether this CPU computes bf16 in hardware (avx512_bf16 or AMX; Linux ``/proc/cpuinfo``)."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def resolve_optimise(text: str, device: str) -> frozenset[str]:
