@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import json
+import os
 import platform
+import shutil
 import tarfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from torch import nn
+
+from sigmavae.training import speed_hints
+from sigmavae.training.fastpath import fast_path
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -77,7 +83,8 @@ def cpu_flags() -> list[str]:
 def machine() -> dict[str, object]:
     info: dict[str, object] = {
         "python": platform.python_version(), "torch": torch.__version__,
-        "cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
+        "cpu": speed_hints.device_description(torch.device("cpu")),
+        "threads": torch.get_num_threads(),
         "cpu_flags": cpu_flags(),
     }
     if torch.cuda.is_available():
@@ -89,3 +96,21 @@ def write_json(result: dict, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=2))
     print(f"wrote {path}")
+
+
+def first_start_speed_hint(model: nn.Module, images: torch.Tensor, hints: Path,
+                           device: torch.device) -> float | None:
+    """Seconds of the one-off timing of ``--precision auto`` against float32 that a ``32-true``
+    run does on its first start on a machine with a faster path (``training.speed_hints``),
+    made here on a fresh store: ``$SIGMAVAE_CACHE`` is pointed at an emptied ``hints`` for the
+    rest of this process, so a ``Trainer.fit`` after this call reads the factor back, as every
+    later start does. ``images``: a training batch; ``None`` where ``device`` has no faster
+    path (nothing is timed then)."""
+    shutil.rmtree(hints, ignore_errors=True)
+    os.environ[speed_hints.CACHE_ENV] = str(hints)
+    path = fast_path(device)
+    if path is None:
+        return None
+    start = time.perf_counter()
+    speed_hints.speedup(model, images, path, device)
+    return time.perf_counter() - start

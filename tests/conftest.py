@@ -19,6 +19,23 @@ import pytest
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def private_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Point ``$SIGMAVAE_CACHE`` at a folder of this test session's: nothing a test caches
+    (decoded folders, extracted archives, the speed hint's timings) lands in the user's
+    ``~/.cache/sigmavae`` or comes from it. Tests that need their own set it again."""
+    folder = tmp_path_factory.mktemp("sigmavae-cache")
+    before = os.environ.get("SIGMAVAE_CACHE")
+    os.environ["SIGMAVAE_CACHE"] = str(folder)
+    try:
+        yield folder
+    finally:
+        if before is None:
+            os.environ.pop("SIGMAVAE_CACHE", None)
+        else:
+            os.environ["SIGMAVAE_CACHE"] = before
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """The shared data folder; skips the test where it is absent."""

@@ -133,7 +133,7 @@ def _eval(args: argparse.Namespace) -> int:
         video_context_frames=args.video_context_frames,
         video_future_frames=args.video_future_frames, fvd_features=args.fvd_features,
         fvd_samples=args.fvd_samples, batch_size=args.batch_size, seed=args.seed,
-        device=args.device, out=args.out, log=stderr_log)
+        device=args.device, out=args.out, log=stderr_log, tune_malloc=args.tune_malloc)
     print(result.markdown)
     if result.files:
         print(f"wrote {', '.join(str(p) for p in result.files)}")
@@ -268,6 +268,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--limit", type=int, help="evaluate the first N images only")
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--device", default="auto", help="cpu | cuda | cuda:N | auto")
+    e.add_argument("--tune-malloc", action=argparse.BooleanOptionalAction, default=True,
+                   help="on the CPU, keep activation blocks in glibc's heap as the trainer "
+                        "does (training.allocator)")
     e.add_argument("--out", help="write the report as JSON (and the markdown beside it)")
     e.set_defaults(func=_eval)
 

@@ -68,6 +68,17 @@ def test_eval_defaults_and_missing_inception(frey_run, capsys, monkeypatch):
     assert fid_metric.INCEPTION_WEIGHTS_FILE in printed
 
 
+@pytest.mark.parametrize(("flag", "tuned"), [([], 1), (["--no-tune-malloc"], 0)])
+def test_eval_on_the_cpu_tunes_the_allocator_as_training_does(frey_run, monkeypatch, flag,
+                                                               tuned):
+    calls = []
+    monkeypatch.setattr("sigmavae.training.tune_cpu_allocator", lambda: calls.append(1) or True)
+    ckpt = str(frey_run / "checkpoints" / "last.ckpt")
+    assert main(["eval", ckpt, "--metrics", "elbo", "--limit", "4", "--samples", "1",
+                 "--device", "cpu", *flag]) == 0
+    assert len(calls) == tuned
+
+
 @pytest.mark.parametrize("args, message", [
     (["--metrics", "elbo,bogus"], "unknown metric 'bogus'"),
     (["--iwae-samples", "0"], "--iwae-samples must be >= 1"),

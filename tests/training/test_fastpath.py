@@ -72,23 +72,33 @@ def test_auto_is_float32_without_a_faster_path(tmp_path, monkeypatch, capsys):
 def test_a_float32_run_says_when_auto_would_be_faster(tmp_path, monkeypatch, capsys, factor,
                                                       printed):
     monkeypatch.setattr(fastpath, "native_cpu_bf16", lambda: True)
+    monkeypatch.setenv("SIGMAVAE_CACHE", str(tmp_path / "cache"))
     timed = []
 
     def fake_speedup(model, images, path, device):
         timed.append((tuple(images.shape), path.label))
         return factor
 
-    monkeypatch.setattr("sigmavae.training.trainer.measure_speedup", fake_speedup)
+    monkeypatch.setattr("sigmavae.training.speed_hints.measure_speedup", fake_speedup)
     Trainer(_config(tmp_path, "32-true")).fit()
     assert timed == [((64, 1, 28, 20), "bf16-mixed + channels_last")]  # one training batch
     line = ("note: --precision auto (bf16-mixed + channels_last) ran a training step of this "
-            "model 2.0x as fast as 32-true")
-    assert (line in capsys.readouterr().out) is printed
+            "model 2.0x as fast as 32-true on this machine")
+    out = capsys.readouterr().out
+    assert (line in out) is printed
+    assert ("timed on a copy at the start" in out) is printed
+    # a second run of the same model and batch shape reuses the measurement
+    Trainer(_config(tmp_path, "32-true", out=str(tmp_path / "again"))).fit()
+    assert len(timed) == 1
+    out = capsys.readouterr().out
+    assert (line in out) is printed
+    assert ("timed on an earlier start; remembered in "
+            f"{tmp_path / 'cache' / 'speed_hints.json'}" in out) is printed
 
 
 def test_no_speed_hint_without_a_faster_path_or_when_switched_off(tmp_path, monkeypatch):
     calls = []
-    monkeypatch.setattr("sigmavae.training.trainer.measure_speedup",
+    monkeypatch.setattr("sigmavae.training.speed_hints.measure_speedup",
                         lambda *a: calls.append(a) or 3.0)
     monkeypatch.setattr(fastpath, "native_cpu_bf16", lambda: False)
     Trainer(_config(tmp_path, "32-true")).fit()

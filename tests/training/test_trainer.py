@@ -170,6 +170,31 @@ def test_curves_are_redrawn_first_last_and_at_most_every_interval(tmp_path, monk
     assert drawn == [1, 2, 3]
 
 
+@pytest.mark.parametrize(("val_batch_size", "expected"), [(None, 32), (16, 16)])
+def test_validation_batches_default_to_the_training_batch_size(tmp_path, monkeypatch,
+                                                               val_batch_size, expected):
+    import sigmavae.training.trainer as trainer_module
+
+    sizes = []
+    real = trainer_module.elbo_sums
+
+    def record(model, images, batch_size, **kwargs):
+        sizes.append(batch_size)
+        return real(model, images, batch_size, **kwargs)
+
+    monkeypatch.setattr(trainer_module, "elbo_sums", record)
+    cfg = TrainConfig(data="frey", train_subset=64, val_subset=48, batch_size=32, epochs=1,
+                      out=str(tmp_path / "run"), progress=False, accelerator="cpu",
+                      val_batch_size=val_batch_size, speed_hint=False)
+    final = Trainer(cfg).fit()
+    assert sizes == [expected]
+    # the batch size does not change the number: the validation noise is per image
+    sizes.clear()
+    again = Trainer(cfg.replace(val_batch_size=48, out=str(tmp_path / "again"))).fit()
+    assert sizes == [48] and again["val_neg_elbo"] == pytest.approx(final["val_neg_elbo"],
+                                                                    rel=1e-6)
+
+
 @pytest.mark.parametrize("mode", ["default", "reduce-overhead"])
 def test_compile_mode_reaches_torch_compile(tmp_path, monkeypatch, mode):
     """``--compile --compile-mode M`` compiles the whole training loss with mode M (here with

@@ -243,7 +243,7 @@ def evaluate_checkpoint(
     video_future_frames: int | None = None, fvd_features: str | None = None,
     fvd_samples: int | None = None,
     batch_size: int = 256, seed: int = 0, device: str = "auto", out: str | Path | None = None,
-    log: Callable[[str], None] | None = None,
+    log: Callable[[str], None] | None = None, tune_malloc: bool = True,
 ) -> CheckpointReport:
     """Evaluate a training checkpoint on a split of its data set: ``sigmavae eval``.
 
@@ -269,6 +269,10 @@ def evaluate_checkpoint(
         batch_size, seed, device: how to run (``device``: cpu, cuda, cuda:N or auto).
         out: where to write the JSON report (its folder is made), or ``None``.
         log: gets one progress line per metric.
+        tune_malloc: on the CPU, set this process's glibc allocator thresholds as the trainer
+            does (:func:`sigmavae.training.tune_cpu_allocator`, process-wide): the metrics run
+            the networks on batch after batch of activation-sized blocks, and IWAE's 1000
+            samples per image ran about 30% faster with it on a 2-core CPU.
 
     Raises:
         EvalOptionError: a bad argument (before anything is read).
@@ -276,7 +280,7 @@ def evaluate_checkpoint(
             config, the data or the FID extractor cannot be used (one line each).
     """
     from ..data import load_dataset
-    from ..training import load_trained
+    from ..training import load_trained, tune_cpu_allocator
     from .fid import check_fid_features
 
     try:
@@ -299,6 +303,8 @@ def evaluate_checkpoint(
     if out_path is not None and out_path.is_dir():
         raise EvalOptionError("out", f" {out_path}: is a folder; expected a file name")
     device = resolve_device(device)
+    if tune_malloc and device == "cpu":
+        tune_cpu_allocator()
 
     model, config = load_trained(checkpoint)
     if "fid" in names:  # a named extractor that cannot work: fail now, not after the others

@@ -53,7 +53,7 @@ STEP_COLUMNS = [
 EPOCH_COLUMNS = [
     "epoch", "step", "train_loss", "train_neg_elbo", "train_nll", "train_kl", "val_neg_elbo",
     "val_nll", "val_kl", "val_bits_per_dim", "sigma", "effective_beta", "skipped_steps",
-    "seconds", "train_bound_note", "val_bound_note",
+    "seconds", "val_seconds", "train_bound_note", "val_bound_note",
 ]
 #: Least seconds between two redraws of ``curves.png`` (the last epoch always redraws it).
 CURVES_EVERY_S = 30.0

@@ -122,6 +122,9 @@ class TrainConfig:
     # -- optimisation (paper, App. B: Adam 1e-3, batch 128, 10 epochs)
     epochs: Annotated[int, Field(ge=1, description="passes over the training set")] = 10
     batch_size: Annotated[int, Field(ge=1, description="images per step and process")] = 128
+    val_batch_size: Annotated[int | None, Field(
+        ge=1, description="images per validation batch and process (null: batch_size, whose "
+                          "kernels the training steps have already prepared)")] = None
     drop_last: Annotated[bool, Field(
         description="drop each epoch's partial last batch (one batch shape: with --compile, "
                     "no recompile)")] = False

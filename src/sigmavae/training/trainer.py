@@ -32,8 +32,9 @@ from .build import Examples, as_examples, build_vae, data_shape, load_splits
 from .callbacks import EPOCH_COLUMNS, STEP_COLUMNS, default_callbacks
 from .checkpoint import CheckpointError
 from .config import ConfigError, TrainConfig
-from .fastpath import fast_path, measure_speedup, resolve_precision, training_device
+from .fastpath import fast_path, resolve_precision, training_device
 from .optim import build_adam
+from .speed_hints import speedup
 from .state import RESUME_KEYS, LoopState, TrainState
 
 __all__ = ["EPOCH_COLUMNS", "RESUME_KEYS", "STEP_COLUMNS", "BoundNotes", "NonFiniteLossError",
@@ -137,8 +138,10 @@ class Trainer:
                 if self._train_epoch(epoch, state):
                     fabric.call("on_stop", trainer=self, state=state, signum=self._stop_signal)
                     return {"interrupted": True, "signal": self._stop_signal, "step": state.step}
+                val_started = time.perf_counter()
                 report = self._validate()
-                row = self._epoch_metrics(epoch, state, report)
+                row = self._epoch_metrics(epoch, state, report,
+                                          val_seconds=time.perf_counter() - val_started)
                 state.epoch = epoch + 1
                 state.reset_epoch_sums()
                 fabric.call("on_train_epoch_end", trainer=self, state=state, row=row,
@@ -337,7 +340,8 @@ class Trainer:
 
     def _validate(self) -> ELBOReport:
         c = self.config
-        sums = elbo_sums(self._vae, self.val_data.images, batch_size=max(c.batch_size, 256),
+        sums = elbo_sums(self._vae, self.val_data.images,
+                         batch_size=c.val_batch_size or c.batch_size,
                          seed=streams.stream_seed(c.seed, "validation_elbo"),
                          shard=(self.fabric.global_rank, self.fabric.world_size))
         sums = cast(torch.Tensor, self.fabric.all_reduce(sums.to(self.fabric.device),
@@ -345,8 +349,10 @@ class Trainer:
         return report_from_sums(self._vae, sums,
                                 validity=(self.bounds.val_valid, self.bounds.val_reason))
 
-    def _epoch_metrics(self, epoch: int, state: LoopState, report: ELBOReport) -> dict[str, Any]:
-        """The ``epochs.csv`` row (all-reduced training sums, the validation report)."""
+    def _epoch_metrics(self, epoch: int, state: LoopState, report: ELBOReport,
+                       val_seconds: float) -> dict[str, Any]:
+        """The ``epochs.csv`` row (all-reduced training sums, the validation report; wall
+        seconds of the epoch's steps and validation, and of the validation alone)."""
         sums = self.fabric.all_reduce(state.epoch_sums.clone(), reduce_op="sum")
         n = max(float(sums[3]), 1.0)
         valid = report.valid_bound
@@ -358,6 +364,7 @@ class Trainer:
             "val_bits_per_dim": report.bits_per_dim if valid else NOT_A_BOUND,
             "skipped_steps": state.skipped,
             "seconds": round(time.perf_counter() - self._epoch_started, 3),
+            "val_seconds": round(val_seconds, 3),
             **self._sigma_columns(), "val_bound_note": self.bounds.val_note,
         }
         row.update(self.bounds.train_columns(row["train_nll"], row["train_kl"]))
@@ -381,7 +388,8 @@ class Trainer:
     def precision_line(self) -> str | None:
         """The start-of-run line on precision: what ``auto`` chose, or, for a ``32-true`` run on
         a device with a faster path (``speed_hint``), how much faster ``auto`` ran a step of this
-        model on a training batch (timed here, on a copy; ``None`` if it was not faster)."""
+        model on a training batch (timed on a copy, once per machine, model and batch shape:
+        :mod:`.speed_hints`; ``None`` if it was not faster)."""
         c, device = self.config, self.fabric.device
         path = fast_path(device)
         if c.precision == "auto":
@@ -390,13 +398,14 @@ class Trainer:
             return f"precision auto: {path.label} ({path.reason})"
         if c.precision != "32-true" or not c.speed_hint or path is None:
             return None
-        images = self.train_data.images[:c.batch_size]
-        factor = measure_speedup(self.model, images, path, device)
-        if factor <= 1.05:
+        measured = speedup(self.model, self.train_data.images[:c.batch_size], path, device)
+        if measured.factor <= 1.05:
             return None
+        when = ("timed on a copy at the start" if measured.measured_now
+                else "timed on an earlier start")
         return (f"note: --precision auto ({path.label}) ran a training step of this model "
-                f"{factor:.1f}x as fast as 32-true on this machine (timed on a copy at the "
-                "start); the default stays 32-true")
+                f"{measured.factor:.1f}x as fast as 32-true on this machine ({when}; "
+                f"remembered in {measured.store}); the default stays 32-true")
 
     # -- checkpoints ------------------------------------------------------------------------------
     def train_state(self, state: LoopState) -> TrainState:
