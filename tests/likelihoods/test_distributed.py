@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import os
 import tempfile
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from sigmavae.likelihoods import create
+from sigmavae.likelihoods.distributed import is_distributed, local_statistics
+from sigmavae.models import build_conv_vae
+from sigmavae.training.fastpath import FastPath, measure_speedup
 
 NAMES = ("optimal_sigma", "optimal_sigma_per_dim", "optimal_sigma_per_image")
 
@@ -68,3 +72,38 @@ def test_two_process_optimal_sigma_equals_single_process():
             torch.testing.assert_close(r["loss"], loss, rtol=1e-12, atol=0)
             torch.testing.assert_close(r["grad"], grad[shard], rtol=1e-10, atol=1e-15)
             torch.testing.assert_close(r["running"], running, rtol=1e-12, atol=0)
+
+
+def _probe_worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
+    """Rank 0 alone times the fast path on an optimal-sigma model (as the trainer's start-up
+    hint does) while rank 1 waits at a barrier; then both all-reduce once."""
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank,
+                            world_size=world, timeout=timedelta(seconds=60))
+    try:
+        result: dict[str, object] = {}
+        if rank == 0:
+            torch.manual_seed(0)
+            model = build_conv_vae((3, 16, 16), create("optimal_sigma"))
+            images = torch.randint(0, 256, (4, 3, 16, 16), dtype=torch.uint8)
+            with local_statistics():
+                result["inside"] = is_distributed()
+            result["factor"] = measure_speedup(model, images, FastPath("bf16-mixed", True, "test"),
+                                               torch.device("cpu"), steps=1)
+            result["after"] = is_distributed()
+        dist.barrier()
+        total = torch.ones(1)
+        dist.all_reduce(total)  # still in step: every rank reaches the same collective
+        result["sum"] = float(total)
+        torch.save(result, os.path.join(out_dir, f"probe{rank}.pt"))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_a_timing_probe_on_one_rank_issues_no_collective():
+    with tempfile.TemporaryDirectory() as tmp:
+        mp.spawn(_probe_worker, args=(2, os.path.join(tmp, "init"), tmp), nprocs=2, join=True)
+        ranks = [torch.load(os.path.join(tmp, f"probe{r}.pt"), weights_only=True)
+                 for r in range(2)]
+    assert ranks[0]["inside"] is False and ranks[0]["after"] is True
+    assert ranks[0]["factor"] > 0
+    assert [r["sum"] for r in ranks] == [2.0, 2.0]

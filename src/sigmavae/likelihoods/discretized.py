@@ -150,17 +150,19 @@ class DiscretizedMixture(Distribution):
         below = self._upper_edge_cdf(value.unsqueeze(-1)).squeeze(-1)
         return torch.where(value >= NUM_LEVELS - 1, torch.ones_like(below), below)
 
-    def _moments(self) -> tuple[torch.Tensor, torch.Tensor]:
+    def _moments(self, second_moment: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
         """``E[X]`` and ``E[X^2]`` exactly, as ``sum_i P(X > i)`` and ``sum_i (2i+1) P(X > i)``
-        over ``i = 0..254``; one component and a chunk of levels at a time (memory: the batch
-        times ``_LEVEL_CHUNK``)."""
+        over ``i = 0..254`` (``E[X^2]`` is ``None`` unless ``second_moment``: the mean alone,
+        for sample grids, skips its product and sum); one component and a chunk of levels at a
+        time (memory: the batch times ``_LEVEL_CHUNK``)."""
         weights = None if self.mixture_logits is None else torch.softmax(self.mixture_logits, -1)
         first = torch.zeros(self.batch_shape, dtype=self.loc.dtype, device=self.loc.device)
-        second = torch.zeros_like(first)
+        second = torch.zeros_like(first) if second_moment else None
         for k in range(self.loc.shape[-1]):
             loc = self.loc[..., k : k + 1]
             inv_scale = torch.exp(-self.log_scale[..., k : k + 1])
-            first_k, second_k = torch.zeros_like(first), torch.zeros_like(first)
+            first_k = torch.zeros_like(first)
+            second_k = torch.zeros_like(first) if second_moment else None
             for start in range(0, NUM_LEVELS - 1, _LEVEL_CHUNK):
                 levels = torch.arange(
                     start, min(start + _LEVEL_CHUNK, NUM_LEVELS - 1),
@@ -169,22 +171,23 @@ class DiscretizedMixture(Distribution):
                 # P(X > i) = S((i + 1/2) / 255) = F(-z) by symmetry (accurate in the tail).
                 sf = self.family.cdf((loc - (levels + 0.5) * BIN_WIDTH) * inv_scale)
                 first_k = first_k + sf.sum(-1)
-                second_k = second_k + (sf * (2 * levels + 1)).sum(-1)
-            if weights is None:
-                first, second = first + first_k, second + second_k
-            else:
-                first = first + weights[..., k] * first_k
-                second = second + weights[..., k] * second_k
+                if second_k is not None:
+                    second_k = second_k + (sf * (2 * levels + 1)).sum(-1)
+            weight = 1.0 if weights is None else weights[..., k]
+            first = first + weight * first_k
+            if second is not None and second_k is not None:
+                second = second + weight * second_k
         return first, second
 
     @property
     def mean(self) -> torch.Tensor:
         """Expected intensity (float, 0..255), exact."""
-        return self._moments()[0]
+        return self._moments(second_moment=False)[0]
 
     @property
     def variance(self) -> torch.Tensor:
         first, second = self._moments()
+        assert second is not None
         return (second - first * first).clamp_min(0.0)
 
     def sample(self, sample_shape: ShapeLike = _NO_SHAPE) -> torch.Tensor:

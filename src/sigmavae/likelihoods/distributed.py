@@ -2,13 +2,34 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import torch
 import torch.distributed as dist
 
+#: Depth of :func:`local_statistics` blocks open in this process.
+_local_depth = 0
+
+
+@contextlib.contextmanager
+def local_statistics() -> Iterator[None]:
+    """Within the block, batch statistics are this process's own: no all-reduce, as on one
+    process. For work one rank does alone while the others wait (the trainer's start-up timing
+    probe on rank 0): a collective there would wait for ranks that never join it."""
+    global _local_depth
+    _local_depth += 1
+    try:
+        yield
+    finally:
+        _local_depth -= 1
+
 
 def is_distributed() -> bool:
-    """True when a default torch.distributed process group is initialised with > 1 process."""
-    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+    """True when a default torch.distributed process group is initialised with > 1 process
+    (and no :func:`local_statistics` block is open)."""
+    return (_local_depth == 0 and dist.is_available() and dist.is_initialized()
+            and dist.get_world_size() > 1)
 
 
 def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:

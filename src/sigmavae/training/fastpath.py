@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from .. import objective
+from ..likelihoods.distributed import local_statistics
 
 #: ``/proc/cpuinfo`` flags of CPUs with bf16 arithmetic in hardware.
 NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
@@ -92,7 +93,9 @@ def measure_speedup(model: nn.Module, images: torch.Tensor, path: FastPath,
     """How many times faster a training step (forward + backward of the -ELBO, no optimiser
     step) of a copy of ``model`` runs with ``path`` than in float32, on the batch ``images``
     (uint8 ``(B, *data_shape)``): the median of each over ``steps + 1`` timed steps less the
-    slowest (the first, warming up). ``model`` itself is not touched."""
+    slowest (the first, warming up). ``model`` itself is not touched, and nothing is
+    all-reduced (:func:`~sigmavae.likelihoods.distributed.local_statistics`): one rank of a
+    distributed run may call it alone."""
     probe = copy.deepcopy(model).to(device).train()
     batch = images.to(device)
     latent_dim = int(cast(Any, probe).latent_dim)
@@ -120,5 +123,7 @@ def measure_speedup(model: nn.Module, images: torch.Tensor, path: FastPath,
         times = sorted(step_seconds(autocast) for _ in range(steps + 1))[:-1]  # drop the slowest
         return times[len(times) // 2]
 
-    float32 = median(False)
-    return float32 / median(True)
+    # Under DDP only rank 0 times this, on a plain copy: its batch statistics stay local.
+    with local_statistics():
+        float32 = median(False)
+        return float32 / median(True)
