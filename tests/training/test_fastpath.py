@@ -119,3 +119,16 @@ def test_measure_speedup_times_a_copy_and_leaves_the_model_alone():
         assert torch.equal(value, before[key]), key
         assert value.is_contiguous()  # the copy, not the model, went channels_last
     assert all(p.grad is None for p in model.parameters())
+
+
+def test_the_start_up_timing_leaves_the_run_unchanged(tmp_path, monkeypatch):
+    """A run that times auto at its start (a real probe, on a copy) trains exactly as one that
+    does not: the probe draws from its own generator and touches neither model nor RNG."""
+    monkeypatch.setattr(fastpath, "native_cpu_bf16", lambda: True)
+    monkeypatch.setenv("SIGMAVAE_CACHE", str(tmp_path / "cache"))
+    timed = Trainer(_config(tmp_path, "32-true", out=str(tmp_path / "timed"))).fit()
+    assert (tmp_path / "cache" / "speed_hints.json").is_file()
+    plain = Trainer(_config(tmp_path, "32-true", speed_hint=False,
+                            out=str(tmp_path / "plain"))).fit()
+    for key in ("train_loss", "val_neg_elbo", "sigma", "step"):
+        assert timed[key] == plain[key], key
