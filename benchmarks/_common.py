@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from sigmavae.training import speed_hints
-from sigmavae.training.fastpath import fast_path
+from sigmavae.training.fastpath import cpu_info, fast_path
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -71,12 +71,7 @@ SPEED_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "amx_tile
 
 def cpu_flags() -> list[str]:
     """The :data:`SPEED_FLAGS` this CPU has (Linux ``/proc/cpuinfo``; empty elsewhere)."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return []
-    line = next((ln for ln in text.splitlines() if ln.startswith("flags")), "")
-    have = set(line.partition(":")[2].split())
+    have = cpu_info()[1]
     return [flag for flag in SPEED_FLAGS if flag in have]
 
 

@@ -27,6 +27,14 @@ def test_native_bf16_is_read_from_the_cpu_flags(tmp_path, flags, native):
     assert fastpath.native_cpu_bf16(tmp_path / "missing") is False
 
 
+def test_cpu_info_reads_the_model_name_and_flags(tmp_path):
+    path = tmp_path / "cpuinfo"
+    path.write_text("processor\t: 0\nmodel name\t: Test CPU 9000\nflags\t\t: fpu avx2\n\n"
+                    "processor\t: 1\nmodel name\t: Other\nflags\t\t: fpu\n")
+    assert fastpath.cpu_info(path) == ("Test CPU 9000", frozenset({"fpu", "avx2"}))
+    assert fastpath.cpu_info(tmp_path / "missing") == (None, frozenset())
+
+
 def test_auto_resolves_per_device(monkeypatch):
     cpu = torch.device("cpu")
     monkeypatch.setattr(fastpath, "native_cpu_bf16", lambda: False)

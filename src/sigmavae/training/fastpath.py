@@ -31,14 +31,29 @@ from ..likelihoods.distributed import local_statistics
 NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 
 
+def cpu_info(cpuinfo: Path = Path("/proc/cpuinfo")) -> tuple[str | None, frozenset[str]]:
+    """The CPU's model name and flags, from the first processor of Linux ``/proc/cpuinfo``
+    (``(None, frozenset())`` where that cannot be read)."""
+    try:
+        text = cpuinfo.read_text()
+    except OSError:
+        return None, frozenset()
+    name: str | None = None
+    flags: frozenset[str] = frozenset()
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        key = key.strip()
+        if key == "model name" and name is None:
+            name = value.strip()
+        elif key == "flags" and not flags:
+            flags = frozenset(value.split())
+    return name, flags
+
+
 def native_cpu_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
     """Whether this CPU computes bf16 in hardware (AMX or avx512_bf16; read from Linux
     ``/proc/cpuinfo``, ``False`` where that cannot be read)."""
-    try:
-        flags = set(cpuinfo.read_text().split())
-    except OSError:
-        return False
-    return any(flag in flags for flag in NATIVE_BF16_FLAGS)
+    return any(flag in cpu_info(cpuinfo)[1] for flag in NATIVE_BF16_FLAGS)
 
 
 @dataclass(frozen=True)

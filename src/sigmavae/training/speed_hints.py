@@ -3,7 +3,7 @@
 A ``32-true`` run on a device with a faster path (:func:`.fastpath.fast_path`) says how much
 faster ``--precision auto`` would train it, from a few timed steps of both on a copy of the model
 (:func:`.fastpath.measure_speedup`). For a heavy head that costs seconds at every start (the
-256-way categorical head: about 10 s on a 2-core CPU), and the factor depends only on the device,
+256-way categorical head: about 6 s on a 2-core CPU), and the factor depends only on the device,
 the torch build, the thread count, the model's architecture and the batch shape, not on the
 weights or the data. So it is measured once per such key and kept in
 ``$SIGMAVAE_CACHE/speed_hints.json`` (default ``~/.cache/sigmavae/speed_hints.json``): a JSON
@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from ..data.cache import CACHE_ENV, cache_root
-from .fastpath import FastPath, measure_speedup
+from .fastpath import FastPath, cpu_info, measure_speedup
 
 __all__ = ["CACHE_ENV", "HINTS_FILE", "Speedup", "device_description", "hint_key",
            "hints_path", "speedup"]
@@ -55,14 +55,7 @@ def device_description(device: torch.device) -> str:
     (Linux ``/proc/cpuinfo``, else :func:`platform.processor`) and torch's thread count."""
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    name = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                name = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    name = cpu_info()[0] or platform.processor() or platform.machine()
     return f"{name}, {torch.get_num_threads()} threads"
 
 
