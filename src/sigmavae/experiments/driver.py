@@ -64,10 +64,11 @@ def _data_for(preset: Preset, roles: Sequence[str], data: str | None, data_root:
     return {role: default_data(preset, role) for role in roles}
 
 
-def fid_classifier(data: DataChoice, preset: Preset,
-                   log: Callable[[str], None]) -> tuple[str, str]:
+def fid_classifier(data: DataChoice, preset: Preset, log: Callable[[str], None],
+                   train_missing: bool = True) -> tuple[str, str] | None:
     """The ``--fid-features`` of ``data`` and the note reports print: a classifier trained once
-    on its labelled training split (cached), or the pixels where the data has no labels."""
+    on its labelled training split (cached), or the pixels where the data has no labels; None
+    when the classifier is not cached and ``train_missing`` is false."""
     from ..data import load_dataset
     from ..metrics.fid_classifier import load_classifier_features, train_classifier
 
@@ -82,6 +83,8 @@ def fid_classifier(data: DataChoice, preset: Preset,
             return "pixels", (f"{data.label} has no class labels: Fréchet distance of the raw "
                               "pixels (a weak proxy; not Inception, not comparable with "
                               "published FIDs)")
+        if not train_missing:
+            return None
         test = load_dataset(data.data, "test", data.data_root, **options)
         log(f"experiment: training the FID feature classifier on {data.label} "
             f"({min(len(train), preset.classifier_images or len(train))} labelled images)")
@@ -132,24 +135,46 @@ def run_experiments(
     roles = sorted({r for e in experiments for r in e.roles})
     datas = _data_for(chosen, roles, data, data_root, dict(data_options or {}))
     classifier_roles = {r for e in experiments if e.classifier_fid for r in e.roles}
-    features = {d.key: fid_classifier(d, chosen, log) for r, d in datas.items()
-                if r in classifier_roles}
+    classifier_data = {d.key: d for r, d in datas.items() if r in classifier_roles}
+    features: dict[str, tuple[str, str]] = {}
+
+    def features_of(key: str, train_missing: bool = True) -> tuple[str, str] | None:
+        """The FID features of one data set, trained when first needed (an evaluation or a
+        report), so that training starts at once."""
+        if key in classifier_data and key not in features:
+            found = fid_classifier(classifier_data[key], chosen, log, train_missing)
+            if found is not None:
+                features[key] = found
+        return features.get(key)
+
     command = command or f"sigmavae experiment {' '.join(names)} --preset {chosen.name}"
 
     def settings(spec: RunSpec) -> EvalSettings:
         key = next(d.key for d in datas.values()
                    if d.train_keys() == {k: spec.train.get(k) for k in d.train_keys()})
+        feature = features_of(key)
         return EvalSettings(images=chosen.eval_images, fid_samples=chosen.fid_samples,
                             mi_data=chosen.mi_data, elbo_samples=chosen.elbo_samples,
-                            fid_features=features[key][0] if key in features else "pixels")
+                            fid_features=feature[0] if feature else "pixels")
 
     outcome = Outcome({}, {})
     # each report names the data and FID features of its own runs only
-    contexts = {e.name: Context(chosen, own, store, out / e.name,
-                                {d.label: features[d.key][1] for d in own.values()
-                                 if d.key in features}, requested_seeds=seeds)
+    contexts = {e.name: Context(chosen, own, store, out / e.name, requested_seeds=seeds)
                 for e in experiments
                 for own in [{r: d for r, d in datas.items() if r in e.roles}]}
+
+    def with_features(ctx: Context, results: Results) -> None:
+        ctx.fid_features = {d.label: feature[1] for d in ctx.data.values()
+                            for feature in [features_of(d.key, not collect)] if feature}
+        if ctx.fid_features or not collect:
+            return
+        # --collect trains nothing: without the classifier at hand, the features each
+        # evaluation wrote into its record
+        described = sorted({str(r.metric("fid")["features"]) for runs in results.by_row.values()
+                            for r in runs if r.metric("fid").get("features")})
+        if described:
+            ctx.fid_features = {d.label: "; ".join(described) for d in ctx.data.values()}
+
     if plan:
         specs = [s for e in experiments for s in e.runs(contexts[e.name])]
         outcome.plan = write_plan(store, specs, settings, out / "plan")
@@ -164,6 +189,7 @@ def run_experiments(
             log(f"experiment {experiment.name}: {len(specs)} runs")
             store.execute(specs, settings, jobs)
         results = Results(store, specs)
+        with_features(ctx, results)
         section = experiment.analyse(ctx, results)
         path = write_report(ctx, experiment, section, command, missing=len(results.missing))
         outcome.reports[experiment.name] = path

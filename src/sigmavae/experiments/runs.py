@@ -20,15 +20,16 @@ import multiprocessing
 import os
 import time
 import traceback
+from collections import deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from .presets import ExperimentError
+from .presets import ExperimentError, cache_dir
 
 #: Metrics every run is evaluated with (the union of what the experiments read).
 EVAL_METRICS = ("elbo", "discretized", "mi", "fid")
@@ -54,7 +55,8 @@ class RunSpec:
     @property
     def run_id(self) -> str:
         # named by the head, not the row: two tables' rows with one config share one run
-        digest = hashlib.sha1(json.dumps(self.train, sort_keys=True).encode()).hexdigest()[:8]
+        identity = json.dumps(portable(self.train), sort_keys=True)
+        digest = hashlib.sha1(identity.encode()).hexdigest()[:8]
         name = ("original" if self.train.get("objective") == "original"
                 else self.train.get("likelihood", "run"))
         if self.train.get("model", "conv") != "conv":  # e.g. svg-optimal_sigma-s0-...
@@ -63,6 +65,20 @@ class RunSpec:
 
     def config(self, folder: Path) -> dict[str, Any]:
         return {**self.train, "seed": self.seed, "out": str(folder), "progress": False}
+
+
+def portable(train: dict[str, Any]) -> dict[str, Any]:
+    """``train`` as it identifies a run on any machine: a ``data_root`` inside the sigmavae cache
+    (where the shipped archives are extracted) is written relative to it, so that a run's id,
+    and the records committed under it, do not depend on the user's home folder."""
+    root = train.get("data_root")
+    if not root:
+        return train
+    try:
+        relative = Path(root).resolve().relative_to(cache_dir().resolve())
+    except ValueError:  # the user's own folder: its path is part of what the run is
+        return train
+    return {**train, "data_root": f"<cache>/{relative.as_posix()}"}
 
 
 @dataclass(frozen=True)
@@ -135,12 +151,15 @@ class RunStore:
             path.write_text(text)
         return path
 
-    def commands(self, spec: RunSpec, settings: EvalSettings) -> tuple[list[str], list[str]]:
-        """The ``sigmavae`` argument lists that train and evaluate ``spec``."""
+    def commands(self, spec: RunSpec,
+                 settings: EvalSettings | None) -> tuple[list[str], list[str]]:
+        """The ``sigmavae`` argument lists that train and evaluate ``spec`` (no evaluation
+        without ``settings``)."""
         folder = self.folder(spec)
         train = ["train", "--config", str(folder / "train.yaml"), "--resume", "auto"]
-        evaluate = settings.args(folder / "checkpoints" / "last.ckpt", folder / "eval.json",
-                                 spec.metrics, spec.eval_args)
+        evaluate = [] if settings is None else settings.args(
+            folder / "checkpoints" / "last.ckpt", folder / "eval.json", spec.metrics,
+            spec.eval_args)
         return train, evaluate
 
     def result(self, spec: RunSpec) -> RunResult | None:
@@ -161,10 +180,13 @@ class RunStore:
                 jobs: int = 1) -> None:
         """Train and evaluate every run that is not evaluated yet, ``jobs`` at a time.
 
-        Runs execute in ``jobs`` worker processes (each imports torch once and gets
-        ``cores / jobs`` threads) through the ``sigmavae train`` and ``sigmavae eval`` commands,
-        their output in ``<run>/train.log`` and ``eval.log``. A failing run stops nothing else;
-        the first error is raised at the end.
+        Trainings and evaluations are separate jobs in ``jobs`` worker processes (each imports
+        torch once and gets ``cores / jobs`` threads), through the ``sigmavae train`` and
+        ``sigmavae eval`` commands, their output in ``<run>/train.log`` and ``eval.log``. A
+        trained run is evaluated before the next training starts, so that finished records
+        come as early as they can; ``settings`` is asked for a run's evaluation only then (the
+        FID features may be trained at that point). A failing run stops nothing else; the
+        first error is raised at the end.
         """
         todo = [s for s in _unique(specs) if self.status(s) != "evaluated"]
         done = len(_unique(specs)) - len(todo)
@@ -172,26 +194,41 @@ class RunStore:
                  f"{len(todo)} to run ({jobs} at a time)")
         if not todo:
             return
+        to_train = deque(s for s in todo if self.status(s) in ("new", "started"))
+        to_evaluate = deque(s for s in todo if self.status(s) == "trained")
         threads = max(1, (os.cpu_count() or 1) // jobs)
         failures: list[str] = []
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(max_workers=jobs, mp_context=context,
                                  initializer=_init_worker, initargs=(threads,)) as pool:
-            futures = {}
-            for spec in todo:
-                self.write_config(spec)
-                train, evaluate = self.commands(spec, settings(spec))
-                train = train if self.status(spec) in ("new", "started") else []
-                self.log(f"  queue {spec.run_id} ({spec.label}, seed {spec.seed})")
-                futures[pool.submit(run_commands, train, evaluate, str(self.folder(spec)))] = spec
-            for future in as_completed(futures):
-                spec = futures[future]
-                try:
-                    seconds = future.result()
-                    self.log(f"  done  {spec.run_id} in {seconds:.0f} s")
-                except ExperimentError as err:
-                    failures.append(str(err))
-                    self.log(f"  FAILED {spec.run_id}: {err}")
+            running: dict[Future[float], tuple[RunSpec, str]] = {}
+            while to_train or to_evaluate or running:
+                while len(running) < jobs and (to_evaluate or to_train):
+                    if to_evaluate:
+                        spec = to_evaluate.popleft()
+                        _, evaluate = self.commands(spec, settings(spec))
+                        job = pool.submit(run_commands, [], evaluate, str(self.folder(spec)))
+                        running[job] = (spec, "evaluation")
+                    else:
+                        spec = to_train.popleft()
+                        self.write_config(spec)
+                        train, _ = self.commands(spec, settings=None)
+                        job = pool.submit(run_commands, train, [], str(self.folder(spec)))
+                        running[job] = (spec, "training")
+                    self.log(f"  start {running[job][1]} of {spec.run_id} ({spec.label}, "
+                             f"seed {spec.seed})")
+                finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                for job in finished:
+                    spec, what = running.pop(job)
+                    try:
+                        seconds = job.result()
+                    except ExperimentError as err:
+                        failures.append(str(err))
+                        self.log(f"  FAILED {spec.run_id}: {err}")
+                        continue
+                    self.log(f"  done  {what} of {spec.run_id} in {seconds:.0f} s")
+                    if what == "training":
+                        to_evaluate.append(spec)
         if failures:
             raise ExperimentError(f"{len(failures)} run(s) failed; first: {failures[0]}")
 
@@ -203,16 +240,18 @@ def _init_worker(threads: int) -> None:
 
 
 def run_commands(train: list[str], evaluate: list[str], folder: str) -> float:
-    """In a worker: ``sigmavae TRAIN`` (unless empty), then ``sigmavae EVALUATE``, each with its
-    output in the run folder's log; the wall seconds, also written to ``wall_seconds.txt``."""
+    """In a worker: ``sigmavae TRAIN`` (unless empty), then ``sigmavae EVALUATE`` (unless
+    empty), each with its output in the run folder's log; the wall seconds of each are written
+    to ``train_seconds.txt`` and ``eval_seconds.txt``, their sum to ``wall_seconds.txt``."""
     from ..cli import main
 
-    start = time.perf_counter()
     run = Path(folder)
+    total = 0.0
     for args, log, what in ((train, run / "train.log", "training"),
                             (evaluate, run / "eval.log", "evaluation")):
         if not args:
             continue
+        start = time.perf_counter()
         with log.open("a") as out, contextlib.redirect_stdout(out), \
                 contextlib.redirect_stderr(out):
             print(f"$ sigmavae {' '.join(args)}", flush=True)
@@ -226,10 +265,14 @@ def run_commands(train: list[str], evaluate: list[str], folder: str) -> float:
             lines = log.read_text(errors="replace").strip().splitlines()
             raise ExperimentError(f"run {run.name}: {what} failed ({code}): "
                                   f"{lines[-1] if lines else ''} (log: {log})")
-    seconds = time.perf_counter() - start
-    if train:  # the wall time of a whole run (training + evaluation)
-        (run / "wall_seconds.txt").write_text(f"{seconds:.1f}\n")
-    return seconds
+        seconds = time.perf_counter() - start
+        total += seconds
+        (run / f"{log.stem}_seconds.txt").write_text(f"{seconds:.1f}\n")
+    parts = [run / "train_seconds.txt", run / "eval_seconds.txt"]
+    if all(p.is_file() for p in parts):  # the wall time of the whole run
+        wall = sum(float(p.read_text()) for p in parts)
+        (run / "wall_seconds.txt").write_text(f"{wall:.1f}\n")
+    return total
 
 
 def _unique(specs: Sequence[RunSpec]) -> list[RunSpec]:
