@@ -23,7 +23,7 @@ from sigmavae.experiments.stats import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED
 
 pytestmark = pytest.mark.slow
 
-TINY = replace(PRESETS["cpu"], name="tiny", train_subset=96, val_subset=32, epochs=1,
+TINY = replace(PRESETS["quick"], name="tiny", train_subset=96, val_subset=32, epochs=1,
                batch_size=32, seeds=2, eval_images=48, fid_samples=24, mi_data=24,
                log_every_n_steps=1, notes=("tiny: a test",))
 COMMAND = "sigmavae experiment two-heads --preset tiny"

@@ -12,9 +12,14 @@ from sigmavae.experiments.stats import (
     NOT_REPRODUCED,
     NOT_RUN,
     REPRODUCED,
+    Bounds,
     Estimate,
     all_of,
+    bounds_below,
+    combine,
     estimate,
+    estimate_bounds,
+    fmt_bounds,
     less_than,
 )
 
@@ -51,3 +56,44 @@ def test_every_claim_names_an_experiment_and_a_rule():
     for claim in claims.CLAIMS:
         assert claim.experiment in EXPERIMENTS
         assert "2 SE" in claim.rule or "2-SE" in claim.rule
+
+
+def test_a_shared_term_counts_twice_in_the_error_of_a_second_difference():
+    a, b, c = Estimate(10.0, 1.0, 3), Estimate(4.0, 2.0, 3), Estimate(1.0, 0.5, 3)
+    second = combine([(1.0, Bounds.point(a)), (-2.0, Bounds.point(b)), (1.0, Bounds.point(c))])
+    assert second is not None and second.low == second.high
+    assert second.low.mean == pytest.approx(10 - 8 + 1)
+    # (a - b) - (b - c): b's error enters with weight 2, not as two independent terms
+    assert second.low.stderr == pytest.approx(math.sqrt(1.0 + 4 * 4.0 + 0.25))
+    naive = math.hypot(math.hypot(1.0, 2.0), math.hypot(2.0, 0.5))
+    assert second.low.stderr > naive
+
+
+def test_interval_arithmetic_takes_the_right_end_of_each_term():
+    a = Bounds(Estimate(1.0, 0.1, 3), Estimate(3.0, 0.1, 3))
+    b = Bounds(Estimate(10.0, 0.2, 3), Estimate(20.0, 0.2, 3))
+    diff = combine([(1.0, b), (-1.0, a)])
+    assert diff.low.mean == pytest.approx(10 - 3) and diff.high.mean == pytest.approx(20 - 1)
+    open_above = Bounds(Estimate(5.0, 0.1, 3), None)
+    assert combine([(1.0, open_above), (-1.0, a)]).high is None
+    assert combine([(-1.0, open_above)]).low is None
+
+
+def test_censored_values_decide_only_what_they_guarantee():
+    never = Bounds(Estimate(5633.0, 0.0, 3), None)  # never converged: at least the run length
+    fast = Bounds.point(Estimate(40.0, 5.0, 3))
+    slow = Bounds.point(Estimate(9000.0, 10.0, 3))
+    assert bounds_below(fast, never) is True  # 40 < anything >= 5633
+    assert bounds_below(never, fast) is False
+    assert bounds_below(slow, never) is None  # 9000 vs ">= 5633": cannot tell
+    assert bounds_below(never, slow) is None
+    assert fmt_bounds(never).startswith(">= 5633")
+    assert fmt_bounds(fast) == "40.0 ± 5"
+    assert fmt_bounds(Bounds(Estimate(1.0, 0.1, 3), Estimate(2.0, 0.1, 3))).startswith("[1 ")
+
+
+def test_bounds_over_seeds_stay_open_if_any_seed_is_censored():
+    assert estimate_bounds([(10.0, 10.0), (12.0, 12.0)]) == Bounds.point(estimate([10.0, 12.0]))
+    mixed = estimate_bounds([(10.0, 10.0), (5633.0, None)])
+    assert mixed.high is None and mixed.low == estimate([10.0, 5633.0])
+    assert estimate_bounds([]) is None

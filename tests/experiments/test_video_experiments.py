@@ -1,5 +1,5 @@
 """The video experiments end to end on a tiny SVG-LP: report, figures, CSV units, verdict; the
-BAIR column as a paper-preset plan; what ``all`` leaves out on the cpu preset."""
+BAIR column as a paper-preset plan; what ``all`` leaves out on the quick preset."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from sigmavae.experiments.stats import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED
 
 pytestmark = pytest.mark.slow
 
-TINY = replace(PRESETS["cpu"], name="tiny", seeds=1, notes=())
+TINY = replace(PRESETS["quick"], name="tiny", seeds=1, notes=())
 #: 4-frame sequences (2 given, 2 predicted) trained; scored on 5 frames (3 predicted)
 TINY_SIZES = video.VideoSizes(
     model_options={"backbone": "dcgan", "g_dim": 8, "z_dim": 2, "context_frames": 2,
@@ -101,7 +101,7 @@ def test_bair_is_a_paper_preset_plan(tmp_path):
 
 def test_bair_on_the_cpu_preset_is_one_line(tmp_path):
     with pytest.raises(ExperimentError, match="--preset paper"):
-        run_experiments("bair", preset="cpu", out=tmp_path / "out", runs_dir=tmp_path / "r",
+        run_experiments("bair", preset="quick", out=tmp_path / "out", runs_dir=tmp_path / "r",
                         plan=True, log=lambda m: None)
 
 
@@ -114,7 +114,7 @@ def test_all_leaves_bair_out_of_a_cpu_run(tmp_path, monkeypatch):
     monkeypatch.setenv("SIGMAVAE_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr(presets, "extract_cifar_jpeg", lambda shared: tmp_path / "cifar")
     monkeypatch.setattr(driver, "fid_classifier", lambda d, p, log, *rest: ("pixels", "pixels"))
-    outcome = run_experiments("all", preset="cpu", out=tmp_path / "out",
+    outcome = run_experiments("all", preset="quick", out=tmp_path / "out",
                               runs_dir=tmp_path / "runs", plan=True, log=messages.append)
     assert any(m.startswith("experiment bair: runs with --preset paper only") for m in messages)
     text = outcome.plan.read_text() if outcome.plan else ""

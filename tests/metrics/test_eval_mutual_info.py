@@ -56,10 +56,35 @@ def test_separated_posteriors_carry_log_n_nats():
                                                    est.marginal_kl_direct_stderr + 1e-6)
 
 
+def test_leave_one_out_brackets_the_information_from_above():
+    # the Gaussian channel with few points: the in-sample estimate is pulled towards its
+    # ceiling log N from below, the leave-one-out one lies above the analytic value
+    n, a2, v = 64, 400.0, 1.0
+    x = torch.from_numpy(norm.ppf((torch.arange(n) + 0.5).numpy() / n))
+    mu = (math.sqrt(a2) * x).unsqueeze(1)
+    sigma = torch.full_like(mu, math.sqrt(v))
+    est = mutual_information(mu, sigma, samples=64_000, generator=torch.Generator().manual_seed(2))
+    exact = 0.5 * math.log((a2 + v) / v)  # 3.0 nats, near log 64 = 4.16
+    assert est.mutual_info < exact - 4 * est.mutual_info_stderr
+    assert est.mutual_info_upper > exact + 4 * est.mutual_info_upper_stderr
+    assert est.mutual_info <= math.log(n) + 1e-9 < est.mutual_info_upper + 1.0
+
+
+def test_separated_posteriors_have_no_ceiling_leave_one_out():
+    # far-apart narrow posteriors: the in-sample estimate sits at log N, the leave-one-out one
+    # is far above it (the data identify z far better than log N says)
+    mu = torch.arange(16.0).unsqueeze(1) * 3.0
+    sigma = torch.full_like(mu, 0.01)
+    est = mutual_information(mu, sigma, samples=1600)
+    assert est.mutual_info == pytest.approx(math.log(16), abs=1e-9)
+    assert est.mutual_info_upper > math.log(16) + 100
+
+
 def test_collapsed_posteriors_carry_no_information():
     mu, sigma = torch.zeros(50, 4), torch.ones(50, 4)
     est = mutual_information(mu, sigma, samples=500)
     assert est.mutual_info == pytest.approx(0.0, abs=1e-12)
+    assert est.mutual_info_upper == pytest.approx(0.0, abs=1e-12)
     assert est.marginal_kl == pytest.approx(0.0, abs=1e-12)
 
 

@@ -22,8 +22,11 @@ def add_parser(subparsers: Any, key_values: Any) -> None:
                     + EXPERIMENTS.describe() + "\nall: every experiment, then an index.",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("name", metavar="NAME", help=f"one of: {names}")
-    p.add_argument("--preset", default="cpu", choices=sorted(PRESETS),
-                   help="cpu: shared/data stand-ins, sizes for 2 CPU cores; paper: App. B")
+    p.add_argument("--preset", default="quick", choices=sorted(PRESETS),
+                   help="quick: shared/data stand-ins, ~125 steps per run (minutes on 2 CPU "
+                        "cores; verdicts at a reduced budget); paper-length: the CIFAR-10 JPEG "
+                        "copy, the paper's 5,632-5,730 Adam steps per run (hours on a CPU); "
+                        "paper: App. B's data sets and length")
     p.add_argument("--out", default="docs/results", help="folder of the reports")
     p.add_argument("--runs-dir", default="runs/experiments",
                    help="folder of the training runs (finished runs are reused)")
@@ -35,7 +38,10 @@ def add_parser(subparsers: Any, key_values: Any) -> None:
     p.add_argument("--plan", action="store_true",
                    help="only write every run's train.yaml and commands.txt for a scheduler")
     p.add_argument("--collect", action="store_true",
-                   help="only build the reports from the finished runs")
+                   help="only build the reports from the finished runs (reads no data)")
+    p.add_argument("--records", metavar="DIR",
+                   help="also copy each evaluated run's small files (no checkpoints) into "
+                        "DIR/<run id>/; --collect --runs-dir DIR rebuilds the reports from them")
     p.set_defaults(func=lambda args: run(args, key_values))
 
 
@@ -46,5 +52,5 @@ def run(args: argparse.Namespace, key_values: Any) -> int:
         args.name, preset=args.preset, out=args.out, runs_dir=args.runs_dir, seeds=args.seeds,
         data=args.data, data_root=args.data_root,
         data_options=key_values(args.data_option, "--data-option"), jobs=args.jobs,
-        plan=args.plan, collect=args.collect, command=command)
+        plan=args.plan, collect=args.collect, command=command, records=args.records)
     return 0

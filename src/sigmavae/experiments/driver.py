@@ -1,6 +1,6 @@
 """Run, plan or collect experiments: ``sigmavae experiment NAME`` is :func:`run_experiments`.
 
->>> run_experiments(["beta-sweep"], preset="cpu", out="docs/results", runs_dir="runs/experiments")
+>>> run_experiments(["beta-sweep"], preset="quick", out="docs/results", runs_dir="runs/experiments")
 
 Experiments run in the order of :data:`ORDER` (the beta-sweep first: the decoders experiment
 uses its best beta), each training only the runs that are not evaluated yet.
@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from .definitions import EXPERIMENTS, Context, Experiment, Results, Section
+from .definitions import EXPERIMENTS, Context, Experiment, Results, Section, budget_line
 from .presets import (
     PRESETS,
     DataChoice,
@@ -54,14 +54,14 @@ def experiment_names(name: str) -> list[str]:
 
 
 def _data_for(preset: Preset, roles: Sequence[str], data: str | None, data_root: str | None,
-              data_options: dict[str, Any]) -> dict[str, DataChoice]:
+              data_options: dict[str, Any], prepare: bool = True) -> dict[str, DataChoice]:
     if data is not None:  # the user's data for every role
         choice = user_data(data, data_root, data_options)
         return dict.fromkeys(roles, choice)
     if data_root is not None or data_options:
         raise ExperimentError("--data-root and --data-option need --data (the data set they "
                               "belong to)")
-    return {role: default_data(preset, role) for role in roles}
+    return {role: default_data(preset, role, prepare) for role in roles}
 
 
 def fid_classifier(data: DataChoice, preset: Preset, log: Callable[[str], None],
@@ -100,6 +100,7 @@ def run_experiments(
     runs_dir: str | Path = "runs/experiments", seeds: int | None = None, data: str | None = None,
     data_root: str | None = None, data_options: dict[str, Any] | None = None, jobs: int = 1,
     plan: bool = False, collect: bool = False, command: str | None = None,
+    records: str | Path | None = None,
     log: Callable[[str], None] = lambda m: print(m, flush=True),
 ) -> Outcome:
     """Run (or ``plan``, or ``collect``) the experiments ``names`` and write their reports.
@@ -115,6 +116,9 @@ def run_experiments(
         plan: only write every run's config and ``commands.txt`` (for a scheduler).
         collect: only build the reports from the runs that have finished.
         command: the command line printed in the reports.
+        records: copy each evaluated run's small files (configs, metrics, step logs, sample
+            grid; no checkpoints) into ``records/<run id>/`` after its report is written, so
+            that ``collect`` with ``runs_dir=records`` rebuilds the reports from them alone.
     """
     if plan and collect:
         raise ExperimentError("--plan and --collect exclude each other")
@@ -133,7 +137,9 @@ def run_experiments(
                 f" only; left out of this {chosen.name} run")
         experiments = [e for e in experiments if not e.presets or chosen.name in e.presets]
     roles = sorted({r for e in experiments for r in e.roles})
-    datas = _data_for(chosen, roles, data, data_root, dict(data_options or {}))
+    # --collect reads finished runs only: the data are named, never extracted or read
+    datas = _data_for(chosen, roles, data, data_root, dict(data_options or {}),
+                      prepare=not collect)
     classifier_roles = {r for e in experiments if e.classifier_fid for r in e.roles}
     classifier_data = {d.key: d for r, d in datas.items() if r in classifier_roles}
     features: dict[str, tuple[str, str]] = {}
@@ -191,9 +197,14 @@ def run_experiments(
         results = Results(store, specs)
         with_features(ctx, results)
         section = experiment.analyse(ctx, results)
+        for verdict in section.verdicts:
+            verdict.budget = budget_line(verdict.claim, ctx, results)
         path = write_report(ctx, experiment, section, command, missing=len(results.missing))
         outcome.reports[experiment.name] = path
         outcome.sections[experiment.name] = section
+        if records is not None:
+            for run in [r for runs in results.by_row.values() for r in runs]:
+                store.export_record(run, Path(records))
         log(f"experiment {experiment.name}: wrote {path}")
     if len(experiments) > 1:
         outcome.index = write_index(out, [(e, outcome.reports[e.name],

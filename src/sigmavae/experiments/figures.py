@@ -5,9 +5,9 @@ from __future__ import annotations
 import math
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import matplotlib
 
@@ -29,20 +29,32 @@ CELL_PX = 72
 DPI = 100
 
 
-def _errorbar(ax, results: Results, rows: Sequence[str], value, betas: Sequence[float],
-              label: str, **style) -> None:
+def _sweep_series(results: Results, value: Callable[[RunResult], float | None]
+                  ) -> tuple[list[float], list[float], list[float]]:
+    """``(betas, means, 2 SE)`` of a per-run value over the sweep's betas that have runs."""
     xs, ys, es = [], [], []
-    for beta, row in zip(betas, rows, strict=True):
-        est = results.estimate(row, value)
+    for beta in SWEEP_BETAS:
+        est = results.estimate(beta_row(beta).row, value)
         if est is not None:
             xs.append(beta)
             ys.append(est.mean)
             es.append(2 * (est.stderr or 0.0))
-    if xs:
-        ax.errorbar(xs, ys, yerr=es, label=label, capsize=3, **style)
+    return xs, ys, es
 
 
-def _sigma_markers(ax, results: Results, value) -> None:
+def _band(ax, xs: Sequence[float], ys: Sequence[float], es: Sequence[float], label: str,
+          **style) -> None:
+    """A line with markers and its 2-SE band (error bars too: a band alone hides small SEs)."""
+    if not xs:
+        return
+    lines = ax.errorbar(xs, ys, yerr=es, label=label, capsize=3, **style)
+    low = np.asarray(ys) - np.asarray(es)
+    high = np.asarray(ys) + np.asarray(es)
+    ax.fill_between(xs, low, high, color=lines[0].get_color(), alpha=0.18, linewidth=0)
+
+
+def _sigma_markers(ax, results: Results, value: Callable[[RunResult], float | None],
+                   annotate: bool = False) -> None:
     from .definitions import effective_beta
 
     for head, marker in ((LEARNED, "s"), (OPTIMAL, "*")):
@@ -52,53 +64,91 @@ def _sigma_markers(ax, results: Results, value) -> None:
             continue
         ax.errorbar([beta.mean], [est.mean], yerr=[2 * (est.stderr or 0.0)], fmt=marker,
                     markersize=11, capsize=3, label=f"{head.label} (at its effective beta)")
+        if annotate:
+            _annotate(ax, beta.mean, est.mean)
 
 
-def _against_beta(results: Results, path: Path, panels: Sequence[tuple[Any, str]],
-                  title: str, legend_panel: int, mark_effective: bool) -> Path | None:
-    """Two panels of a per-run value against the sweep's beta (log axis, 2-SE error bars), the
-    sigma-VAEs at their effective beta; ``mark_effective`` draws the optimal one's beta."""
-    from .definitions import effective_beta
+def _annotate(ax, x: float, y: float) -> None:
+    ax.annotate(f"{y:,.0f}", (x, y), textcoords="offset points", xytext=(6, 4), fontsize=7)
 
-    rows = [beta_row(b).row for b in SWEEP_BETAS]
-    if not any(results.runs(r) for r in rows):
+
+def _finish_beta_axis(ax, ylabel: str) -> None:
+    ax.set_xscale("log")
+    ax.set_xlabel("beta (KL weight; 2 sigma^2 for the sigma-VAEs)")
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+
+
+def beta_sweep_plot(results: Results, path: Path) -> Path | None:
+    """Test -ELBO and FID against beta (log axis), the sigma-VAEs at their effective beta.
+
+    The bound spans thousands of nats of both signs: its axis is symmetric-log (linear within
+    +-100 nats) and every mean is printed beside its point, so that neighbours such as -1,306
+    and -880 stay apart."""
+    from .definitions import fid, headline_bound
+
+    if not any(results.runs(beta_row(b).row) for b in SWEEP_BETAS):
         return None
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
-    for ax, (value, ylabel) in zip(axes, panels, strict=True):
-        _errorbar(ax, results, rows, value, SWEEP_BETAS, "beta-VAE (unit variance)", fmt="o-")
-        _sigma_markers(ax, results, value)
-        eff = results.estimate(OPTIMAL.row, effective_beta) if mark_effective else None
-        if eff is not None:
-            ax.axvline(eff.mean, color="grey", linestyle="--", linewidth=1,
-                       label="optimal sigma-VAE's effective beta")
-        ax.set_xscale("log")
-        ax.set_xlabel("beta (KL weight; 2 sigma^2 for the sigma-VAEs)")
-        ax.set_ylabel(ylabel)
-        ax.grid(alpha=0.3)
-    axes[legend_panel].legend(fontsize=8, loc="best")
-    fig.suptitle(title)
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.6))
+    xs, ys, es = _sweep_series(results, headline_bound)
+    _band(axes[0], xs, ys, es, "beta-VAE (unit variance)", fmt="o-")
+    for x, y in zip(xs, ys, strict=True):
+        _annotate(axes[0], x, y)
+    _sigma_markers(axes[0], results, headline_bound, annotate=True)
+    axes[0].set_yscale("symlog", linthresh=100)
+    _finish_beta_axis(axes[0], "test -ELBO (nats/image, x/255; symlog axis)")
+    _band(axes[1], *_sweep_series(results, fid), "beta-VAE (unit variance)", fmt="o-")
+    _sigma_markers(axes[1], results, fid)
+    _finish_beta_axis(axes[1], "FID (substitute features; lower is better)")
+    axes[0].legend(fontsize=8, loc="best")
+    fig.suptitle("beta-VAE sweep against calibrated decoders (bars and bands: 2 SE over seeds)")
     fig.tight_layout()
     return _save(fig, path)
 
 
-def beta_sweep_plot(results: Results, path: Path) -> Path | None:
-    """Test -ELBO and FID against beta (log axis), the sigma-VAEs at their effective beta."""
-    from .definitions import fid, headline_bound
-
-    return _against_beta(results, path, [(headline_bound, "test -ELBO (nats/image, x/255)"),
-                                         (fid, "FID (substitute features; lower is better)")],
-                         "beta-VAE sweep against calibrated decoders (error bars: 2 SE over "
-                         "seeds)", legend_panel=0, mark_effective=False)
+def _side(bounds: Callable[[RunResult], tuple[float | None, float | None]],
+          index: int) -> Callable[[RunResult], float | None]:
+    """The lower (0) or upper (1) end of a per-run ``(low, high)``."""
+    return lambda run: bounds(run)[index]
 
 
 def mi_plot(results: Results, path: Path) -> Path | None:
-    """I_e(x;z) and the marginal KL against beta, the sigma-VAE's effective beta marked."""
-    from .definitions import marginal_kl, mutual_info
+    """I_e(x;z) and the marginal KL against beta, with their two estimates where they differ
+    (in-sample, capped at log N; leave-one-out), the line at log N and the optimal sigma-VAE's
+    effective beta."""
+    from .definitions import effective_beta, marginal_kl_bounds, mutual_info_bounds
 
-    return _against_beta(results, path, [(mutual_info, "I_e(x;z) (nats)"),
-                                         (marginal_kl, "D_KL(m(z) || p(z)) (nats)")],
-                         "Mutual information and marginal KL against beta (error bars: 2 SE)",
-                         legend_panel=1, mark_effective=True)
+    if not any(results.runs(beta_row(b).row) for b in SWEEP_BETAS):
+        return None
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.6))
+    panels = ((mutual_info_bounds, "I_e(x;z) (nats)", ("in-sample (at most log N)",
+                                                         "leave-one-out (upper bound)")),
+              (marginal_kl_bounds, "D_KL(m(z) || p(z)) (nats)",
+               ("rate - leave-one-out I_e (lower bound)", "rate - in-sample I_e (upper bound)")))
+    for ax, (bounds, ylabel, names) in zip(axes, panels, strict=True):
+        low = _sweep_series(results, _side(bounds, 0))
+        high = _sweep_series(results, _side(bounds, 1))
+        _band(ax, *low, f"beta-VAE: {names[0]}", fmt="o-")
+        if high[1] != low[1]:
+            _band(ax, *high, f"beta-VAE: {names[1]}", fmt="o--", markerfacecolor="none")
+        _sigma_markers(ax, results, _side(bounds, 0))
+        eff = results.estimate(OPTIMAL.row, effective_beta)
+        if eff is not None:
+            ax.axvline(eff.mean, color="grey", linestyle="--", linewidth=1,
+                       label="optimal sigma-VAE's effective beta")
+        _finish_beta_axis(ax, ylabel)
+    ceilings = {float(c) for h in (*[beta_row(b) for b in SWEEP_BETAS], LEARNED, OPTIMAL)
+                for r in results.runs(h.row)
+                for c in [r.metric("mi").get("mutual_info_ceiling_log_n_nats")] if c is not None}
+    for ceiling in sorted(ceilings):
+        axes[0].axhline(ceiling, color="black", linestyle=":", linewidth=1,
+                        label=f"log N = {ceiling:.2f} (the in-sample ceiling)")
+    for ax in axes:
+        ax.legend(fontsize=7, loc="best")
+    fig.suptitle("Mutual information and marginal KL against beta (bars and bands: 2 SE over "
+                 "seeds)")
+    fig.tight_layout()
+    return _save(fig, path)
 
 
 def _series(run: RunResult, column: str) -> tuple[list[int], list[float]]:
@@ -112,25 +162,42 @@ def _series(run: RunResult, column: str) -> tuple[list[int], list[float]]:
     return xs, ys
 
 
+def _mean_curve(runs: Sequence[RunResult], column: str
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """``(steps, mean, 2 SE)`` over seeds of a ``steps.csv`` column, on the steps all share."""
+    series = [dict(zip(*_series(r, column), strict=True)) for r in runs]
+    series = [s for s in series if s]
+    if not series:
+        return None
+    steps = sorted(set.intersection(*(set(s) for s in series)))
+    values = np.array([[s[t] for t in steps] for s in series])
+    mean = values.mean(0)
+    two_se = (2 * values.std(0, ddof=1) / math.sqrt(len(series)) if len(series) > 1
+              else np.zeros_like(mean))
+    return np.asarray(steps), mean, two_se
+
+
 def variance_plot(results: Results, path: Path) -> Path | None:
-    """Sigma and the training -ELBO against steps: learned, optimal, constant (beta-VAE)."""
+    """Sigma and the training -ELBO against steps, one curve per decoder (the mean over seeds
+    with its 2-SE band): learned, optimal, and the constant sigma of each beta-VAE."""
     heads = [LEARNED, OPTIMAL] + [beta_row(b) for b in SWEEP_BETAS]
     if not any(results.runs(h.row) for h in heads):
         return None
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    fig, axes = plt.subplots(1, 2, figsize=(12, 5.2))
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for i, head in enumerate(heads):
-        for j, run in enumerate(sorted(results.runs(head.row), key=lambda r: r.spec.seed)):
-            label = head.label if j == 0 else None
-            xs, sigma = _series(run, "sigma")
-            style = {"color": colors[i % len(colors)], "linewidth": 1.2, "alpha": 0.8}
-            if head not in (LEARNED, OPTIMAL):
-                style["linestyle"] = ":"
-            if sigma:
-                axes[0].plot(xs, sigma, label=label, **style)
-            xs, loss = _series(run, "train_loss")
-            if loss:
-                axes[1].plot(xs, loss, label=label, **style)
+        runs = results.runs(head.row)
+        style = {"color": colors[i % len(colors)], "linewidth": 1.4,
+                 "linestyle": "-" if head in (LEARNED, OPTIMAL) else ":"}
+        label = f"{head.label} ({len(runs)} seed{'s' if len(runs) != 1 else ''})"
+        for ax, column in zip(axes, ("sigma", "train_loss"), strict=True):
+            curve = _mean_curve(runs, column)
+            if curve is None:
+                continue
+            steps, mean, two_se = curve
+            ax.plot(steps, mean, label=label, **style)
+            ax.fill_between(steps, mean - two_se, mean + two_se, color=style["color"],
+                            alpha=0.2, linewidth=0)
     axes[0].set_yscale("log")
     axes[0].set_ylabel("decoder sigma (of x/255, log scale)")
     axes[1].set_ylabel("training -ELBO (nats/image)")
@@ -138,15 +205,16 @@ def variance_plot(results: Results, path: Path) -> Path | None:
     for ax in axes:
         ax.set_xlabel("training step (optimizer updates)")
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=7, loc="best")
     lows = [min(_series(r, "train_loss")[1] or [math.inf]) for h in heads
             for r in results.runs(h.row)]
     highs = [float(np.median(_series(r, "train_loss")[1])) for h in heads
              for r in results.runs(h.row) if _series(r, "train_loss")[1]]
     if lows and highs and math.isfinite(min(lows)):
         axes[1].set_ylim(min(lows) - 0.05 * abs(min(lows)), float(np.median(highs)))
-    fig.suptitle("Variance convergence (each line one seed)")
-    fig.tight_layout()
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=4, fontsize=8, frameon=False)
+    fig.suptitle("Variance convergence (mean over seeds, band: 2 SE)")
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
     return _save(fig, path)
 
 

@@ -1,15 +1,24 @@
-"""Presets: which data, sizes and settings an experiment runs with (``--preset cpu|paper``).
+"""Presets: which data, sizes and settings an experiment runs with.
+
+``--preset quick|paper-length|paper``: the name says the budget a result comes from.
 
 ``paper`` is App. B of the paper: SVHN at 28x28 for the small conv model (Table 1, Figures 4 and
 9, Table 2's SVHN column), CIFAR-10 at 32x32 for Tables 3 and 4, Adam 1e-3, batch 128, 10 epochs,
 the whole training split. It needs the data sets (torchvision's layouts) and, to finish in hours, a
 GPU.
 
-``cpu`` is what finishes on 2 CPU cores from the files of ``shared/data`` beside the project:
-the CIFAR-10 JPEG copy resized to 28x28 stands in for SVHN (both are 32x32 RGB photographs of
-objects or digits, resized as the paper resized SVHN); the CIFAR-10 JPEG copy at 32x32 for
-CIFAR-10; fewer training images, fewer epochs and fewer test images. Every stand-in and reduction
-is written into each report.
+``paper-length`` trains every model as long as App. B on the data that is shipped beside the
+project (``shared/data``): the CIFAR-10 JPEG copy at 32x32 for every table and figure (so runs
+that are one configuration on one data set are shared between tables, and compared with the
+paper's CIFAR column), 16 epochs of its 45,000 training images = 5,632 Adam steps (App. B: 5,730),
+every metric on the whole test split. Hours per run on 2 CPU cores.
+
+``quick`` is what finishes in minutes on 2 CPU cores from the same files: the CIFAR-10 JPEG copy
+resized to 28x28 stands in for SVHN (both are 32x32 RGB photographs of objects or digits,
+resized as the paper resized SVHN); the CIFAR-10 JPEG copy at 32x32 for CIFAR-10; 4,000 training
+images, 4 epochs (about 125 steps), 2,000 test images. For trying the command and for the
+tests: its verdicts measure the budget, not the method. Every stand-in and reduction is written
+into each report.
 """
 
 from __future__ import annotations
@@ -86,15 +95,17 @@ PRESETS: dict[str, Preset] = {
         seeds=3, eval_images=None, fid_samples=10_000, mi_data=10_000, elbo_samples=1,
         log_every_n_steps=10, classifier_epochs=10, classifier_images=None, hierarchical=True,
         notes=("App. B settings: Adam 1e-3, batch 128, 10 epochs, the whole training split.",)),
-    "cpu": Preset(
-        name="cpu", train_subset=4000, val_subset=1000, epochs=4, batch_size=128, lr=1e-3,
+    "quick": Preset(
+        name="quick", train_subset=4000, val_subset=1000, epochs=4, batch_size=128, lr=1e-3,
         seeds=3, eval_images=2000, fid_samples=2000, mi_data=2000, elbo_samples=1,
         log_every_n_steps=5, classifier_epochs=3, classifier_images=10_000, hierarchical=False,
         notes=("Reduced to finish on 2 CPU cores: 4,000 training images (not the whole split), "
                "4 epochs (not 10), 2,000 test images for every metric, FID from 2,000 prior "
                "samples; Adam 1e-3 and batch 128 as in App. B.",
                "The hierarchical-VAE columns of Table 2 are not run (hours per run on a CPU); "
-               "--preset paper runs them.")),
+               "--preset paper runs them.",
+               "A preset for trying the command: its verdicts measure a budget 45x shorter than "
+               "the paper's; --preset paper-length trains every model as long as the paper.")),
     "paper-length": Preset(
         name="paper-length", train_subset=None, val_subset=1000, epochs=16, batch_size=128,
         lr=1e-3, seeds=3, eval_images=None, fid_samples=10_000, mi_data=10_000, elbo_samples=1,
@@ -140,7 +151,7 @@ def extract_cifar_jpeg(shared: Path) -> Path:
             continue
         archive = source / f"{split}.tar"
         if not archive.is_file():
-            raise ExperimentError(f"cpu preset: {archive} is missing; expected the CIFAR-10 "
+            raise ExperimentError(f"{archive} is missing; expected the CIFAR-10 "
                                   "JPEG archives of shared/data (or pass --data and --data-root)")
         target.mkdir(parents=True, exist_ok=True)
         with tarfile.open(archive) as tar:
@@ -159,7 +170,7 @@ def mnist_root(shared: Path) -> Path:
         if target.is_file() and target.stat().st_size == source.stat().st_size:
             continue
         if not source.is_file():
-            raise ExperimentError(f"cpu preset: {source} is missing; expected the MNIST test "
+            raise ExperimentError(f"{source} is missing; expected the MNIST test "
                                   "files of shared/data (or pass --data and --data-root)")
         raw.mkdir(parents=True, exist_ok=True)
         partial = target.with_suffix(".partial")
@@ -168,14 +179,15 @@ def mnist_root(shared: Path) -> Path:
     return root
 
 
-def _video_data(preset: Preset, role: str, shared: Path | None) -> DataChoice:
+def _video_data(preset: Preset, role: str, prepare: bool) -> DataChoice:
     """The video roles: ``"smmnist"`` (SVG-LP on Stochastic Moving MNIST) and ``"bair"``."""
     if role == "bair":
         if preset.name != "paper":
             raise ExperimentError(
                 "the bair experiment (Table 2's BAIR column) runs with --preset paper (the "
                 "BAIR release in data/bair, a GPU for days) or on data you name with --data "
-                "bair --data-root DIR; the BAIR data is not shipped for the cpu preset")
+                "bair --data-root DIR; the BAIR data is not shipped for the quick or "
+                "paper-length presets")
         return DataChoice("bair", "bair", "data/bair", {"frames": 12},
                           "BAIR robot pushing (softmotion30_44k), 64x64 RGB, 2 + 10 frames "
                           "in training")
@@ -185,37 +197,39 @@ def _video_data(preset: Preset, role: str, shared: Path | None) -> DataChoice:
                            "sequences": 60_000},
                           "Stochastic Moving MNIST, 2 digits, 5 + 10 frames, train digits from "
                           "the MNIST train file and test digits from t10k (SVG's setting)")
-    if shared is None:
-        raise ExperimentError("cpu preset: no shared/data folder found (set "
-                              "SIGMAVAE_SHARED_DATA, run from the project folder beside "
-                              "shared/, or pass --data and --data-root)")
-    return DataChoice("smmnist-t10k", "smmnist", str(mnist_root(shared)),
+    return DataChoice("smmnist-t10k", "smmnist",
+                      str(mnist_root(_shared(preset)) if prepare else cache_dir() / "mnist-t10k"),
                       {"frames": 15, "digits": 2},
                       "Stochastic Moving MNIST, 2 digits, 5 + 10 frames, generated from the "
                       "shipped MNIST test file (its digits carved into disjoint train, val and "
                       "test pools)", stands_in_for="SM-MNIST from the MNIST train digits")
 
 
-def default_data(preset: Preset, role: str) -> DataChoice:
+def _shared(preset: Preset) -> Path:
+    shared = shared_data_dir()
+    if shared is None:
+        raise ExperimentError(f"{preset.name} preset: no shared/data folder found (set "
+                              "SIGMAVAE_SHARED_DATA, run from the project folder beside "
+                              "shared/, or pass --data and --data-root)")
+    return shared
+
+
+def default_data(preset: Preset, role: str, prepare: bool = True) -> DataChoice:
     """The data a preset uses for ``role``: ``"svhn"`` (Table 1, Figures 4 and 9, Table 2's conv
     column), ``"cifar"`` (Tables 3 and 4), ``"smmnist"`` or ``"bair"`` (the video
-    experiments)."""
+    experiments). ``prepare=False`` names the shipped data's cache folders without extracting
+    anything (``--collect``: run ids only)."""
     if role in ("smmnist", "bair"):
-        return _video_data(preset, role, shared_data_dir() if preset.name != "paper" else None)
+        return _video_data(preset, role, prepare)
     if preset.name == "paper":
         if role == "svhn":
             return DataChoice("svhn28", "svhn", "data/svhn", {"image_size": 28},
                               "SVHN at 28x28 (App. B)")
         return DataChoice("cifar10", "cifar10", "data/cifar10", {}, "CIFAR-10 at 32x32")
-    shared = shared_data_dir()
-    if shared is None:
-        raise ExperimentError("cpu preset: no shared/data folder found (set "
-                              "SIGMAVAE_SHARED_DATA, run from the project folder beside "
-                              "shared/, or pass --data and --data-root)")
-    root = str(extract_cifar_jpeg(shared))
+    root = str(extract_cifar_jpeg(_shared(preset)) if prepare else cache_dir() / "cifar10-jpeg")
     if preset.name == "paper-length":  # one data set for every table: runs are shared
         return DataChoice("cifar32", "folder", root, {"labels": True, "shuffle": True},
-                          "CIFAR-10 (JPEG copy) at 32x32")
+                          "CIFAR-10 (JPEG copy) at 32x32", stands_in_for="CIFAR-10")
     if role == "svhn":
         return DataChoice("cifar28", "folder", root,
                           {"image_size": 28, "labels": True, "shuffle": True},

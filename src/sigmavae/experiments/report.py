@@ -25,12 +25,12 @@ def markdown_table(rows: Sequence[dict[str, str]]) -> list[str]:
 
 def verdict_table(verdicts: Sequence[Verdict], with_experiment: bool = False) -> list[str]:
     head = ["experiment"] if with_experiment else []
-    lines = ["| " + " | ".join([*head, "claim", "verdict", "numbers (mean ± SE over seeds)",
-                                "rule"]) + " |",
-             "|" + "---|" * (len(head) + 4)]
+    lines = ["| " + " | ".join([*head, "claim", "verdict", "budget of the runs (vs the paper)",
+                                "numbers (mean ± SE over seeds)", "rule"]) + " |",
+             "|" + "---|" * (len(head) + 5)]
     for v in verdicts:
         cells = [v.claim.experiment] if with_experiment else []
-        cells += [v.claim.text, f"**{v.status}**", v.evidence, v.claim.rule]
+        cells += [v.claim.text, f"**{v.status}**", v.budget or "-", v.evidence, v.claim.rule]
         lines.append("| " + " | ".join(c.replace("|", "/") for c in cells) + " |")
     return lines
 

@@ -18,6 +18,7 @@ import hashlib
 import json
 import multiprocessing
 import os
+import re
 import time
 import traceback
 from collections import deque
@@ -175,6 +176,24 @@ class RunStore:
                                   "folder to rerun it") from None
         return RunResult(spec, folder, final, evaluation)
 
+    def export_record(self, result: RunResult, records: Path) -> Path:
+        """Copy the small files of an evaluated run that the reports read into
+        ``records/<run id>/`` (a run store of its own, for ``--collect --runs-dir records``):
+        ``final.json``, ``eval.json``, ``steps.csv``, the prior-sample grid, the wall seconds,
+        and ``train.yaml`` (the training config as it identifies the run, no machine paths).
+        Checkpoints stay behind. Returns the record's folder."""
+        target = records / result.spec.run_id
+        target.mkdir(parents=True, exist_ok=True)
+        for name in RECORD_FILES:
+            source = result.folder / name
+            if source.is_file() and source.resolve() != (target / name).resolve():
+                _write_atomic(target / name, source.read_bytes())
+        evaluation = _without_machine_paths(result.evaluation)
+        _write_atomic(target / "eval.json", (json.dumps(evaluation, indent=2) + "\n").encode())
+        config = {**portable(result.spec.train), "seed": result.spec.seed}
+        _write_atomic(target / "train.yaml", yaml.safe_dump(config, sort_keys=True).encode())
+        return target
+
     # -- execution ------------------------------------------------------------------------------
     def execute(self, specs: Sequence[RunSpec], settings: Callable[[RunSpec], EvalSettings],
                 jobs: int = 1) -> None:
@@ -231,6 +250,33 @@ class RunStore:
                         to_evaluate.append(spec)
         if failures:
             raise ExperimentError(f"{len(failures)} run(s) failed; first: {failures[0]}")
+
+
+#: The files of a run besides ``eval.json`` and ``train.yaml`` that a record keeps.
+RECORD_FILES = ("final.json", "steps.csv", "samples-16.png", "train_seconds.txt",
+                "eval_seconds.txt", "wall_seconds.txt")
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    partial = path.with_name(path.name + ".partial")
+    partial.write_bytes(data)
+    partial.replace(path)
+
+
+def _without_machine_paths(value: Any) -> Any:
+    """``value`` with every absolute path string replaced by its file name (records are
+    committed; where the checkpoint lay on the machine that ran it is not part of them)."""
+    if isinstance(value, dict):
+        return {k: _without_machine_paths(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_without_machine_paths(v) for v in value]
+    if isinstance(value, str):
+        return _ABSOLUTE_PATH.sub(r"\1", value)
+    return value
+
+
+#: An absolute POSIX path (at least one folder) inside a string; group 1 is its file name.
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.~])/(?:[^\s/:'\"]+/)+([^\s/:'\"]+)")
 
 
 def _init_worker(threads: int) -> None:

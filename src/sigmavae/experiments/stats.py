@@ -81,3 +81,95 @@ def all_of(results: Iterable[bool | None]) -> str:
     if all(r is True for r in results):
         return REPRODUCED
     return INCONCLUSIVE
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """A quantity known only between two estimates: ``low <= true value <= high``.
+
+    A measurement is ``Bounds(est, est)``; a censored value has one side open (``None``): a
+    variance that never converged within the run is *at least* the run's length (``high`` is
+    None), an I_e at its ceiling ``log N`` is at least that (the leave-one-out estimate, where
+    recorded, closes it from above).
+    """
+
+    low: Estimate | None
+    high: Estimate | None
+
+    @classmethod
+    def point(cls, est: Estimate | None) -> Bounds | None:
+        return None if est is None else cls(est, est)
+
+    @property
+    def censored(self) -> bool:
+        return self.low is None or self.high is None or self.low != self.high
+
+    def __str__(self) -> str:
+        return fmt_bounds(self)
+
+
+def fmt_bounds(value: Bounds | None) -> str:
+    """``m ± se`` for a measurement; ``>= m ± se`` / ``<= m ± se`` for a one-sided bound;
+    ``[a ± se, b ± se]`` for an interval."""
+    if value is None or (value.low is None and value.high is None):
+        return "n/a"
+    if value.low == value.high:
+        return fmt_estimate(value.low)
+    if value.high is None:
+        return f">= {fmt_estimate(value.low)}"
+    if value.low is None:
+        return f"<= {fmt_estimate(value.high)}"
+    return f"[{fmt_estimate(value.low)}, {fmt_estimate(value.high)}]"
+
+
+def bounds_below(a: Bounds | None, b: Bounds | None) -> bool | None:
+    """Whether ``a < b`` beyond two standard errors, using only what the bounds guarantee: True
+    when ``a``'s upper end is below ``b``'s lower end, False when ``b``'s upper end is below
+    ``a``'s lower end, None otherwise (an open side cannot decide). For measurements this is
+    :func:`less_than`."""
+    if a is None or b is None:
+        return None
+    if less_than(a.high, b.low) is True:
+        return True
+    if less_than(b.high, a.low) is True:
+        return False
+    return None
+
+
+def combine(terms: Iterable[tuple[float, Bounds | None]]) -> Bounds | None:
+    """``sum_k c_k x_k`` of independent quantities (different runs): interval arithmetic on
+    the bounds, the standard error ``sqrt(sum_k c_k^2 se_k^2)``. A term shared by two
+    differences enters once with its summed coefficient, so its error is counted as such
+    (``(a - b) - (b - c) = a - 2b + c``, ``se^2 = se_a^2 + 4 se_b^2 + se_c^2``)."""
+    terms = list(terms)
+    if not terms or any(x is None for _, x in terms):
+        return None
+
+    def side(low: bool) -> Estimate | None:
+        # the low end takes each positive term's low and each negative term's high
+        ends = [(c, x.low if (c >= 0) == low else x.high) for c, x in terms if x is not None]
+        if any(est is None for _, est in ends):
+            return None
+        parts = [(c, est) for c, est in ends if est is not None]
+        mean = sum(c * est.mean for c, est in parts)
+        known = all(est.stderr is not None for _, est in parts)
+        se = math.sqrt(sum((c * (est.stderr or 0.0)) ** 2 for c, est in parts)) if known else None
+        return Estimate(mean, se, min(est.n for _, est in parts))
+
+    return Bounds(side(True), side(False))
+
+
+def estimate_bounds(pairs: Iterable[tuple[float | None, float | None]]) -> Bounds | None:
+    """Bounds over seeds from each seed's ``(low, high)`` (``high`` None: open above; a
+    measurement has ``low == high``): the mean of the lows and the mean of the highs, each side
+    open if any seed's is."""
+    pairs = [(lo, hi) for lo, hi in pairs if lo is not None or hi is not None]
+    if not pairs:
+        return None
+    lows = [lo for lo, _ in pairs]
+    highs = [hi for _, hi in pairs]
+    low = None if any(v is None for v in lows) else estimate(lows)
+    high = None if any(v is None for v in highs) else estimate(highs)
+    if low is not None and high is not None and all(lo == hi for lo, hi in pairs):
+        high = low
+    return Bounds(low, high)
