@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint typecheck bench clean
+.PHONY: install demo test lint typecheck bench results clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,10 @@ lint: $(STAMP)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
+
+# every report under docs/results from the committed records alone (no data, no checkpoints)
+results: $(STAMP)
+	$(BIN)/sigmavae experiment all --preset paper-length --collect --runs-dir docs/results/runs --out docs/results
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/throughput.py

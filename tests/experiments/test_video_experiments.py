@@ -113,7 +113,7 @@ def test_all_leaves_bair_out_of_a_cpu_run(tmp_path, monkeypatch):
     # plan only: no CIFAR extraction, no classifier training; the MNIST copy goes to tmp
     monkeypatch.setenv("SIGMAVAE_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr(presets, "extract_cifar_jpeg", lambda shared: tmp_path / "cifar")
-    monkeypatch.setattr(driver, "fid_classifier", lambda d, p, log, *rest: ("pixels", "pixels"))
+    monkeypatch.setattr(driver, "fid_classifier", lambda d, p, log: ("pixels", "pixels"))
     outcome = run_experiments("all", preset="quick", out=tmp_path / "out",
                               runs_dir=tmp_path / "runs", plan=True, log=messages.append)
     assert any(m.startswith("experiment bair: runs with --preset paper only") for m in messages)

@@ -20,6 +20,7 @@ from . import claims, figures
 from .heads import (
     DECODER_ROWS,
     DISCRETIZED_ROWS,
+    HEAVY_HEADS,
     LEARNED,
     OPTIMAL,
     PAPER_BEST_BETA,
@@ -66,7 +67,13 @@ class Context:
                  **head.train_keys()}
         return RunSpec(head.row, head.label, train, seed)
 
-    def seeds(self) -> range:
+    def seeds(self, head: HeadRow | None = None) -> range:
+        """The seeds of a configuration: the preset's, fewer for a heavy head where the preset
+        says so (unless --seeds was given)."""
+        heavy = self.preset.heavy_head_seeds
+        if (head is not None and head.likelihood in HEAVY_HEADS and heavy is not None
+                and self.requested_seeds is None):
+            return range(min(heavy, self.preset.seeds))
         return range(self.preset.seeds)
 
 
@@ -108,7 +115,14 @@ class Results:
         return self.by_row.get(row, [])
 
     def estimate(self, row: str, value: Callable[[RunResult], float | None]) -> Estimate | None:
-        return estimate(value(r) for r in self.runs(row))
+        """Mean ± SE over the row's seeds; a row of one seed, where ``value`` has a standard
+        error over the test images (:data:`TEST_STDERR`), gets that one (which leaves out the
+        seed-to-seed spread; the tables say "SE over test images")."""
+        runs = self.runs(row)
+        stderr = TEST_STDERR.get(value)
+        if len(runs) == 1 and stderr is not None:
+            return seed_or_test_estimate(runs, value, stderr)
+        return estimate(value(r) for r in runs)
 
     def bounds(self, row: str, value: Callable[[RunResult], tuple[float | None, float | None]]
                ) -> Bounds | None:
@@ -134,10 +148,40 @@ def discrete_bound(run: RunResult) -> float | None:
     return disc.get("neg_elbo_nats_per_image")
 
 
+def continuous_bound_se(run: RunResult) -> float | None:
+    """The standard error over the test images of :func:`continuous_bound`."""
+    if continuous_bound(run) is None:
+        return None
+    return run.metric("elbo")["single_sample"].get("neg_elbo_stderr_nats_per_image")
+
+
+def discrete_bound_se(run: RunResult) -> float | None:
+    """The standard error over the test images of :func:`discrete_bound`."""
+    if discrete_bound(run) is None:
+        return None
+    return run.metric("discretized").get("neg_elbo_stderr_nats_per_image")
+
+
+def seed_or_test_estimate(runs: list[RunResult], value: Callable[[RunResult], float | None],
+                          stderr: Callable[[RunResult], float | None]) -> Estimate | None:
+    """Mean ± SE over seeds; with one seed, the run's value ± its SE over the test examples
+    (``stderr``), which leaves out the seed-to-seed spread."""
+    if len(runs) == 1:
+        mean, se = value(runs[0]), stderr(runs[0])
+        return None if mean is None else Estimate(float(mean), se, 1)
+    return estimate(value(r) for r in runs)
+
+
 def headline_bound(run: RunResult) -> float | None:
     """Tables 1-3's -log p: continuous heads their density bound, discrete heads the discrete
     bound (the ELBO of a discrete head is already on the 8-bit data)."""
     return continuous_bound(run)
+
+
+#: the test-image standard error of each per-run value that has one (see Results.estimate)
+TEST_STDERR: dict[Callable[[RunResult], float | None], Callable[[RunResult], float | None]] = {
+    continuous_bound: continuous_bound_se, headline_bound: continuous_bound_se,
+    discrete_bound: discrete_bound_se}
 
 
 def fid(run: RunResult) -> float | None:
@@ -192,7 +236,6 @@ def invalid_reason(run: RunResult) -> str | None:
 
 def run_row(run: RunResult) -> dict[str, Any]:
     """The CSV row of one run (units in the column names)."""
-    wall = run.folder / "wall_seconds.txt"
     return {
         "row": run.spec.row, "label": run.spec.label, "seed": run.spec.seed,
         "run_id": run.spec.run_id, "likelihood": run.spec.train.get("likelihood"),
@@ -204,9 +247,18 @@ def run_row(run: RunResult) -> dict[str, Any]:
         "fid": fid(run), "effective_beta": effective_beta(run),
         "mutual_info_nats": mutual_info(run), "marginal_kl_nats": marginal_kl(run),
         "mi_saturated": mi_saturated(run) if run.metric("mi").get("available") else None,
-        "train_steps": run.final.get("step"), "wall_seconds": (
-            float(wall.read_text()) if wall.is_file() else None),
+        "train_steps": run.final.get("step"),
+        **{f"{name}_seconds": _seconds(run.folder / f"{name}_seconds.txt")
+           for name in ("wall", "train", "eval")},
+        "trained_on": run.final.get("ran_on", {}).get("device"),
+        "precision": run.final.get("ran_on", {}).get("precision"),
+        **{f"eval_{name}_seconds": run.metric(name).get("seconds")
+           for name in sorted(run.evaluation.get("metrics", {}))},
     }
+
+
+def _seconds(path: Path) -> float | None:
+    return float(path.read_text()) if path.is_file() else None
 
 
 def _published(table: int, row: str, dataset: str | None, metric: str) -> str:
@@ -440,7 +492,7 @@ class Decoders(Experiment):
 
     def runs(self, ctx: Context) -> list[RunSpec]:
         rows, _ = self._rows(ctx)
-        return [ctx.spec("svhn", row, seed) for row in rows for seed in ctx.seeds()]
+        return [ctx.spec("svhn", row, seed) for row in rows for seed in ctx.seeds(row)]
 
     def analyse(self, ctx: Context, results: Results) -> Section:
         rows, why = self._rows(ctx)
@@ -526,7 +578,8 @@ class Discretized(Experiment):
     roles = ("cifar",)
 
     def runs(self, ctx: Context) -> list[RunSpec]:
-        return [ctx.spec("cifar", row, seed) for row in DISCRETIZED_ROWS for seed in ctx.seeds()]
+        return [ctx.spec("cifar", row, seed) for row in DISCRETIZED_ROWS
+                for seed in ctx.seeds(row)]
 
     def analyse(self, ctx: Context, results: Results) -> Section:
         dataset = _paper_dataset(ctx.data["cifar"])

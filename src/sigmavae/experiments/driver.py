@@ -64,11 +64,10 @@ def _data_for(preset: Preset, roles: Sequence[str], data: str | None, data_root:
     return {role: default_data(preset, role, prepare) for role in roles}
 
 
-def fid_classifier(data: DataChoice, preset: Preset, log: Callable[[str], None],
-                   train_missing: bool = True) -> tuple[str, str] | None:
+def fid_classifier(data: DataChoice, preset: Preset,
+                   log: Callable[[str], None]) -> tuple[str, str]:
     """The ``--fid-features`` of ``data`` and the note reports print: a classifier trained once
-    on its labelled training split (cached), or the pixels where the data has no labels; None
-    when the classifier is not cached and ``train_missing`` is false."""
+    on its labelled training split (cached), or the pixels where the data has no labels."""
     from ..data import load_dataset
     from ..metrics.fid_classifier import load_classifier_features, train_classifier
 
@@ -83,8 +82,6 @@ def fid_classifier(data: DataChoice, preset: Preset, log: Callable[[str], None],
             return "pixels", (f"{data.label} has no class labels: Fréchet distance of the raw "
                               "pixels (a weak proxy; not Inception, not comparable with "
                               "published FIDs)")
-        if not train_missing:
-            return None
         test = load_dataset(data.data, "test", data.data_root, **options)
         log(f"experiment: training the FID feature classifier on {data.label} "
             f"({min(len(train), preset.classifier_images or len(train))} labelled images)")
@@ -144,13 +141,11 @@ def run_experiments(
     classifier_data = {d.key: d for r, d in datas.items() if r in classifier_roles}
     features: dict[str, tuple[str, str]] = {}
 
-    def features_of(key: str, train_missing: bool = True) -> tuple[str, str] | None:
+    def features_of(key: str) -> tuple[str, str] | None:
         """The FID features of one data set, trained when first needed (an evaluation or a
         report), so that training starts at once."""
         if key in classifier_data and key not in features:
-            found = fid_classifier(classifier_data[key], chosen, log, train_missing)
-            if found is not None:
-                features[key] = found
+            features[key] = fid_classifier(classifier_data[key], chosen, log)
         return features.get(key)
 
     command = command or f"sigmavae experiment {' '.join(names)} --preset {chosen.name}"
@@ -170,16 +165,15 @@ def run_experiments(
                 for own in [{r: d for r, d in datas.items() if r in e.roles}]}
 
     def with_features(ctx: Context, results: Results) -> None:
-        ctx.fid_features = {d.label: feature[1] for d in ctx.data.values()
-                            for feature in [features_of(d.key, not collect)] if feature}
-        if ctx.fid_features or not collect:
-            return
-        # --collect trains nothing: without the classifier at hand, the features each
-        # evaluation wrote into its record
+        # what the evaluations used, as each wrote it into its record (so that a report
+        # collected from records alone reads the same); before any, the features to be used
         described = sorted({str(r.metric("fid")["features"]) for runs in results.by_row.values()
                             for r in runs if r.metric("fid").get("features")})
         if described:
             ctx.fid_features = {d.label: "; ".join(described) for d in ctx.data.values()}
+        elif not collect:  # --collect reads the records only, so that any machine agrees
+            ctx.fid_features = {d.label: feature[1] for d in ctx.data.values()
+                                for feature in [features_of(d.key)] if feature}
 
     if plan:
         specs = [s for e in experiments for s in e.runs(contexts[e.name])]

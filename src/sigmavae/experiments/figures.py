@@ -57,7 +57,7 @@ def _sigma_markers(ax, results: Results, value: Callable[[RunResult], float | No
                    annotate: bool = False) -> None:
     from .definitions import effective_beta
 
-    for head, marker in ((LEARNED, "s"), (OPTIMAL, "*")):
+    for head, marker, offset in ((LEARNED, "s", (6, 6)), (OPTIMAL, "*", (6, -12))):
         beta = results.estimate(head.row, effective_beta)
         est = results.estimate(head.row, value)
         if beta is None or est is None:
@@ -65,11 +65,11 @@ def _sigma_markers(ax, results: Results, value: Callable[[RunResult], float | No
         ax.errorbar([beta.mean], [est.mean], yerr=[2 * (est.stderr or 0.0)], fmt=marker,
                     markersize=11, capsize=3, label=f"{head.label} (at its effective beta)")
         if annotate:
-            _annotate(ax, beta.mean, est.mean)
+            _annotate(ax, beta.mean, est.mean, offset)
 
 
-def _annotate(ax, x: float, y: float) -> None:
-    ax.annotate(f"{y:,.0f}", (x, y), textcoords="offset points", xytext=(6, 4), fontsize=7)
+def _annotate(ax, x: float, y: float, offset: tuple[int, int] = (6, 4)) -> None:
+    ax.annotate(f"{y:,.0f}", (x, y), textcoords="offset points", xytext=offset, fontsize=7)
 
 
 def _finish_beta_axis(ax, ylabel: str) -> None:
@@ -262,22 +262,44 @@ def sample_panels(store: RunStore, panels: Sequence[tuple[str, list[RunResult]]]
     return _save(fig, path)
 
 
-def stacked_images(panels: Sequence[tuple[str, Path]], path: Path) -> Path:
+def stacked_images(panels: Sequence[tuple[str, Path]], path: Path,
+                   row_labels: Sequence[str] | None = None, columns: int | None = None,
+                   context: int = 0) -> Path:
     """The PNGs of ``panels`` one above the other at their own pixel size (upscaled with
-    nearest neighbour to at least ``CELL_PX * GRID`` pixels high), each titled with its label."""
+    nearest neighbour to at least ``CELL_PX * GRID`` pixels high), each titled with its label.
+
+    A grid of frames can be labelled: ``row_labels`` names its rows (evenly spaced), ``columns``
+    numbers its frames, the first ``context`` of them marked as given (a line after them)."""
     from PIL import Image
 
     images = [(label, np.asarray(Image.open(png).convert("RGB"))) for label, png in panels]
     width = max(image.shape[1] for _, image in images)
     scale = max(1, math.ceil(CELL_PX * GRID / min(image.shape[0] for _, image in images)))
     heights = [image.shape[0] * scale / DPI + 0.35 for _, image in images]
-    fig, axes = plt.subplots(len(images), 1, squeeze=False, figsize=(width * scale / DPI,
-                                                                     sum(heights)),
+    margin = 1.8 if row_labels else 0.0  # inches for the row labels
+    fig, axes = plt.subplots(len(images), 1, squeeze=False,
+                             figsize=(width * scale / DPI + margin, sum(heights)),
                              gridspec_kw={"height_ratios": heights})
     for ax, (label, image) in zip(axes[:, 0], images, strict=True):
         ax.imshow(image, interpolation="nearest")
         ax.set_title(label, fontsize=10)
-        ax.axis("off")
+        if not row_labels:
+            ax.axis("off")
+            continue
+        height, width = image.shape[:2]
+        ax.set_yticks([(i + 0.5) * height / len(row_labels) for i in range(len(row_labels))],
+                      list(row_labels), fontsize=8)
+        if columns:
+            step = width / columns
+            ax.set_xticks([(t + 0.5) * step for t in range(columns)],
+                          [f"{t + 1}" for t in range(columns)], fontsize=7)
+            ax.set_xlabel(f"frame (1-{context}: given context; after the line: predicted)"
+                          if context else "frame", fontsize=8)
+            if context:
+                ax.axvline(context * step - 0.5, color="red", linewidth=1.5)
+        ax.tick_params(length=0)
+        for spine in ax.spines.values():
+            spine.set_visible(False)
     fig.tight_layout()
     return _save(fig, path)
 

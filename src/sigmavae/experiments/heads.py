@@ -51,6 +51,11 @@ DECODER_ROWS = (
             {}),
 )
 
+#: The heads whose runs cost several times a Gaussian head's (the 256-way categorical's
+#: 768-channel output layer; the logistic mixture's 10 components per pixel): where time is
+#: short their seeds are reduced first, never their training length.
+HEAVY_HEADS = frozenset({"categorical", "logistic_mixture"})
+
 #: Table 4 (discretised data); ``row`` is the published row name.
 DISCRETIZED_ROWS = (
     HeadRow("categorical", "categorical (256-way)", "categorical", {}),

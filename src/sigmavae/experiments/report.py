@@ -79,7 +79,8 @@ def setup_lines(ctx: Context, experiment: Experiment) -> list[str]:
         f"- Seeds: {preset.seeds} per configuration (0..{preset.seeds - 1}); every number is "
         "the mean ± its standard error over seeds. A claim is reproduced only when it holds "
         "beyond two standard errors.",
-        "- FID: " + "; ".join(f"{k}: {v}" for k, v in ctx.fid_features.items())
+        "- FID: " + ("; ".join(f"{k}: {v}" for k, v in ctx.fid_features.items())
+                     or "the features of the runs' evaluations (none evaluated yet)")
         + f"; {preset.fid_samples} prior samples (decoder means) against as many test images.",
     ]
     lines += [f"- {note}" for note in preset.notes]

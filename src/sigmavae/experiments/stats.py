@@ -52,6 +52,8 @@ def fmt_estimate(est: Estimate | None) -> str:
         return "n/a"
     if est.stderr is None:
         return f"{fmt_number(est.mean)} (1 seed)"
+    if est.n == 1:  # an error over test examples, not over seeds
+        return f"{fmt_number(est.mean)} ± {fmt_number(est.stderr, 2)} (1 seed; SE over test images)"
     return f"{fmt_number(est.mean)} ± {fmt_number(est.stderr, 2)}"
 
 

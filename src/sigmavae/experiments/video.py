@@ -29,6 +29,7 @@ from .definitions import (
     Verdict,
     _published,
     register_experiment,
+    seed_or_test_estimate,
 )
 from .heads import DECODER_ROWS, LEARNED, OPTIMAL, HeadRow
 from .runs import RunResult, RunSpec
@@ -166,15 +167,6 @@ def video_rows(results: Results) -> list[dict[str, Any]]:
     return rows
 
 
-def seed_or_test_estimate(runs: list[RunResult], value, stderr) -> Estimate | None:
-    """Mean ± SE over seeds; with one seed, the run's value ± its SE over the test sequences
-    (``stderr``), which leaves out the seed-to-seed spread."""
-    if len(runs) == 1:
-        mean, se = value(runs[0]), stderr(runs[0])
-        return None if mean is None else Estimate(float(mean), se, 1)
-    return estimate(value(r) for r in runs)
-
-
 def _fmt(est: Estimate | None) -> str:
     if est is None:
         return "n/a"
@@ -253,7 +245,16 @@ class VideoExperiment(Experiment):
                 strip = prediction_strip(min(runs, key=lambda r: r.spec.seed))
                 if strip is not None:
                     panels.append((head.label, strip))
-        return figures.stacked_images(panels, path) if panels else None
+        if not panels:
+            return None
+        size = self.sizes(ctx)
+        row_labels = [f"sequence {i + 1}: " + ("truth" if j == 0 else f"sample {j}")
+                      for i in range(STRIP_SEQUENCES) for j in range(1 + STRIP_SAMPLES)]
+        frames = int(ctx.data[self.roles[0]].data_options.get("frames", 0)) or None
+        if size.eval_frames:
+            frames = size.eval_frames
+        return figures.stacked_images(panels, path, row_labels=row_labels, columns=frames,
+                                      context=int(size.model_options.get("context_frames", 0)))
 
     def curves(self, results: Results, rows: tuple[HeadRow, ...], path: Path,
                train_frames: int | None) -> Path | None:
@@ -272,7 +273,12 @@ class VideoExperiment(Experiment):
                                  train_frames=train_frames)
 
 
-def prediction_strip(run: RunResult, sequences: int = 3, samples: int = 2) -> Path | None:
+#: test sequences and sampled futures per sequence in a strip
+STRIP_SEQUENCES, STRIP_SAMPLES = 3, 2
+
+
+def prediction_strip(run: RunResult, sequences: int = STRIP_SEQUENCES,
+                     samples: int = STRIP_SAMPLES) -> Path | None:
     """``sigmavae sample`` of the run's checkpoint on the first test sequences (written once
     into the run folder): context, ground truth and sampled futures."""
     path = run.folder / f"prediction-strip-{sequences}x{samples}.png"

@@ -34,11 +34,13 @@ import time
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
+import torch
 from tqdm.auto import tqdm
 
 from ..metrics.elbo import NOT_A_BOUND, ELBOReport
 from .config import TrainConfig
 from .logs import RunCSVLogger, scalars, tensorboard_logger
+from .speed_hints import device_description
 from .state import LoopState
 from .visuals import plot_curves, save_reconstruction_grid, save_sample_grid
 
@@ -131,6 +133,12 @@ class RunFolder:
 
     def on_fit_end(self, trainer: Trainer, final: dict[str, Any]) -> None:
         if trainer.fabric.is_global_zero and final:
+            # what the run's wall time was measured on, with the precision it really ran at
+            # (added to the dict fit() returns too, so that it reads as final.json)
+            final["ran_on"] = {
+                "device": device_description(trainer.fabric.device),
+                "processes": trainer.fabric.world_size, "precision": trainer.precision,
+                "channels_last": trainer.channels_last, "torch": torch.__version__}
             (trainer.out / "final.json").write_text(json.dumps(final, indent=2))
 
 
