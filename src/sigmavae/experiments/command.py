@@ -10,6 +10,7 @@ from typing import Any
 from .definitions import EXPERIMENTS
 from .driver import run_experiments
 from .presets import PRESETS
+from .runs import ExperimentStopped
 
 
 def add_parser(subparsers: Any, key_values: Any) -> None:
@@ -48,9 +49,17 @@ def add_parser(subparsers: Any, key_values: Any) -> None:
 def run(args: argparse.Namespace, key_values: Any) -> int:
     shown = [a for a in sys.argv[1:] if a not in ("--plan", "--collect")]
     command = "sigmavae " + " ".join(shlex.quote(a) for a in shown) if shown else None
+    try:
+        _run(args, key_values, command)
+    except ExperimentStopped as stop:  # a scheduler's stop: say so, exit as a signal would
+        print(f"sigmavae experiment: {stop}", file=sys.stderr)
+        return 128 + stop.signum
+    return 0
+
+
+def _run(args: argparse.Namespace, key_values: Any, command: str | None) -> None:
     run_experiments(
         args.name, preset=args.preset, out=args.out, runs_dir=args.runs_dir, seeds=args.seeds,
         data=args.data, data_root=args.data_root,
         data_options=key_values(args.data_option, "--data-option"), jobs=args.jobs,
         plan=args.plan, collect=args.collect, command=command, records=args.records)
-    return 0

@@ -19,10 +19,11 @@ import json
 import multiprocessing
 import os
 import re
+import signal
 import time
 import traceback
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -219,10 +220,11 @@ class RunStore:
         failures: list[str] = []
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(max_workers=jobs, mp_context=context,
-                                 initializer=_init_worker, initargs=(threads,)) as pool:
+                                 initializer=_init_worker, initargs=(threads,)) as pool, \
+                _stop_passed_on(pool) as stopped:
             running: dict[Future[float], tuple[RunSpec, str]] = {}
-            while to_train or to_evaluate or running:
-                while len(running) < jobs and (to_evaluate or to_train):
+            while (to_train or to_evaluate or running) and not (stopped and not running):
+                while len(running) < jobs and (to_evaluate or to_train) and not stopped:
                     if to_evaluate:
                         spec = to_evaluate.popleft()
                         _, evaluate = self.commands(spec, settings(spec))
@@ -241,13 +243,18 @@ class RunStore:
                     spec, what = running.pop(job)
                     try:
                         seconds = job.result()
-                    except ExperimentError as err:
-                        failures.append(str(err))
-                        self.log(f"  FAILED {spec.run_id}: {err}")
+                    except Exception as err:  # a stopped worker may just end
+                        if not stopped and not isinstance(err, ExperimentError):
+                            raise
+                        if not stopped:
+                            failures.append(str(err))
+                        self.log(f"  {'stopped' if stopped else 'FAILED'} {spec.run_id}: {err}")
                         continue
                     self.log(f"  done  {what} of {spec.run_id} in {seconds:.0f} s")
                     if what == "training":
                         to_evaluate.append(spec)
+        if stopped:
+            raise ExperimentStopped(stopped[0])
         if failures:
             raise ExperimentError(f"{len(failures)} run(s) failed; first: {failures[0]}")
 
@@ -277,6 +284,42 @@ def _without_machine_paths(value: Any) -> Any:
 
 #: An absolute POSIX path (at least one folder) inside a string; group 1 is its file name.
 _ABSOLUTE_PATH = re.compile(r"(?<![\w.~])/(?:[^\s/:'\"]+/)+([^\s/:'\"]+)")
+
+
+class ExperimentStopped(ExperimentError):
+    """A stop signal ended the experiment: every running training checkpointed itself."""
+
+    def __init__(self, signum: int) -> None:
+        self.signum = signum
+        super().__init__(f"stopped by signal {signum}: each running training saved its "
+                         "checkpoint; run the same command to resume")
+
+
+@contextlib.contextmanager
+def _stop_passed_on(pool: ProcessPoolExecutor) -> Iterator[list[int]]:
+    """While the block runs, SIGTERM/SIGINT to this process are passed on to the pool's workers
+    (a training checkpoints and returns on either) and recorded in the yielded list, so that
+    the caller stops submitting, waits for the running jobs and leaves no worker behind. Off
+    the main thread, signals are left alone."""
+    received: list[int] = []
+
+    def handler(signum: int, frame: object) -> None:
+        received.append(signum)
+        for process in list(getattr(pool, "_processes", {}).values()):
+            with contextlib.suppress(OSError):
+                os.kill(process.pid, signum)
+
+    previous: dict[int, Any] = {}
+    try:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            previous[sig] = signal.signal(sig, handler)
+    except ValueError:  # not the main thread
+        pass
+    try:
+        yield received
+    finally:
+        for signum, old in previous.items():
+            signal.signal(signum, old)
 
 
 def _init_worker(threads: int) -> None:
