@@ -250,6 +250,9 @@ def run_row(run: RunResult) -> dict[str, Any]:
         "train_steps": run.final.get("step"),
         **{f"{name}_seconds": _seconds(run.folder / f"{name}_seconds.txt")
            for name in ("wall", "train", "eval")},
+        # the trainer's own clock: training and validation of every epoch, across restarts
+        "epochs_seconds": sum(float(e.get("seconds") or 0) + float(e.get("val_seconds") or 0)
+                              for e in run.epochs()) or None,
         "trained_on": run.final.get("ran_on", {}).get("device"),
         "precision": run.final.get("ran_on", {}).get("precision"),
         **{f"eval_{name}_seconds": run.metric(name).get("seconds")

@@ -118,7 +118,13 @@ class RunResult:
         return self.evaluation.get("metrics", {}).get(name, {"available": False})
 
     def steps(self) -> list[dict[str, str]]:
-        path = self.folder / "steps.csv"
+        return self._csv("steps.csv")
+
+    def epochs(self) -> list[dict[str, str]]:
+        return self._csv("epochs.csv")
+
+    def _csv(self, name: str) -> list[dict[str, str]]:
+        path = self.folder / name
         if not path.is_file():
             return []
         with path.open(newline="") as f:
@@ -189,7 +195,7 @@ class RunStore:
             source = result.folder / name
             if source.is_file() and source.resolve() != (target / name).resolve():
                 _write_atomic(target / name, source.read_bytes())
-        evaluation = _without_machine_paths(result.evaluation)
+        evaluation = without_machine_paths(result.evaluation)
         _write_atomic(target / "eval.json", (json.dumps(evaluation, indent=2) + "\n").encode())
         config = {**portable(result.spec.train), "seed": result.spec.seed}
         _write_atomic(target / "train.yaml", yaml.safe_dump(config, sort_keys=True).encode())
@@ -260,7 +266,7 @@ class RunStore:
 
 
 #: The files of a run besides ``eval.json`` and ``train.yaml`` that a record keeps.
-RECORD_FILES = ("final.json", "steps.csv", "samples-16.png", "train_seconds.txt",
+RECORD_FILES = ("final.json", "steps.csv", "epochs.csv", "samples-16.png", "train_seconds.txt",
                 "eval_seconds.txt", "wall_seconds.txt")
 
 
@@ -270,13 +276,13 @@ def _write_atomic(path: Path, data: bytes) -> None:
     partial.replace(path)
 
 
-def _without_machine_paths(value: Any) -> Any:
+def without_machine_paths(value: Any) -> Any:
     """``value`` with every absolute path string replaced by its file name (records are
     committed; where the checkpoint lay on the machine that ran it is not part of them)."""
     if isinstance(value, dict):
-        return {k: _without_machine_paths(v) for k, v in value.items()}
+        return {k: without_machine_paths(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_without_machine_paths(v) for v in value]
+        return [without_machine_paths(v) for v in value]
     if isinstance(value, str):
         return _ABSOLUTE_PATH.sub(r"\1", value)
     return value
@@ -330,8 +336,10 @@ def _init_worker(threads: int) -> None:
 
 def run_commands(train: list[str], evaluate: list[str], folder: str) -> float:
     """In a worker: ``sigmavae TRAIN`` (unless empty), then ``sigmavae EVALUATE`` (unless
-    empty), each with its output in the run folder's log; the wall seconds of each are written
-    to ``train_seconds.txt`` and ``eval_seconds.txt``, their sum to ``wall_seconds.txt``."""
+    empty), each with its output in the run folder's log; the seconds of each in
+    ``train_seconds.txt`` (summed over every start of the training, interrupted ones included:
+    a resumed run's wall time is all of it) and ``eval_seconds.txt`` (the last evaluation), their
+    sum in ``wall_seconds.txt``. Returns this call's seconds."""
     from ..cli import main
 
     run = Path(folder)
@@ -341,27 +349,38 @@ def run_commands(train: list[str], evaluate: list[str], folder: str) -> float:
         if not args:
             continue
         start = time.perf_counter()
-        with log.open("a") as out, contextlib.redirect_stdout(out), \
-                contextlib.redirect_stderr(out):
-            print(f"$ sigmavae {' '.join(args)}", flush=True)
-            code: int | str
-            try:
-                code = main(args)
-            except Exception as err:  # a crash in one run must not stop the others
-                traceback.print_exc()
-                code = f"{type(err).__name__}: {err}"
+        code: int | str = "not run"
+        try:
+            with log.open("a") as out, contextlib.redirect_stdout(out), \
+                    contextlib.redirect_stderr(out):
+                print(f"$ sigmavae {' '.join(args)}", flush=True)
+                try:
+                    code = main(args)
+                except Exception as err:  # a crash in one run must not stop the others
+                    traceback.print_exc()
+                    code = f"{type(err).__name__}: {err}"
+        finally:
+            seconds = time.perf_counter() - start
+            total += seconds
+            times = run / f"{log.stem}_seconds.txt"
+            before = _seconds_in(times) if what == "training" else 0.0
+            times.write_text(f"{before + seconds:.1f}\n")
         if code != 0:
             lines = log.read_text(errors="replace").strip().splitlines()
             raise ExperimentError(f"run {run.name}: {what} failed ({code}): "
                                   f"{lines[-1] if lines else ''} (log: {log})")
-        seconds = time.perf_counter() - start
-        total += seconds
-        (run / f"{log.stem}_seconds.txt").write_text(f"{seconds:.1f}\n")
     parts = [run / "train_seconds.txt", run / "eval_seconds.txt"]
-    if all(p.is_file() for p in parts):  # the wall time of the whole run
-        wall = sum(float(p.read_text()) for p in parts)
+    if evaluate and all(p.is_file() for p in parts):  # the wall time of the whole run
+        wall = sum(_seconds_in(p) for p in parts)
         (run / "wall_seconds.txt").write_text(f"{wall:.1f}\n")
     return total
+
+
+def _seconds_in(path: Path) -> float:
+    try:
+        return float(path.read_text())
+    except (OSError, ValueError):
+        return 0.0
 
 
 def _unique(specs: Sequence[RunSpec]) -> list[RunSpec]:
