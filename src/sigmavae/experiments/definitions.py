@@ -209,24 +209,32 @@ def mi_saturated(run: RunResult) -> bool:
 
 def mutual_info_bounds(run: RunResult) -> tuple[float | None, float | None]:
     """``I_e`` between the in-sample estimate (capped at ``log N``; a lower bound in
-    expectation) and the leave-one-out one (an upper bound); a record without the latter is
-    open above where the estimate is at its ceiling, a measurement elsewhere."""
+    expectation) and the smaller of the leave-one-out estimate (an upper bound in expectation)
+    and the rate (``I_e = rate - D_KL(m || p) <= rate``). A record without the leave-one-out
+    estimate is open above where the in-sample one is at its ceiling, a measurement elsewhere."""
     mi = run.metric("mi")
     low = mutual_info(run)
     if low is None:
         return None, None
-    high = mi.get("mutual_info_upper_nats")
-    return low, (high if high is not None else None if mi_saturated(run) else low)
+    upper, rate = mi.get("mutual_info_upper_nats"), mi.get("rate_kl_nats")
+    if upper is None:
+        return low, None if mi_saturated(run) else low
+    return low, min(upper, rate) if rate is not None else upper
 
 
 def marginal_kl_bounds(run: RunResult) -> tuple[float | None, float | None]:
-    """``D_KL(m || p) = rate - I_e`` between ``rate - I_upper`` and ``rate - I_lower``."""
+    """``D_KL(m || p) = rate - I_e``: between ``max(0, rate - I_upper)`` (a KL is never
+    negative) and ``rate - I_lower``."""
     mi = run.metric("mi")
     high = marginal_kl(run)
     if high is None:
         return None, None
-    low = mi.get("marginal_kl_lower_nats")
-    return (low if low is not None else None if mi_saturated(run) else high), high
+    rate, (_, upper) = mi.get("rate_kl_nats"), mutual_info_bounds(run)
+    if upper is None or rate is None:
+        return None, high
+    if upper == mutual_info(run):  # the two estimates agree: a measurement
+        return high, high
+    return max(0.0, rate - upper), high
 
 
 def invalid_reason(run: RunResult) -> str | None:
@@ -800,6 +808,10 @@ def budget_line(claim: claims.Claim, ctx: Context, results: Results) -> str:
                   f"the paper's {claim.paper_steps:,} (**reduced budget**)")
     data = "; ".join(sorted({d.label for d in ctx.data.values()}))
     parts = [length, f"data: {data} (paper: {claim.paper_data})"]
+    if results.missing:
+        finished = len(steps)
+        parts.insert(0, f"**partial: {finished} of {finished + len(results.missing)} runs "
+                        "finished**")
     if claim.uses_fid:
         parts.append("FID on substitute features, not Inception (accuracy in the setup)"
                      if any(f.startswith("classifier") for f in ctx.fid_features.values())
