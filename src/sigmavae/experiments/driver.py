@@ -28,6 +28,7 @@ from .presets import (
 )
 from .report import write_index, write_report
 from .runs import EvalSettings, RunSpec, RunStore, write_plan
+from .stats import NOT_RUN
 
 #: ``all`` runs the experiments in this order (each under the presets it is made for).
 ORDER = ("beta-sweep", "mi-vs-beta", "variance-convergence", "decoders", "discretized", "video",
@@ -193,6 +194,8 @@ def run_experiments(
         section = experiment.analyse(ctx, results)
         for verdict in section.verdicts:
             verdict.budget = budget_line(verdict.claim, ctx, results)
+            if not results.by_row:  # nothing has run: not a finding of any kind
+                verdict.status = NOT_RUN
         path = write_report(ctx, experiment, section, command, missing=len(results.missing))
         outcome.reports[experiment.name] = path
         outcome.sections[experiment.name] = section
