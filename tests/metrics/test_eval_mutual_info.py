@@ -23,13 +23,18 @@ def test_log_posterior_matrix_matches_torch():
     torch.testing.assert_close(log_posterior_matrix(z, mu, sigma), expected)
 
 
-def test_gaussian_channel_has_the_analytic_information_and_marginal_kl():
-    # x ~ N(0, 1) (a quantile grid), q(z|x) = N(a x, v): m(z) = N(0, a^2 + v), so
-    # I = 1/2 log((a^2 + v) / v) and D_KL(m || N(0, 1)) = (t - 1 - log t) / 2, t = a^2 + v.
-    n, a2, v = 2000, 3.0, 1.0
+def gaussian_channel(n: int, a2: float, v: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Posteriors ``q(z|x) = N(a x, v)`` of ``n`` points ``x ~ N(0, 1)`` (a quantile grid):
+    ``m(z) = N(0, a^2 + v)``, so ``I = 1/2 log((a^2 + v) / v)`` and
+    ``D_KL(m || N(0, 1)) = (t - 1 - log t) / 2`` with ``t = a^2 + v``."""
     x = torch.from_numpy(norm.ppf((torch.arange(n) + 0.5).numpy() / n))
     mu = (math.sqrt(a2) * x).unsqueeze(1)
-    sigma = torch.full_like(mu, math.sqrt(v))
+    return mu, torch.full_like(mu, math.sqrt(v))
+
+
+def test_gaussian_channel_has_the_analytic_information_and_marginal_kl():
+    n, a2, v = 2000, 3.0, 1.0
+    mu, sigma = gaussian_channel(n, a2, v)
     est = mutual_information(mu, sigma, samples=10_000, generator=torch.Generator().manual_seed(1))
     t = a2 + v
     assert est.mutual_info == pytest.approx(0.5 * math.log(t / v), abs=4 * est.mutual_info_stderr
@@ -60,9 +65,7 @@ def test_leave_one_out_brackets_the_information_from_above():
     # the Gaussian channel with few points: the in-sample estimate is pulled towards its
     # ceiling log N from below, the leave-one-out one lies above the analytic value
     n, a2, v = 64, 400.0, 1.0
-    x = torch.from_numpy(norm.ppf((torch.arange(n) + 0.5).numpy() / n))
-    mu = (math.sqrt(a2) * x).unsqueeze(1)
-    sigma = torch.full_like(mu, math.sqrt(v))
+    mu, sigma = gaussian_channel(n, a2, v)
     est = mutual_information(mu, sigma, samples=64_000, generator=torch.Generator().manual_seed(2))
     exact = 0.5 * math.log((a2 + v) / v)  # 3.0 nats, near log 64 = 4.16
     assert est.mutual_info < exact - 4 * est.mutual_info_stderr
