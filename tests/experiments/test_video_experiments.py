@@ -66,6 +66,10 @@ def test_video_report_has_both_objectives_figures_and_a_verdict(tiny_video):
     evaluation = (run / "eval.json").read_text()
     # the eval scored 5-frame test sequences (the --data-option override): 3 predicted frames
     assert '"future_frames": 3' in evaluation
+    # SVG's network rescored with a sigma fitted on the validation sequences: its own row
+    assert "SVG's network, sigma refitted on validation data" in text
+    assert float(rows["beta_vae"]["sigma_refit_on_val"]) > 0
+    assert rows["optimal_sigma"]["sigma_refit_on_val"] == ""
 
 
 def test_video_runs_are_reused(tiny_video, mnist_test_root):
@@ -88,8 +92,10 @@ def test_bair_is_a_paper_preset_plan(tmp_path):
     lines = outcome.plan.read_text().splitlines()
     assert len(lines) == len(video.BAIR_ROWS) * 3  # 9 rows of Table 2's column x 3 seeds
     args = [shlex.split(line.split(" && ")[1]) for line in lines]
-    for arg in args:
-        assert arg[arg.index("--metrics") + 1] == "elbo,video,fid"
+    for arg in args:  # SVG's objective is also rescored with a sigma fitted on held-out data
+        original = any("svg-original-" in a for a in arg)
+        assert arg[arg.index("--metrics") + 1] == (
+            "elbo,video,fid,refit_sigma" if original else "elbo,video,fid")
         last_features = max(i for i, a in enumerate(arg) if a == "--fid-features")
         assert "frames=30" in arg and arg[last_features + 1] == "inception"
     configs = sorted((tmp_path / "runs").glob("*/train.yaml"))

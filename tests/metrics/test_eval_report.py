@@ -75,7 +75,8 @@ def test_elbo_per_image_matches_evaluate_elbo(frey_model, frey_test_images):
 def test_full_report_has_units_and_numbers(frey_model, frey_test_images, tmp_path):
     plot = tmp_path / "r.calibration.png"
     report = evaluate(frey_model, frey_test_images[:10], "all", {**FAST, "plot_path": str(plot)},
-                      batch_size=8, meta={"data": "frey", "split": "test"})
+                      batch_size=8, meta={"data": "frey", "split": "test"},
+                      held_out=lambda: frey_test_images[10:20])
     m = report["metrics"]
     assert list(m) == list(METRICS)
     assert all(r["available"] for name, r in m.items() if name not in VIDEO_ONLY)
@@ -139,8 +140,10 @@ def test_discrete_head_discretized_elbo_is_its_elbo():
 
 def test_student_t_head_runs_every_metric():
     report = evaluate(_tiny("student_t"), _images(), "all", FAST, batch_size=4)
+    # refit_sigma: a Gaussian's sigma, and no held-out data given here
     assert all(r["available"] for name, r in report["metrics"].items()
-               if name not in VIDEO_ONLY)
+               if name not in (*VIDEO_ONLY, "refit_sigma"))
+    assert not report["metrics"]["refit_sigma"]["available"]
     assert report["metrics"]["discretized"]["neg_elbo_nats_per_image"] > 0
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -105,12 +106,27 @@ class EvalContext:
     device: torch.device | None = None
     options: dict[str, Any] = field(default_factory=dict)
     cache: dict[Any, Any] = field(default_factory=dict)
+    #: loads held-out examples (the validation split) for metrics that fit something on data
+    #: other than what they score; ``None``: there is none
+    held_out: Callable[[], torch.Tensor] | None = None
 
     def __post_init__(self) -> None:
         if self.images.shape[0] == 0:
             raise ValueError("no images to evaluate")
         if self.device is None:
             self.device = model_device(self.model)
+
+    def held_out_images(self) -> torch.Tensor:
+        """The held-out examples (``uint8``), loaded once.
+
+        Raises:
+            MetricUnavailable: no held-out data was given.
+        """
+        if self.held_out is None:
+            raise MetricUnavailable("needs held-out data (the validation split), none given")
+        if "held_out" not in self.cache:
+            self.cache["held_out"] = self.held_out()
+        return self.cache["held_out"]
 
     def option(self, name: str, default: Any = None) -> Any:
         value = self.options.get(name)

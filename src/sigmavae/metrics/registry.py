@@ -23,7 +23,7 @@ RowsFn = Callable[[dict], list[tuple[str, str, str]]]
 
 #: The modules whose decorators register the built-in metrics.
 BUILTIN_MODULES = ("elbo", "discretized", "iwae", "fid", "mutual_info", "active_units",
-                   "calibration", "video", "fvd")
+                   "calibration", "video", "fvd", "refit_sigma")
 
 
 @dataclass(frozen=True)

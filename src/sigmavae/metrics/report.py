@@ -116,8 +116,12 @@ def evaluate(
     options: dict[str, Any] | None = None, batch_size: int = 256, seed: int = 0,
     device: torch.device | str | None = None, meta: dict[str, Any] | None = None,
     log: Callable[[str], None] | None = None,
+    held_out: Callable[[], torch.Tensor] | None = None,
 ) -> dict[str, Any]:
     """Run ``metrics`` on ``images`` (``uint8 (N, *model.data_shape)``); return the report dict.
+
+    ``held_out`` loads held-out examples for the metrics that fit on other data than they
+    score (``refit_sigma``); it is called only if one of them runs.
 
     ``model`` is any module that follows the model protocol (:mod:`sigmavae.objective`).
     ``options`` (all optional): ``elbo_samples``, ``iwae_samples``, ``mi_data``, ``mi_samples``,
@@ -131,7 +135,7 @@ def evaluate(
         model = model.to(device)
     vae = cast(Model, model)  # the module, typed as the model protocol it follows
     ctx = EvalContext(model=vae, images=images, batch_size=batch_size, seed=seed,
-                      device=device, options=dict(options or {}))
+                      device=device, options=dict(options or {}), held_out=held_out)
     head = vae.head
     dims = data_dims(vae)  # a conditional sequence model: its predicted frames
     report: dict[str, Any] = {
@@ -342,8 +346,14 @@ def evaluate_checkpoint(
     }
     meta = {"checkpoint": str(checkpoint), "data": config.data, "split": split,
             "likelihood": config.likelihood, "device": str(device)}
+    def validation_split() -> torch.Tensor:  # the run's own validation data, when asked for
+        held = load_dataset(config.data, "val", root,
+                            **{**config.data_options, **dict(data_options or {})})
+        n = config.val_subset or limit  # the run's validation examples, at most
+        return (held.subset(n) if n else held).images
+
     report = evaluate(model, data.images, names, options, batch_size=batch_size, seed=seed,
-                      device=device, meta=meta, log=log)
+                      device=device, meta=meta, log=log, held_out=validation_split)
     result = CheckpointReport(report=report, markdown=render_markdown(report))
     if out_path is not None:
         result.files = list(write_report(report, out_path))
