@@ -94,7 +94,7 @@ def fid_classifier(data: DataChoice, preset: Preset,
 
 
 def run_experiments(
-    names: Sequence[str] | str, *, preset: str | Preset = "cpu", out: str | Path = "docs/results",
+    names: Sequence[str] | str, *, preset: str | Preset = "quick", out: str | Path = "docs/results",
     runs_dir: str | Path = "runs/experiments", seeds: int | None = None, data: str | None = None,
     data_root: str | None = None, data_options: dict[str, Any] | None = None, jobs: int = 1,
     plan: bool = False, collect: bool = False, command: str | None = None,
@@ -105,7 +105,7 @@ def run_experiments(
 
     Args:
         names: experiment names, or ``"all"``.
-        preset: ``"cpu"``, ``"paper"`` or a :class:`Preset`.
+        preset: ``"quick"``, ``"paper-length"``, ``"paper"`` or a :class:`Preset`.
         out: folder of the reports (one sub-folder per experiment; ``all`` adds README.md).
         runs_dir: folder of the runs (shared by all experiments; finished runs are reused).
         seeds: seeds per configuration (default: the preset's).
