@@ -22,10 +22,11 @@ def test_a_run_in_the_cache_has_the_same_id_on_every_machine(tmp_path, monkeypat
     assert a.run_id != b.run_id
 
 
-def test_records_keep_file_names_not_machine_paths():
-    record = {"checkpoint": "/home/alice/runs/x/checkpoints/last.ckpt",
-              "options": {"fid_features": "classifier:/root/.cache/sigmavae/fid/c.safetensors"},
-              "note": "see /tmp/a/b.png and runs/relative/kept.png", "steps": [1, 2]}
+def test_records_keep_file_names_not_machine_paths(tmp_path):
+    record = {"checkpoint": str(tmp_path / "runs" / "x" / "checkpoints" / "last.ckpt"),
+              "options": {"fid_features": f"classifier:{tmp_path / 'cache' / 'c.safetensors'}"},
+              "note": f"see {tmp_path / 'a' / 'b.png'} and runs/relative/kept.png",
+              "steps": [1, 2]}
     clean = without_machine_paths(record)
     assert clean == {"checkpoint": "last.ckpt",
                      "options": {"fid_features": "classifier:c.safetensors"},

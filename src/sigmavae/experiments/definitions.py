@@ -31,7 +31,7 @@ from .heads import (
 )
 from .presets import DataChoice, Preset
 from .published import published
-from .runs import RunResult, RunSpec, RunStore
+from .runs import RunResult, RunSpec, RunStore, read_seconds
 from .stats import (
     INCONCLUSIVE,
     NOT_REPRODUCED,
@@ -256,7 +256,7 @@ def run_row(run: RunResult) -> dict[str, Any]:
         "mutual_info_nats": mutual_info(run), "marginal_kl_nats": marginal_kl(run),
         "mi_saturated": mi_saturated(run) if run.metric("mi").get("available") else None,
         "train_steps": run.final.get("step"),
-        **{f"{name}_seconds": _seconds(run.folder / f"{name}_seconds.txt")
+        **{f"{name}_seconds": read_seconds(run.folder / f"{name}_seconds.txt")
            for name in ("wall", "train", "eval")},
         # the trainer's own clock: training and validation of every epoch, across restarts
         "epochs_seconds": sum(float(e.get("seconds") or 0) + float(e.get("val_seconds") or 0)
@@ -266,10 +266,6 @@ def run_row(run: RunResult) -> dict[str, Any]:
         **{f"eval_{name}_seconds": run.metric(name).get("seconds")
            for name in sorted(run.evaluation.get("metrics", {}))},
     }
-
-
-def _seconds(path: Path) -> float | None:
-    return float(path.read_text()) if path.is_file() else None
 
 
 def _published(table: int, row: str, dataset: str | None, metric: str) -> str:

@@ -363,7 +363,7 @@ def run_commands(train: list[str], evaluate: list[str], folder: str) -> float:
             seconds = time.perf_counter() - start
             total += seconds
             times = run / f"{log.stem}_seconds.txt"
-            before = _seconds_in(times) if what == "training" else 0.0
+            before = (read_seconds(times) or 0.0) if what == "training" else 0.0
             times.write_text(f"{before + seconds:.1f}\n")
         if code != 0:
             lines = log.read_text(errors="replace").strip().splitlines()
@@ -371,16 +371,17 @@ def run_commands(train: list[str], evaluate: list[str], folder: str) -> float:
                                   f"{lines[-1] if lines else ''} (log: {log})")
     parts = [run / "train_seconds.txt", run / "eval_seconds.txt"]
     if evaluate and all(p.is_file() for p in parts):  # the wall time of the whole run
-        wall = sum(_seconds_in(p) for p in parts)
+        wall = sum(read_seconds(p) or 0.0 for p in parts)
         (run / "wall_seconds.txt").write_text(f"{wall:.1f}\n")
     return total
 
 
-def _seconds_in(path: Path) -> float:
+def read_seconds(path: Path) -> float | None:
+    """The seconds a ``*_seconds.txt`` of a run holds; None if it is missing or unreadable."""
     try:
         return float(path.read_text())
     except (OSError, ValueError):
-        return 0.0
+        return None
 
 
 def _unique(specs: Sequence[RunSpec]) -> list[RunSpec]:

@@ -32,7 +32,7 @@ from .definitions import (
     seed_or_test_estimate,
 )
 from .heads import DECODER_ROWS, LEARNED, OPTIMAL, HeadRow
-from .runs import RunResult, RunSpec
+from .runs import RunResult, RunSpec, read_seconds
 from .stats import Estimate, all_of, estimate, fmt_estimate, fmt_number, less_than
 
 #: The original SVG objective as a table row (the published row of Table 2 is ``beta_vae``).
@@ -173,7 +173,7 @@ def video_rows(results: Results) -> list[dict[str, Any]]:
                 "sigma_refit_on_val": _refit(run, "sigma_refit"),
                 "neg_elbo_refit_sigma_nats_per_sequence": _refit(run, "neg_elbo_nats_per_image"),
                 "train_steps": run.final.get("step"),
-                "wall_seconds": float(wall.read_text()) if wall.is_file() else None,
+                "wall_seconds": read_seconds(wall),
             })
     return rows
 
