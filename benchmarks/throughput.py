@@ -9,7 +9,7 @@ kernels, thread pools -- cannot carry over from one loop to the next):
   after the other loops and averaged, so a drift of the machine's speed favours neither side;
 * ``end_to_end``: ``sigmavae.training.Trainer.fit`` as a user runs it (in-memory uint8 data,
   progress bar, CSV/TensorBoard logs, validation, sample grids, atomic checkpoints every epoch)
-  with its defaults (fused Adam; on the CPU glibc's malloc thresholds, ``training.allocator``),
+  with its defaults (fused Adam; on the CPU glibc's malloc thresholds, ``run.allocator``),
   as on every start after a machine's first: where the CPU has bf16 hardware a float32 run
   times ``--precision auto`` once per machine and model (``training.speed_hints``); that
   one-off timing is made and reported separately, before the run;

@@ -110,7 +110,7 @@ def test_every_config_key_is_a_flag(capsys, monkeypatch):
     """The train flags are made from TrainConfig's declaration: one per key (a pair for a
     boolean, KEY=VALUE for a mapping), with the key's help; absent flags stay absent."""
     from sigmavae.cli import build_parser
-    from sigmavae.training.config import settings
+    from sigmavae.run.config import settings
 
     monkeypatch.setenv("COLUMNS", "10000")  # argparse wraps help at the terminal width
     parser = build_parser()

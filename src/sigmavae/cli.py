@@ -62,9 +62,9 @@ def _value_parser(kind: type, optional: bool) -> Any:
 
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
     """One flag per :class:`~sigmavae.training.TrainConfig` field, from its declaration
-    (:func:`sigmavae.training.config.settings`): type, default, choices and help. A flag that
+    (:func:`sigmavae.run.config.settings`): type, default, choices and help. A flag that
     is not given is absent from the namespace, so it leaves the config file's value alone."""
-    from .training.config import settings
+    from .run.config import settings
 
     group = parser.add_argument_group("configuration (TrainConfig keys; 'null' for none)")
     for setting in settings():
@@ -98,8 +98,8 @@ def _check_output_file(path: Path, flag: str, suffixes: tuple[str, ...] | None =
 
 
 def _train(args: argparse.Namespace) -> int:
+    from .run.config import settings
     from .training import TrainConfig, Trainer
-    from .training.config import settings
 
     config = TrainConfig.from_yaml(args.config) if args.config else TrainConfig()
     changes: dict[str, Any] = {}
@@ -141,7 +141,7 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def _sample(args: argparse.Namespace) -> int:
-    from .training import load_trained
+    from .run import load_trained
     from .training.visuals import save_sample_grid
 
     if args.n < 1:
@@ -270,7 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--device", default="auto", help="cpu | cuda | cuda:N | auto")
     e.add_argument("--tune-malloc", action=argparse.BooleanOptionalAction, default=True,
                    help="on the CPU, keep activation blocks in glibc's heap as the trainer "
-                        "does (training.allocator)")
+                        "does (run.allocator)")
     e.add_argument("--out", help="write the report as JSON (and the markdown beside it)")
     e.set_defaults(func=_eval)
 
@@ -311,7 +311,7 @@ def main(argv: list[str] | None = None) -> int:
     from .likelihoods import LikelihoodInputError
     from .metrics.fid import FeatureExtractorError
     from .metrics.report import EvalOptionError
-    from .training import CheckpointError, ConfigError
+    from .run import CheckpointError, ConfigError
 
     try:
         return args.func(args)

@@ -111,6 +111,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import torch
@@ -118,6 +119,7 @@ from torch import nn
 from torch.distributions import Distribution
 
 from .likelihoods.base import NUM_LEVELS, ImageLikelihood, LikelihoodHead
+from .registry import Registry
 
 #: ``log sqrt(2 pi)``: the normalising constant of a standard normal density, per dimension.
 HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
@@ -404,6 +406,83 @@ def original_objective_terms(
     loss = (squared_error / pixels_per_frame + beta * out.kl).mean()
     return ELBOTerms(nll=-log_lik, kl=out.kl, loss=loss, likelihood=dist,
                      posterior=out.posterior, z=out.z)
+
+
+# -- objective variants ---------------------------------------------------------------------------
+TermsFn = Callable[..., ELBOTerms]
+#: ``(beta, data_shape) -> head``: the head an objective trains, whatever the config names.
+ImpliedHead = Callable[[float, tuple[int, ...]], LikelihoodHead]
+
+
+@dataclass(frozen=True)
+class ObjectiveVariant:
+    """A training objective, chosen by name (``TrainConfig.objective``, ``--objective``).
+
+    ``terms(model, images, beta=..., noise=..., forward=...)`` gives the step's
+    :class:`ELBOTerms` (its ``loss`` is what is minimised; ``nll``, ``kl`` and ``elbo`` are
+    always the model head's true terms); ``default_beta`` is the KL weight when the run sets
+    none. ``implied_head`` is set where the objective fixes the likelihood itself (SVG's MSE +
+    beta is the fixed-sigma Gaussian with ``sigma = sqrt(beta C H W / 2)``): the run's model
+    gets that head, its runs are named after the objective, and a config may not name another.
+    """
+
+    name: str
+    terms: TermsFn
+    default_beta: float
+    implied_head: ImpliedHead | None = None
+
+    def head(self, beta: float, data_shape: tuple[int, ...]) -> LikelihoodHead | None:
+        """The head this objective trains for examples of ``data_shape`` (``None``: the
+        config's)."""
+        return None if self.implied_head is None else self.implied_head(beta, data_shape)
+
+
+OBJECTIVES: Registry[ObjectiveVariant] = Registry("objective")
+
+
+def register_objective(name: str, summary: str, *, default_beta: float = 1.0,
+                       implied_head: ImpliedHead | None = None) -> Callable[[TermsFn], TermsFn]:
+    """Decorator registering a terms function as the objective ``name``."""
+
+    def wrap(terms: TermsFn) -> TermsFn:
+        OBJECTIVES.register(name, summary)(ObjectiveVariant(name, terms, default_beta,
+                                                            implied_head))
+        return terms
+
+    return wrap
+
+
+#: SVG's KL weight (Denton & Fergus 2018, BAIR), the default beta of objective ``original``.
+ORIGINAL_BETA = 1e-4
+
+
+def original_sigma(beta: float, data_shape: tuple[int, ...]) -> float:
+    """The sigma (on the [0, 1] scale) for which SVG's loss, ``SSE / (C H W) + beta * KL`` per
+    example, is ``beta`` times the negative ELBO of the fixed-sigma Gaussian (up to a constant):
+    ``2 sigma^2 = beta C H W`` with ``C H W`` the pixels of one frame (or image).
+
+    Raises:
+        ValueError: ``beta <= 0``.
+    """
+    if beta <= 0:
+        raise ValueError("objective original needs beta > 0 (sigma = sqrt(beta C H W / 2))")
+    return math.sqrt(beta * math.prod(data_shape[-3:]) / 2)
+
+
+def _original_head(beta: float, data_shape: tuple[int, ...]) -> LikelihoodHead:
+    from .likelihoods import create
+
+    return create("fixed_sigma", sigma=original_sigma(beta, data_shape))
+
+
+register_objective(
+    "elbo", "the head's negative ELBO with beta on the KL (the calibrated objective)",
+)(elbo_terms)
+register_objective(
+    "original", "SVG's code: per example the squared error over the predicted pixels divided "
+    "by the pixels per frame plus beta * KL; the fixed-sigma head with sigma = "
+    "sqrt(beta C H W / 2)", default_beta=ORIGINAL_BETA, implied_head=_original_head,
+)(original_objective_terms)
 
 
 def log_importance_weights(model: Model, images: torch.Tensor, noise: torch.Tensor,

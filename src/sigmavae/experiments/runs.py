@@ -31,6 +31,7 @@ from typing import Any
 
 import yaml
 
+from ..objective import OBJECTIVES
 from .presets import ExperimentError, cache_dir
 
 #: Metrics every run is evaluated with (the union of what the experiments read).
@@ -59,7 +60,9 @@ class RunSpec:
         # named by the head, not the row: two tables' rows with one config share one run
         identity = json.dumps(portable(self.train), sort_keys=True)
         digest = hashlib.sha1(identity.encode()).hexdigest()[:8]
-        name = ("original" if self.train.get("objective") == "original"
+        objective = self.train.get("objective", "elbo")
+        # an objective that fixes its head (SVG's) names the run; else the head does
+        name = (objective if OBJECTIVES.get(objective).implied_head is not None
                 else self.train.get("likelihood", "run"))
         if self.train.get("model", "conv") != "conv":  # e.g. svg-optimal_sigma-s0-...
             name = f"{self.train['model']}-{name}"

@@ -16,19 +16,19 @@ own module with that decorator (and :data:`.registry.BUILTIN_MODULES` for a buil
 
 from typing import Any
 
-from ._common import EvalContext, MetricUnavailable
-from .active_units import count_active_units
-from .calibration import PITHistogram, pit_values, plot_calibration
-from .discretized import discretized_log_mass
-from .elbo import (
+from ..dataset_elbo import (
     ELBOReport,
     PerImageELBO,
     data_scaling,
     elbo_per_image,
     elbo_sums,
-    evaluate_elbo,
     report_from_sums,
 )
+from ._common import EvalContext, MetricUnavailable
+from .active_units import count_active_units
+from .calibration import PITHistogram, pit_values, plot_calibration
+from .discretized import discretized_log_mass
+from .elbo import evaluate_elbo
 from .fid import build_fid_metric, fid_from_images, inception_weights_location, prior_samples
 from .frechet import frechet_distance
 from .fvd import frechet_video_distance

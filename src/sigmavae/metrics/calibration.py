@@ -33,9 +33,9 @@ from pathlib import Path
 import torch
 
 from .. import streams
+from ..dataset_elbo import iter_elbo_terms
 from ..likelihoods import NUM_LEVELS, ImageLikelihood
 from ._common import EvalContext, MetricUnavailable, fmt
-from .elbo import iter_elbo_terms
 from .registry import register_metric
 
 #: Central-interval levels reported individually.

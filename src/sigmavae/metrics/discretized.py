@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import torch
 
+from ..dataset_elbo import iter_elbo_terms
 from ..likelihoods import ImageLikelihood
 from ._common import (
     BPD,
@@ -29,7 +30,7 @@ from ._common import (
     fmt_pm,
     mean_stderr,
 )
-from .elbo import cached_elbo, iter_elbo_terms
+from .elbo import cached_elbo
 from .registry import register_metric
 
 DISCRETIZED_SCALING = ("discrete mass on 8-bit intensities 0..255 (continuous heads: p(x|z) "

@@ -20,6 +20,7 @@ import torch
 from torch.distributions import Independent, Normal
 
 from .. import objective
+from ..dataset_elbo import data_scaling
 from ..models.vae import VAE
 from ..objective import LogRatioUnavailable, Model
 from ..streams import iwae_image_seed
@@ -35,7 +36,6 @@ from ._common import (
     mean_stderr,
     model_device,
 )
-from .elbo import data_scaling
 from .registry import register_metric
 
 

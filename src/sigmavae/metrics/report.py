@@ -29,9 +29,9 @@ from typing import Any, cast
 import torch
 from torch import nn
 
+from ..dataset_elbo import data_scaling
 from ..objective import Model, data_dims, is_sequence, match_sequence_length
 from ._common import BPD, NATS, EvalContext, MetricUnavailable
-from .elbo import data_scaling
 from .registry import METRICS, Metric
 
 __all__ = [
@@ -252,7 +252,7 @@ def evaluate_checkpoint(
     """Evaluate a training checkpoint on a split of its data set: ``sigmavae eval``.
 
     Every argument is checked before anything is loaded; then the model and its config come
-    from the checkpoint (:func:`sigmavae.training.load_trained`), a named FID extractor is
+    from the checkpoint (:func:`sigmavae.run.load_trained`), a named FID extractor is
     tried, the split is loaded (the data set and options of the run; ``data_root`` overrides
     the run's; ``data_options`` override single options of the run's, e.g. ``{"frames": 30}``
     to score a video model on longer test sequences than it was trained on), its first
@@ -274,7 +274,7 @@ def evaluate_checkpoint(
         out: where to write the JSON report (its folder is made), or ``None``.
         log: gets one progress line per metric.
         tune_malloc: on the CPU, set this process's glibc allocator thresholds as the trainer
-            does (:func:`sigmavae.training.tune_cpu_allocator`, process-wide): the metrics run
+            does (:func:`sigmavae.run.tune_cpu_allocator`, process-wide): the metrics run
             the networks on batch after batch of activation-sized blocks, and IWAE's 1000
             samples per image ran about 30% faster with it on a 2-core CPU.
 
@@ -284,7 +284,7 @@ def evaluate_checkpoint(
             config, the data or the FID extractor cannot be used (one line each).
     """
     from ..data import load_dataset
-    from ..training import load_trained, tune_cpu_allocator
+    from ..run import load_trained, tune_cpu_allocator
     from .fid import check_fid_features
 
     try:

@@ -1,12 +1,22 @@
-"""Training: configuration, the Fabric-based loop and its callbacks, checkpoints, grids, curves."""
+"""Training: the Fabric-based loop and its callbacks, grids, curves.
 
-from .allocator import tune_cpu_allocator
-from .build import build_vae, load_splits
-from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from .config import ConfigError, TrainConfig
+What a run is (its config, model, data, checkpoint) lives one layer below, in
+:mod:`sigmavae.run`; its public names are re-exported here for the trainer's users.
+"""
+
+from ..run import (
+    CheckpointError,
+    ConfigError,
+    TrainConfig,
+    TrainState,
+    build_vae,
+    load_checkpoint,
+    load_splits,
+    load_trained,
+    save_checkpoint,
+    tune_cpu_allocator,
+)
 from .optim import build_adam
-from .restore import load_trained
-from .state import TrainState
 from .trainer import NonFiniteLossError, Trainer
 
 __all__ = [

@@ -12,7 +12,7 @@ every Fabric version accepts):
                           all-reduced ``steps.csv`` row (nats per example)
 ``on_train_epoch_end``    ``(trainer, state, row, report)``: after validation; ``row`` is the
                           ``epochs.csv`` row, ``report`` the validation
-                          :class:`~sigmavae.metrics.elbo.ELBOReport`
+                          :class:`~sigmavae.dataset_elbo.ELBOReport`
 ``on_stop``               ``(trainer, state, signum)``: a stop was requested (a signal);
                           the run returns after this hook
 ``on_fit_end``            ``(trainer, final)``: the last epoch's metrics (not after a stop)
@@ -21,7 +21,7 @@ every Fabric version accepts):
 
 ``trainer`` is the :class:`~sigmavae.training.Trainer` (``config``, ``out``, ``fabric``,
 ``model``, ``batches``, ``val_data``, ``bounds``, ``save_checkpoint``, ``request_stop``);
-``state`` its :class:`~sigmavae.training.state.LoopState`. Callbacks that write files do so on
+``state`` its :class:`~sigmavae.run.state.LoopState`. Callbacks that write files do so on
 rank 0 only; :class:`Checkpointing` calls ``trainer.save_checkpoint`` on every rank (it holds
 a barrier). :func:`default_callbacks` is what a config asks for, in the order they run.
 """
@@ -37,11 +37,11 @@ from typing import TYPE_CHECKING, Any
 import torch
 from tqdm.auto import tqdm
 
-from ..metrics.elbo import NOT_A_BOUND, ELBOReport
-from .config import TrainConfig
+from ..dataset_elbo import NOT_A_BOUND, ELBOReport
+from ..run.config import TrainConfig
+from ..run.state import LoopState
 from .logs import RunCSVLogger, scalars, tensorboard_logger
 from .speed_hints import device_description
-from .state import LoopState
 from .visuals import plot_curves, save_reconstruction_grid, save_sample_grid
 
 if TYPE_CHECKING:

@@ -24,18 +24,18 @@ from torch import nn
 
 from .. import objective, streams
 from ..data import InMemoryBatches
+from ..dataset_elbo import NOT_A_BOUND, ELBOReport, elbo_sums, report_from_sums
 from ..likelihoods import LikelihoodHead
 from ..messages import first_line
-from ..metrics.elbo import NOT_A_BOUND, ELBOReport, elbo_sums, report_from_sums
-from .allocator import tune_cpu_allocator
-from .build import Examples, as_examples, build_vae, data_shape, load_splits
+from ..run.allocator import tune_cpu_allocator
+from ..run.build import Examples, as_examples, build_vae, data_shape, load_splits
+from ..run.checkpoint import CheckpointError
+from ..run.config import ConfigError, TrainConfig
+from ..run.state import RESUME_KEYS, LoopState, TrainState
 from .callbacks import EPOCH_COLUMNS, STEP_COLUMNS, default_callbacks
-from .checkpoint import CheckpointError
-from .config import ConfigError, TrainConfig
 from .fastpath import fast_path, resolve_precision, training_device
 from .optim import build_adam
 from .speed_hints import speedup
-from .state import RESUME_KEYS, LoopState, TrainState
 
 __all__ = ["EPOCH_COLUMNS", "RESUME_KEYS", "STEP_COLUMNS", "BoundNotes", "NonFiniteLossError",
            "Trainer", "build_vae", "load_splits"]
@@ -233,6 +233,7 @@ class Trainer:
         self.wrapped, self.optimizer = fabric.setup(
             cast(nn.Module, torch.compile(model, mode=c.compile_mode))
             if c.compile and not whole_step else model, optimizer)
+        self._objective = objective.OBJECTIVES.get(c.objective)  # resolved once, not per step
         self._loss_terms = (torch.compile(self._terms, mode=c.compile_mode) if whole_step
                             else self._terms)
         self.batches = InMemoryBatches(
@@ -301,10 +302,8 @@ class Trainer:
                noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The step's loss (scalar), nll and kl ``(B,)`` nats, through the objective (run by
         the Fabric-wrapped module, so that DDP synchronises the gradients)."""
-        terms_of = (objective.original_objective_terms if self.config.objective == "original"
-                    else objective.elbo_terms)
-        terms = terms_of(self._vae, images, beta=self.config.kl_weight, noise=noise,
-                         forward=self.wrapped)
+        terms = self._objective.terms(self._vae, images, beta=self.config.kl_weight,
+                                      noise=noise, forward=self.wrapped)
         return terms.loss, terms.nll, terms.kl
 
     def _noise(self, local_batch: int) -> torch.Tensor:

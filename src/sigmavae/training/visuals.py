@@ -12,7 +12,7 @@ from torch import nn
 from torchvision.utils import save_image
 
 from .. import objective
-from ..metrics.elbo import NOT_A_BOUND
+from ..dataset_elbo import NOT_A_BOUND
 
 
 def _frames(x: torch.Tensor) -> tuple[torch.Tensor, int | None]:

@@ -39,6 +39,7 @@ from pydantic.fields import FieldInfo
 
 from ..likelihoods import DEFAULT_HEAD
 from ..messages import first_line
+from ..objective import OBJECTIVES, ObjectiveVariant
 
 
 class ConfigError(ValueError):
@@ -47,10 +48,7 @@ class ConfigError(ValueError):
 
 Precision = Literal["32-true", "bf16-mixed", "16-mixed", "64-true", "auto"]
 Accelerator = Literal["auto", "cpu", "cuda", "gpu", "mps"]
-Objective = Literal["elbo", "original"]
 CompileMode = Literal["default", "reduce-overhead", "max-autotune"]
-#: SVG's KL weight (Denton & Fergus 2018, BAIR), the default beta of ``objective: original``.
-ORIGINAL_BETA = 1e-4
 #: Fabric precisions the trainer supports (the likelihood is float32 under the mixed ones).
 PRECISIONS: tuple[str, ...] = typing.get_args(Precision)
 #: Fabric accelerators a run may ask for.
@@ -82,6 +80,15 @@ def _model_names() -> list[str]:
     return model_names()
 
 
+def _objective_names() -> list[str]:
+    return OBJECTIVES.names()
+
+
+def _objective(name: str) -> ObjectiveVariant:
+    """The registered objective (its name is checked with the config's other values)."""
+    return OBJECTIVES.get(name)
+
+
 @dataclass
 class TrainConfig:
     """Everything a training run needs. Units: ``lr`` per Adam step, sizes in examples."""
@@ -110,12 +117,12 @@ class TrainConfig:
     likelihood_options: Annotated[dict[str, Any], Field(
         description="option of the head (a keyword of its constructor), e.g. beta=0.006")] = field(
         default_factory=dict)
-    objective: Annotated[Objective, Field(
-        description="elbo: the head's negative ELBO with beta on the KL (the calibrated "
-                    "objective); original: SVG's code, per example the squared error over the "
-                    "predicted pixels divided by the pixels per frame plus beta * KL (beta "
-                    "default 1e-4), which is the fixed-sigma head with sigma = "
-                    "sqrt(beta C H W / 2): that head is built and its ELBO reported")] = "elbo"
+    objective: Annotated[str, Field(
+        description="training objective (sigmavae.objective.OBJECTIVES); original: SVG's code, "
+                    "per example the squared error over the predicted pixels divided by the "
+                    "pixels per frame plus beta * KL (beta default 1e-4), which is the "
+                    "fixed-sigma head with sigma = sqrt(beta C H W / 2): that head is built and "
+                    "its ELBO reported"), Registered(_objective_names)] = "elbo"
     beta: Annotated[float | None, Field(
         ge=0, description="KL weight in the training loss only (null: 1 = the ELBO; 1e-4 with "
                           "objective original)")] = None
@@ -158,7 +165,7 @@ class TrainConfig:
                     "on a GPU: for launch-bound small models; with --drop-last and the data on "
                     "the device), max-autotune")] = "default"
     tune_malloc: Annotated[bool, Field(
-        description="on a CPU, keep activation blocks in glibc's heap (training.allocator)")] \
+        description="on a CPU, keep activation blocks in glibc's heap (run.allocator)")] \
         = True
     fused_adam: Annotated[bool, Field(
         description="torch's fused Adam kernel where available (training.optim)")] = True
@@ -180,22 +187,23 @@ class TrainConfig:
     def __post_init__(self) -> None:
         for name, value in _check_values(vars(self), "config").items():
             setattr(self, name, value)  # ints given for floats become floats
-        if self.objective == "original":
+        implied = _objective(self.objective).implied_head
+        if implied is not None:  # the objective fixes the head: a config may not name another
             if self.likelihood not in (DEFAULT_HEAD, "fixed_sigma") or self.likelihood_options:
                 raise ConfigError(
-                    f"config: objective original is SVG's mean squared error + beta * KL, whose "
-                    f"likelihood is the fixed-sigma Gaussian with sigma = sqrt(beta C H W / 2); "
-                    f"leave likelihood unset (got {self.likelihood!r} "
-                    f"{self.likelihood_options or ''}) or use objective elbo")
+                    f"config: objective {self.objective} fixes the likelihood itself "
+                    f"({OBJECTIVES.summary(self.objective)}); leave likelihood unset "
+                    f"(got {self.likelihood!r} {self.likelihood_options or ''}) or use "
+                    "objective elbo")
             self.likelihood = "fixed_sigma"
 
     @property
     def kl_weight(self) -> float:
-        """The beta of the training loss: ``beta``, or its default (1 for the ELBO, SVG's 1e-4
-        for the original objective)."""
+        """The beta of the training loss: ``beta``, or the objective's default (1 for the ELBO,
+        SVG's 1e-4 for the original objective)."""
         if self.beta is not None:
             return self.beta
-        return ORIGINAL_BETA if self.objective == "original" else 1.0
+        return _objective(self.objective).default_beta
 
     # -- (de)serialisation ------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -356,11 +364,11 @@ def _check_components(values: dict[str, Any], source: str) -> None:
     from ..models import check_model_options
     from ..options import OptionError
 
-    data_names = _data_names()
-    if values["data"] not in data_names:
-        raise ConfigError(f"{source}: data must be one of {data_names}, got {values['data']!r}")
+    for key, names in (("data", _data_names()), ("objective", _objective_names())):
+        if values[key] not in names:
+            raise ConfigError(f"{source}: {key} must be one of {names}, got {values[key]!r}")
     try:
-        if values.get("objective") != "original":  # that head's sigma follows the data's size
+        if _objective(values["objective"]).implied_head is None:  # else: built from the data
             create(values["likelihood"], **values["likelihood_options"])  # a head is small
         check_model_options(values["model"], values["model_options"])
         check_dataset_options(values["data"], values["data_options"])

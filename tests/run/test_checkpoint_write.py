@@ -14,8 +14,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from sigmavae.run import checkpoint as checkpoint_module
 from sigmavae.training import CheckpointError, load_checkpoint, save_checkpoint
-from sigmavae.training import checkpoint as checkpoint_module
 
 SMALL = {"model": {"w": torch.arange(8.0)}, "step": 1}
 

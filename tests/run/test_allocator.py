@@ -7,8 +7,8 @@ import platform
 import pytest
 
 import sigmavae.training.trainer as trainer_module
+from sigmavae.run.allocator import MAX_MMAP_THRESHOLD
 from sigmavae.training import TrainConfig, Trainer, tune_cpu_allocator
-from sigmavae.training.allocator import MAX_MMAP_THRESHOLD
 
 
 def test_applies_on_glibc_and_is_a_no_op_elsewhere() -> None:

@@ -7,7 +7,6 @@ model=...)``); these builders are what it uses when it is given none, and what
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -17,6 +16,7 @@ from torch import nn
 from .. import likelihoods
 from ..data import ImageDataset, load_dataset
 from ..models import build_model
+from ..objective import OBJECTIVES
 from ..options import OptionError
 from .config import ConfigError, TrainConfig
 
@@ -65,17 +65,6 @@ def data_shape(data: Examples) -> tuple[int, ...]:
     return tuple(int(s) for s in data.images.shape[1:])
 
 
-def original_sigma(config: TrainConfig, image_shape: tuple[int, ...]) -> float:
-    """The sigma (on the [0, 1] scale) for which SVG's loss, ``SSE / (C H W) + beta * KL`` per
-    example, is ``beta`` times the negative ELBO of the fixed-sigma Gaussian (up to a constant):
-    ``2 sigma^2 = beta C H W`` with ``C H W`` the pixels of one frame (or image)."""
-    beta = config.kl_weight
-    if beta <= 0:
-        raise ConfigError("config: objective original needs beta > 0 "
-                          "(sigma = sqrt(beta C H W / 2))")
-    return math.sqrt(beta * math.prod(image_shape[-3:]) / 2)
-
-
 def build_vae(config: TrainConfig, image_shape: tuple[int, ...]) -> nn.Module:
     """The model a config describes (head from the likelihood registry, network from the model
     registry) for examples of shape ``image_shape``.
@@ -83,9 +72,11 @@ def build_vae(config: TrainConfig, image_shape: tuple[int, ...]) -> nn.Module:
     Raises:
         ConfigError: the network refuses an option or this shape (one line).
     """
-    if config.objective == "original":
-        head = likelihoods.create("fixed_sigma", sigma=original_sigma(config, image_shape))
-    else:
+    try:  # an objective that fixes the head (SVG's MSE + beta) builds it for this data
+        head = OBJECTIVES.get(config.objective).head(config.kl_weight, image_shape)
+    except ValueError as err:
+        raise ConfigError(f"config: {err}") from None
+    if head is None:
         head = likelihoods.create(config.likelihood, **config.likelihood_options)
     options: dict[str, Any] = dict(config.model_options)
     if config.latent_dim is not None:

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from sigmavae.run.state import FORMAT, FORMAT_V1, RESUME_KEYS
 from sigmavae.training import (
     CheckpointError,
     TrainConfig,
@@ -19,7 +20,6 @@ from sigmavae.training import (
     load_trained,
     save_checkpoint,
 )
-from sigmavae.training.state import FORMAT, FORMAT_V1, RESUME_KEYS
 
 
 def _config(tmp_path: Path, name: str, epochs: int) -> TrainConfig:

@@ -29,7 +29,7 @@ def load_trained(
     The model is rebuilt from the stored config (model and likelihood registries), or is
     ``model``: a ready module, or a function of the data shape making one (a user's own model,
     which the registries do not know), into which the weights are loaded. Both checkpoint
-    formats load (:data:`~sigmavae.training.state.FORMAT` and the first releases' ``v1``).
+    formats load (:data:`~sigmavae.run.state.FORMAT` and the first releases' ``v1``).
 
     Raises:
         CheckpointError: the file is not a readable sigmavae checkpoint (see

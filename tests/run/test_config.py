@@ -58,7 +58,7 @@ def test_every_field_is_declared_once_with_its_help():
     the YAML keys, the flags and the checks are all made from it."""
     import dataclasses
 
-    from sigmavae.training.config import settings
+    from sigmavae.run.config import settings
 
     fields = [f.name for f in dataclasses.fields(TrainConfig)]
     assert [s.name for s in settings()] == fields
@@ -117,7 +117,7 @@ def test_data_options_are_checked_with_the_config():
 
 
 def test_original_objective_builds_svgs_fixed_sigma_head_and_refuses_others() -> None:
-    from sigmavae.training.build import build_vae
+    from sigmavae.run.build import build_vae
 
     cfg = TrainConfig(objective="original")
     assert cfg.likelihood == "fixed_sigma" and cfg.kl_weight == 1e-4
@@ -126,7 +126,7 @@ def test_original_objective_builds_svgs_fixed_sigma_head_and_refuses_others() ->
     # 2 sigma^2 = beta C H W: SVG's SSE / (C H W) + beta KL is beta x this head's -ELBO
     assert float(model.head.sigma) == pytest.approx((1e-4 * 784 / 2) ** 0.5)
     assert TrainConfig.from_dict(cfg.to_dict()).likelihood == "fixed_sigma"  # round trip
-    with pytest.raises(ConfigError, match="objective original is SVG's mean squared error"):
+    with pytest.raises(ConfigError, match="objective original fixes the likelihood itself"):
         TrainConfig(objective="original", likelihood="bernoulli")
     with pytest.raises(ConfigError, match="objective must be"):
         TrainConfig(objective="mse")
