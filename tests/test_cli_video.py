@@ -78,3 +78,22 @@ def test_the_original_objective_reports_the_fixed_sigma_bound(tmp_path, mnist_te
     assert final["val_bound_note"] is None and math.isfinite(final["val_neg_elbo"])
     config = json.loads((out / "config.json").read_text())
     assert config["objective"] == "original" and config["likelihood"] == "fixed_sigma"
+
+
+def test_eval_of_a_video_checkpoint_with_the_default_metrics(tmp_path, mnist_test_root):
+    """``sigmavae eval CKPT`` with no --metrics: every default metric either reports numbers or
+    says why it cannot; the discretised ELBO scores the predicted frames of each sequence (a mass:
+    >= 0 nats, per sequence, over its 2 x 64 x 64 predicted dims)."""
+    out = _train(tmp_path, mnist_test_root, "calibrated")
+    report_path = tmp_path / "default.json"
+    assert main(["eval", str(out / "checkpoints" / "last.ckpt"), "--limit", "4",
+                 "--fid-samples", "8", "--fid-features", "pixels", "--device", "cpu",
+                 "--out", str(report_path)]) == 0
+    report = json.loads(report_path.read_text())
+    assert "discretized" in report["metrics"]  # a default metric
+    assert all(m["available"] or m.get("reason") for m in report["metrics"].values())
+    disc = report["metrics"]["discretized"]
+    assert disc["available"], disc
+    nats = disc["neg_elbo_nats_per_image"]  # per sequence, as every number of a sequence model
+    assert math.isfinite(nats) and nats >= 0
+    assert disc["neg_elbo_bits_per_dim"] == pytest.approx(nats / (2 * 64 * 64 * math.log(2)))

@@ -14,6 +14,7 @@ from sigmavae import likelihoods, models
 
 SRC = Path(sigmavae.__file__).parent
 CHECKED = [*sorted((SRC / "metrics").glob("*.py")), *sorted((SRC / "training").glob("*.py")),
+           *sorted((SRC / "run").glob("*.py")),
            SRC / "cli.py"]
 
 

@@ -32,7 +32,8 @@ from sigmavae.metrics import iwae as iwae_metric
 from sigmavae.metrics import mutual_info as mi_metric
 from sigmavae.metrics.iwae import _image_noise, iwae_from_weights
 from sigmavae.models import MODELS, VAE, ModelOutput, build_model, register_model
-from sigmavae.objective import elbo_terms, reconstruct, sample
+from sigmavae.objective import elbo_terms, posterior_decoder, reconstruct, sample
+from sigmavae.objective import log_importance_weights as objective_log_w
 
 SHAPE = (1, 8, 8)
 
@@ -66,6 +67,22 @@ class UserVAE(nn.Module):
     def forward(self, x: torch.Tensor, noise: torch.Tensor | None = None) -> ModelOutput:
         q = self.posterior(x)
         z = q.rsample() if noise is None else q.base_dist.loc + q.base_dist.scale * noise.to(x)
+        prior = Independent(Normal(torch.zeros_like(z), torch.ones_like(z)), 1)
+        kl = torch.distributions.kl_divergence(q, prior)
+        return ModelOutput(params=self.generate(z), kl=kl,
+                           log_prior_ratio=prior.log_prob(z) - q.log_prob(z), z=z, posterior=q)
+
+
+class DecodingUserVAE(UserVAE):
+    """With the protocol's optional ``decode_posterior(posterior, noise)``: ``forward`` after the
+    encoder, so that the IWAE metric encodes each image once for its K samples."""
+
+    def forward(self, x: torch.Tensor, noise: torch.Tensor | None = None) -> ModelOutput:
+        return self.decode_posterior(self.posterior(x), noise)
+
+    def decode_posterior(self, q: Independent, noise: torch.Tensor | None = None) -> ModelOutput:
+        loc, scale = q.base_dist.loc, q.base_dist.scale
+        z = q.rsample() if noise is None else loc + scale * noise.to(loc)
         prior = Independent(Normal(torch.zeros_like(z), torch.ones_like(z)), 1)
         kl = torch.distributions.kl_divergence(q, prior)
         return ModelOutput(params=self.generate(z), kl=kl,
@@ -146,6 +163,25 @@ def test_user_model_iwae_through_the_public_api() -> None:
     out = iwae_metric.run(EvalContext(model, images, batch_size=50, seed=2,
                                       options={"iwae_samples": 64}))
     assert out["neg_iwae_nats_per_image"] == pytest.approx(-float(bounds[64].mean()), rel=1e-9)
+
+
+def test_a_user_model_with_decode_posterior_is_encoded_once_per_image() -> None:
+    """The optional ``decode_posterior`` is found by what the model has, not by its class: the
+    IWAE metric encodes each image once and gets the weights of encoding every row."""
+    plain, images = _model(), _images(4)
+    model = DecodingUserVAE(plain.head).eval()
+    model.load_state_dict(plain.state_dict())
+    assert posterior_decoder(model) is model and posterior_decoder(plain) is None
+    encoded: list[int] = []
+    model.encoder.register_forward_hook(lambda module, args, out: encoded.append(len(out)))
+    fast = log_importance_weights(model, images, 16, seed=3, batch_size=20)
+    assert encoded == [4]
+    generic = log_importance_weights(plain, images, 16, seed=3, batch_size=20)
+    torch.testing.assert_close(fast, generic, rtol=1e-6, atol=1e-5)
+    # a posterior for a model without decode_posterior: a clear error, not an AttributeError
+    with torch.no_grad(), pytest.raises(TypeError, match="has no decode_posterior"):
+        objective_log_w(plain, images, torch.zeros(4, plain.latent_dim),
+                        posterior=plain.posterior(images.float() / 255))
 
 
 def test_user_model_gets_every_metric_that_applies() -> None:

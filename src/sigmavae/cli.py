@@ -89,6 +89,39 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
                                metavar=metavar, help=f"{text} (default: {default})", **common)
 
 
+def _option_parser(option: Any) -> Any:
+    """argparse ``type=`` for a metric option: its own parser (``0.5,0.9`` for a list), named
+    for argparse's "invalid int value: 'x'"."""
+
+    def parse(text: str) -> Any:
+        return option.parse(text)
+
+    parse.__name__ = "list of numbers" if option.kind is tuple else option.kind.__name__
+    return parse
+
+
+def _add_metric_flags(parser: argparse.ArgumentParser) -> None:
+    """One ``sigmavae eval`` flag per metric option, from its declaration in the metric's
+    registration (:func:`sigmavae.metrics.metric_options`): type, default and help. A flag that
+    is not given is absent from the namespace (the option's declared default applies)."""
+    from .metrics.report import metric_options
+
+    group = parser.add_argument_group(
+        "metric options (each declared by its metric; sigmavae.metrics.metric_options)")
+    for option in metric_options().values():
+        common: dict[str, Any] = {"dest": option.name, "default": argparse.SUPPRESS}
+        if option.kind is bool:
+            state = "on" if option.default else "off"
+            group.add_argument(option.flag, *option.aliases,
+                               action=argparse.BooleanOptionalAction,
+                               help=f"{option.help} (default: {state})", **common)
+            continue
+        default = "" if option.default is None else f" (default: {option.default})"
+        group.add_argument(option.flag, *option.aliases, type=_option_parser(option),
+                           metavar=option.metavar or _METAVARS.get(option.kind),
+                           help=option.help + default, **common)
+
+
 def _check_output_file(path: Path, flag: str, suffixes: tuple[str, ...] | None = None) -> None:
     """An output file must not be a folder and must have a suffix this writer knows."""
     if path.is_dir():
@@ -122,18 +155,15 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from .metrics.report import evaluate_checkpoint, stderr_log
+    from .metrics.report import evaluate_checkpoint, metric_options, stderr_log
 
+    # the metric options given (flags not given are absent: the declared defaults apply)
+    options = {name: getattr(args, name) for name in metric_options() if name in args}
     result = evaluate_checkpoint(
         args.checkpoint, args.metrics, split=args.split, data_root=args.data_root,
         data_options=_key_values(args.data_option, "--data-option"), limit=args.limit,
-        elbo_samples=args.elbo_samples, iwae_samples=args.iwae_samples,
-        mi_data=args.mi_data, mi_samples=args.mi_samples, fid_samples=args.fid_samples,
-        fid_features=args.fid_features, video_samples=args.video_samples,
-        video_context_frames=args.video_context_frames,
-        video_future_frames=args.video_future_frames, fvd_features=args.fvd_features,
-        fvd_samples=args.fvd_samples, batch_size=args.batch_size, seed=args.seed,
-        device=args.device, out=args.out, log=stderr_log, tune_malloc=args.tune_malloc)
+        batch_size=args.batch_size, seed=args.seed, device=args.device, out=args.out,
+        log=stderr_log, tune_malloc=args.tune_malloc, **options)
     print(result.markdown)
     if result.files:
         print(f"wrote {', '.join(str(p) for p in result.files)}")
@@ -237,33 +267,6 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--data-option", action="append", metavar="KEY=VALUE",
                    help="override one of the run's data options (repeatable), e.g. frames=30 "
                         "to score a video model on longer test sequences")
-    e.add_argument("--elbo-samples", "--samples", dest="elbo_samples", type=int, default=10,
-                   help="posterior samples per image for the multi-sample ELBO (the "
-                        "single-sample ELBO is always reported)")
-    e.add_argument("--iwae-samples", type=int, default=1000,
-                   help="K importance samples per image (decoded in chunks of --batch-size)")
-    e.add_argument("--mi-data", type=int,
-                   help="data points N forming the aggregate posterior m(z) (default: all)")
-    e.add_argument("--mi-samples", type=int,
-                   help="Monte Carlo draws M for I(x;z) (default: max(10 N, 10000))")
-    e.add_argument("--fid-samples", type=int, default=10000,
-                   help="prior samples and test images for FID (at most the split's size)")
-    e.add_argument("--fid-features", metavar="PATH_OR_NAME",
-                   help="inception (default; needs torch-fidelity and its weights), "
-                        "inception:WEIGHTS.pth, pixels, or module:function / file.py:function "
-                        "returning an nn.Module that maps (N, 3, H, W) floats in [0, 1] to (N, d)")
-    e.add_argument("--video-samples", type=int, default=100,
-                   help="video: futures sampled per test sequence for best-of-N PSNR/SSIM "
-                        "(the best by mean SSIM, as SVG)")
-    e.add_argument("--video-context-frames", type=int,
-                   help="video: frames given to the model (default: its context_frames)")
-    e.add_argument("--video-future-frames", type=int,
-                   help="video: frames predicted (default: the rest of each test sequence)")
-    e.add_argument("--fvd-features", metavar="i3d:PATH",
-                   help="fvd: the I3D network as TorchScript (i3d_torchscript.pt; loading runs "
-                        "the file's code: use a trusted copy)")
-    e.add_argument("--fvd-samples", type=int,
-                   help="fvd: test videos and as many predicted ones (default: all)")
     e.add_argument("--batch-size", type=int, default=256)
     e.add_argument("--limit", type=int, help="evaluate the first N images only")
     e.add_argument("--seed", type=int, default=0)
@@ -272,6 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="on the CPU, keep activation blocks in glibc's heap as the trainer "
                         "does (run.allocator)")
     e.add_argument("--out", help="write the report as JSON (and the markdown beside it)")
+    _add_metric_flags(e)
     e.set_defaults(func=_eval)
 
     s = sub.add_parser("sample", help="a grid of prior samples from a checkpoint (video "

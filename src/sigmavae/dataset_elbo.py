@@ -68,10 +68,16 @@ class ELBOReport:
                 f"{self.data_scaling}")
 
 
-def data_scaling(data_kind: str) -> str:
-    if data_kind == "unit":
-        return "continuous density on 8-bit data / 255 in [0, 1]"
-    return "discrete mass on 8-bit intensities 0..255"
+def data_scaling(data_kind: str, data_range: str = "unit") -> str:
+    """How the evaluated numbers scale the data, for a head's ``data_kind`` and, for
+    continuous heads, its ``data_range`` (printed with every number)."""
+    if data_kind != "unit":
+        return "discrete mass on 8-bit intensities 0..255"
+    if data_range == "signed":
+        return "continuous density on 8-bit data as 2 x / 255 - 1 in [-1, 1]"
+    if data_range == "real":
+        return "continuous density on the data as given (8-bit images: / 255 in [0, 1])"
+    return "continuous density on 8-bit data / 255 in [0, 1]"
 
 
 def iter_elbo_terms(
@@ -184,7 +190,7 @@ def report_from_sums(model: Model, sums: torch.Tensor, samples: int = 1,
         effective_beta=None if beta is None else float(beta),
         valid_bound=bool(valid),
         invalid_reason=reason,
-        data_scaling=data_scaling(head.data_kind),
+        data_scaling=data_scaling(head.data_kind, head.data_range),
         samples_per_image=samples,
         example="sequence" if is_sequence(model) else "image",
     )

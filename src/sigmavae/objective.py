@@ -56,6 +56,18 @@ Optional members:
 * ``reconstruction_params(x)``: head parameters at the posterior mean, for reconstructions
   (default: ``forward(x, noise=zeros).params``, which is the posterior mean of a Gaussian
   posterior and of every layer of a hierarchical one).
+* ``decode_posterior(posterior, noise) -> ModelOutput``: what ``forward(x, noise)`` returns,
+  from ``posterior = self.posterior(x)`` already computed (the rest of ``forward`` after the
+  encoder), so that the IWAE metric encodes each image once for its ``K`` importance samples
+  instead of ``K`` times; with ``posterior(x)`` (:class:`PosteriorDecoder`,
+  :func:`posterior_decoder`). Our :class:`~sigmavae.models.VAE` has it (a subclass that
+  redefines ``forward`` has it only if it redefines it too). Without it every (image, sample)
+  row goes through ``forward``, with the same weights.
+* ``context_frames: int`` and ``generate(noise, context)``: a conditional sequence model (see
+  below; :class:`ConditionalModel`).
+
+An optional method can be switched off by setting it to ``None`` in a class body
+(``posterior = None``): the model then counts as not having it.
 
 A minimal model (see ``tests/test_user_model.py`` for a complete one)::
 
@@ -112,7 +124,7 @@ import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import torch
 from torch import nn
@@ -166,7 +178,10 @@ class Model(Protocol):
     """The static type of the model protocol (for type checkers; nothing checks it at run time).
 
     Optional members (``compute_dtype``, ``posterior``, ``reconstruction_params``,
-    ``is_sequence``) are looked up with ``getattr`` and not listed here.
+    ``is_sequence``, ``context_frames``) are looked up with ``getattr`` and not listed here; the
+    ones that come with a method of their own are the protocols below: a model that decodes a
+    computed posterior (:class:`PosteriorDecoder`) and a conditional model
+    (:class:`ConditionalModel`).
     """
 
     head: LikelihoodHead
@@ -181,6 +196,36 @@ class Model(Protocol):
     def parameters(self, recurse: bool = True) -> Iterator[nn.Parameter]: ...
 
     def train(self, mode: bool = True) -> Any: ...
+
+
+class PosteriorDecoder(Model, Protocol):
+    """A model with the optional pair ``posterior(x)`` and ``decode_posterior(posterior, noise)``:
+    its ``forward(x, noise)`` is ``decode_posterior(posterior(x), noise)``, so that a caller can
+    encode a batch once and decode it with many noises (the IWAE metric). Found by what the
+    model has, not by its class: :func:`posterior_decoder`."""
+
+    def posterior(self, x: torch.Tensor, /) -> Distribution: ...
+
+    def decode_posterior(self, posterior: Distribution, noise: torch.Tensor, /) -> ModelOutput: ...
+
+
+def posterior_decoder(model: Model) -> PosteriorDecoder | None:
+    """``model`` as a :class:`PosteriorDecoder` if it has both members (neither set to
+    ``None``), else ``None``."""
+    if getattr(model, "posterior", None) is None or getattr(model, "decode_posterior",
+                                                            None) is None:
+        return None
+    return cast(PosteriorDecoder, model)
+
+
+class ConditionalModel(Model, Protocol):
+    """A conditional sequence model (``context_frames > 0``, see the module docstring): its
+    ``generate`` also takes the given frames, ``context`` ``(B, c, C, H, W)`` in [0, 1]."""
+
+    context_frames: int
+
+    def generate(self, noise: torch.Tensor,
+                 context: torch.Tensor | None = None) -> torch.Tensor: ...
 
 
 class ELBOTerms:
@@ -281,6 +326,13 @@ def predicted_frames(model: Model, values: torch.Tensor) -> torch.Tensor:
     return values[:, context:] if context else values
 
 
+def scored_frames(model: Model, target: torch.Tensor) -> torch.Tensor:
+    """``target`` as the head's distribution in :func:`likelihood` is laid out: a sequence
+    model's predicted frames flattened into one batch of frames ``(B T, C, H, W)``; unchanged
+    for every other model."""
+    return predicted_frames(model, target).flatten(0, 1) if is_sequence(model) else target
+
+
 def bits_per_dim(nats_per_example: float, dims: int) -> float:
     """``nats / (D ln 2)``: nats per example to bits per data dimension."""
     return nats_per_example / (dims * LN2)
@@ -321,18 +373,18 @@ def prepare_batch(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Split a batch into (the model's input in [0, 1], the head's target).
 
-    ``images`` is ``uint8`` ``(B, *data_shape)`` (preferred) or float in ``[0, 1]``; discrete heads
-    then get ``round(255 x)``. The model input is ``dtype`` (float32, or float64 for a model
+    ``images`` is ``uint8`` ``(B, *data_shape)`` (preferred) or float in ``[0, 1]``; the head's
+    target is what it models (:meth:`~sigmavae.likelihoods.LikelihoodHead.from_unit_interval`:
+    ``x`` itself, ``2 x - 1`` for ``[-1, 1]`` heads, ``round(255 x)`` for discrete heads).
+    The model input is ``dtype`` (float32, or float64 for a model
     trained in double precision, which then also gets a float64 target for continuous heads).
     """
     if images.dtype == torch.uint8:
         x, target = images.to(dtype).div_(NUM_LEVELS - 1), head.prepare_target(images)
     elif not images.is_floating_point():
         raise ValueError(f"images must be uint8 or float in [0, 1], got {images.dtype}")
-    elif head.data_kind == "unit":
-        x, target = images, images
-    else:
-        x, target = images, torch.round(images * (NUM_LEVELS - 1)).long()
+    else:  # the head's data: x itself, 2 x - 1 ([-1, 1] heads), or round(255 x) (discrete)
+        x, target = images, head.from_unit_interval(images)
     if dtype == torch.float64:
         x = x.to(dtype)
         target = target.to(dtype) if target.is_floating_point() else target
@@ -354,7 +406,7 @@ def likelihood(model: Model, params: torch.Tensor,
                              f"{frames} frames to score (context_frames="
                              f"{context_frames(model)}, sequence of "
                              f"{target.shape[1] + context_frames(model)})")
-        flat_target = target.flatten(0, 1)
+        flat_target = target.flatten(0, 1)  # = scored_frames(model, the whole sequence)
         dist = model.head(params.flatten(0, 1), target=flat_target)
         return dist, dist.log_prob(flat_target).view(-1, frames).sum(1)
     dist = model.head(params, target=target)
@@ -486,19 +538,25 @@ register_objective(
 
 
 def log_importance_weights(model: Model, images: torch.Tensor, noise: torch.Tensor,
-                           posterior: Any = None) -> torch.Tensor:
+                           posterior: Distribution | None = None) -> torch.Tensor:
     """``log p(x|z) + log p(z) - log q(z|x)`` ``(B,)`` nats at the ``z`` that ``noise``
     ``(B, latent_dim)`` draws: the importance weight of the IWAE bound (all latent layers).
-    ``posterior``: ``q(z|x)`` of ``images``, already computed, for a model whose forward is
-    :meth:`sigmavae.models.VAE.forward`: then :meth:`~sigmavae.models.VAE.decode_posterior`
-    runs instead, and the images are not encoded again.
+    ``posterior``: ``q(z|x)`` of ``images``, already computed by the model's ``posterior(x)``,
+    for a :class:`PosteriorDecoder`: then its ``decode_posterior(posterior, noise)`` runs
+    instead of ``forward``, and the images are not encoded again.
 
     Raises:
         LogRatioUnavailable: the model's output has no ``log_prior_ratio``.
+        TypeError: a ``posterior`` for a model that has no ``decode_posterior``.
     """
     x, target = prepare_batch(images, model.head, compute_dtype(model))
-    out = (model(x, noise=noise) if posterior is None
-           else model.decode_posterior(posterior, noise))  # type: ignore[attr-defined]
+    if posterior is None:
+        out = model(x, noise=noise)
+    elif (decoder := posterior_decoder(model)) is not None:
+        out = decoder.decode_posterior(posterior, noise)
+    else:
+        raise TypeError(f"{type(model).__name__} has no decode_posterior(posterior, noise) "
+                        "(optional in the model protocol); pass posterior=None")
     if out.log_prior_ratio is None:
         raise LogRatioUnavailable(f"{type(model).__name__} gives no log p(z) - log q(z|x) "
                          "(ModelOutput.log_prior_ratio), which importance weighting needs")
@@ -552,7 +610,10 @@ def sample(model: Model, n: int, generator: torch.Generator | None = None,
     noise = torch.randn(n, model.latent_dim, generator=generator, device=model_device(model))
     noise = noise.to(compute_dtype(model))
     given = _context_input(model, n, context)
-    params = model.generate(noise) if given is None else model.generate(noise, given)  # type: ignore[call-arg]
+    if given is None:
+        params = model.generate(noise)
+    else:  # context_frames > 0: a conditional model, whose generate takes the context
+        params = cast(ConditionalModel, model).generate(noise, given)
     return images_from_params(model, params)
 
 

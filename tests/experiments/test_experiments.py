@@ -11,15 +11,12 @@ from pathlib import Path
 import pytest
 
 from sigmavae.cli import main
-from sigmavae.experiments.definitions import (
-    EXPERIMENTS,
-    VarianceConvergence,
-    register_experiment,
-)
 from sigmavae.experiments.driver import run_experiments
+from sigmavae.experiments.framework import EXPERIMENTS, register_experiment
 from sigmavae.experiments.heads import LEARNED, OPTIMAL
 from sigmavae.experiments.presets import PRESETS, ExperimentError
 from sigmavae.experiments.stats import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED
+from sigmavae.experiments.variance import VarianceConvergence
 
 pytestmark = pytest.mark.slow
 

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from sigmavae.experiments import claims
+from sigmavae.experiments import EXPERIMENTS, claims
 from sigmavae.experiments.stats import (
     INCONCLUSIVE,
     NOT_REPRODUCED,
@@ -49,8 +49,6 @@ def test_all_of():
 
 
 def test_every_claim_names_an_experiment_and_a_rule():
-    from sigmavae.experiments.definitions import EXPERIMENTS
-
     ids = [c.id for c in claims.CLAIMS]
     assert len(ids) == len(set(ids)) >= 10
     for claim in claims.CLAIMS:

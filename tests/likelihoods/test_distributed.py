@@ -10,7 +10,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from sigmavae.likelihoods import create
+from sigmavae.likelihoods import create, gaussian_nll
 from sigmavae.likelihoods.distributed import is_distributed, local_statistics
 from sigmavae.models import build_conv_vae
 from sigmavae.training.fastpath import FastPath, measure_speedup
@@ -107,3 +107,73 @@ def test_a_timing_probe_on_one_rank_issues_no_collective():
     assert ranks[0]["inside"] is False and ranks[0]["after"] is True
     assert ranks[0]["factor"] > 0
     assert [r["sum"] for r in ranks] == [2.0, 2.0]
+
+
+# -- masks: sums and counts of the observed entries are all-reduced -------------------------------
+def _masked_global_batch():
+    """Sequences (12, 5, 3) of unequal lengths, NaN-padded; each rank gets a fully padded one and
+    a different number of observed steps, so a mean of per-rank MSEs would be wrong."""
+    g = torch.Generator().manual_seed(7)
+    x = torch.randn(12, 5, 3, generator=g, dtype=torch.float64) * 2
+    params = torch.randn(12, 5, 3, generator=g, dtype=torch.float64)
+    lengths = torch.tensor([5, 3, 0, 1, 5, 2, 0, 4, 4, 5, 1, 1])
+    mask = torch.arange(5) < lengths.unsqueeze(1)
+    return x.masked_fill(~mask.unsqueeze(-1), float("nan")), params, mask
+
+
+def _run_masked(x, params, mask, name):
+    """Two training steps of a masked head on real data; the second step's sigma, mean NLL and
+    its gradient, the running variance, and the functional optimal NLL and sigma."""
+    head = create(name, decay=0.9, data_range="real").double()
+    head(params - 1.0, target=x, mask=mask)  # a first step: the running average moves
+    params = params.clone().requires_grad_(True)
+    d = head(params, target=x, mask=mask)
+    loss = -d.log_prob(x).mean()
+    loss.backward()
+    scope = name.removeprefix("optimal_sigma").removeprefix("_") or "shared"
+    nll, fn_sigma = gaussian_nll(params.detach(), x, mask=mask, scope=scope)
+    return {"sigma": d.sigma.detach(), "loss": loss.detach(), "grad": params.grad,
+            "running": head.running_var.clone(), "nll": nll, "fn_sigma": fn_sigma}
+
+
+def _masked_worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank,
+                            world_size=world)
+    try:
+        x, params, mask = _masked_global_batch()
+        shard = slice(rank * 6, (rank + 1) * 6)
+        results = {}
+        for name in NAMES:
+            r = _run_masked(x[shard], params[shard], mask[shard], name)
+            r["grad"] /= world
+            dist.all_reduce(r["loss"])
+            r["loss"] /= world
+            results[name] = r
+        torch.save(results, os.path.join(out_dir, f"masked{rank}.pt"))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_two_process_masked_optimal_sigma_equals_single_process():
+    x, params, mask = _masked_global_batch()
+    with tempfile.TemporaryDirectory() as tmp:
+        mp.spawn(_masked_worker, args=(2, os.path.join(tmp, "init"), tmp), nprocs=2, join=True)
+        ranks = [torch.load(os.path.join(tmp, f"masked{r}.pt"), weights_only=True)
+                 for r in range(2)]
+    for name in NAMES:
+        one = _run_masked(x, params, mask, name)
+        assert bool(torch.isfinite(one["grad"]).all()) and bool(torch.isfinite(one["loss"]))
+        for rank, res in enumerate(ranks):
+            r = res[name]
+            shard = slice(rank * 6, (rank + 1) * 6)
+            per_example = name == "optimal_sigma_per_image"
+            for key in ("sigma", "fn_sigma"):
+                want = one[key][shard] if per_example else one[key]
+                if per_example:  # the padded examples hold a stand-in: compare observed ones
+                    seen = mask[shard].any(1)
+                    want, r[key] = want[seen], r[key][seen]
+                torch.testing.assert_close(r[key], want, rtol=1e-12, atol=0)
+            torch.testing.assert_close(r["loss"], one["loss"], rtol=1e-12, atol=0)
+            torch.testing.assert_close(r["grad"], one["grad"][shard], rtol=1e-10, atol=1e-15)
+            torch.testing.assert_close(r["running"], one["running"], rtol=1e-12, atol=0)
+            torch.testing.assert_close(r["nll"], one["nll"][shard], rtol=1e-12, atol=1e-12)

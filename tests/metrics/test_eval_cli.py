@@ -72,7 +72,7 @@ def test_eval_defaults_and_missing_inception(frey_run, capsys, monkeypatch):
 def test_eval_on_the_cpu_tunes_the_allocator_as_training_does(frey_run, monkeypatch, flag,
                                                                tuned):
     calls = []
-    monkeypatch.setattr("sigmavae.training.tune_cpu_allocator", lambda: calls.append(1) or True)
+    monkeypatch.setattr("sigmavae.run.tune_cpu_allocator", lambda: calls.append(1) or True)
     ckpt = str(frey_run / "checkpoints" / "last.ckpt")
     assert main(["eval", ckpt, "--metrics", "elbo", "--limit", "4", "--samples", "1",
                  "--device", "cpu", *flag]) == 0

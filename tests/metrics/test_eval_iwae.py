@@ -8,7 +8,9 @@ import math
 
 import pytest
 import torch
+from torch import nn
 
+from sigmavae import likelihoods
 from sigmavae.metrics import (
     EvalContext,
     elbo_per_image,
@@ -18,7 +20,7 @@ from sigmavae.metrics import (
 )
 from sigmavae.metrics import iwae as iwae_metric
 from sigmavae.metrics.iwae import _image_noise, default_ks, iwae_from_weights
-from sigmavae.objective import elbo_terms
+from sigmavae.objective import elbo_terms, posterior_decoder
 
 
 def test_linear_gaussian_elbo_gap_is_the_kl_to_the_true_posterior(linear_gaussian):
@@ -119,20 +121,56 @@ def test_float64_one_sample_iwae_is_the_single_sample_elbo_with_the_same_noise(f
     torch.testing.assert_close(log_w, elbo_one_sample, rtol=0, atol=1e-9)
 
 
-def test_a_vae_is_encoded_once_per_image_with_the_same_weights(frey_model, frey_test_images,
-                                                               monkeypatch):
-    """The VAE fast path (one encoding per image for its K rows) gives the weights of encoding
-    every (image, sample) row, and runs the encoder on each image once."""
+class ForwardOnly(nn.Module):
+    """The same network through the protocol's required members only (no ``decode_posterior``):
+    every (image, sample) row goes through ``forward``."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+        self.head, self.latent_dim, self.data_shape = model.head, model.latent_dim, model.data_shape
+
+    def forward(self, x, noise=None):
+        return self.model(x, noise)
+
+    def generate(self, noise):
+        return self.model.generate(noise)
+
+
+def test_a_vae_is_encoded_once_per_image_with_the_same_weights(frey_model, frey_test_images):
+    """The VAE fast path (``decode_posterior``: one encoding per image for its K rows) gives the
+    weights of encoding every (image, sample) row, and runs the encoder on each image once."""
     images, samples = frey_test_images[:6], 40
-    fast = log_importance_weights(frey_model, images, samples, seed=2, batch_size=64)
+    model = copy.deepcopy(frey_model)
+    assert posterior_decoder(model) is model
     encoded = []
-    original = frey_model.encoder.forward
-    monkeypatch.setattr(frey_model.encoder, "forward",
-                        lambda x: encoded.append(x.shape[0]) or original(x))
-    log_importance_weights(frey_model, images, samples, seed=2, batch_size=64)
+    model.encoder.register_forward_hook(lambda module, args, out: encoded.append(len(out)))
+    fast = log_importance_weights(model, images, samples, seed=2, batch_size=64)
     assert encoded == [6]
-    monkeypatch.setattr(iwae_metric, "_posterior_once", lambda model, images: None)
+    generic_model = ForwardOnly(model)
+    assert posterior_decoder(generic_model) is None
     encoded.clear()
-    generic = log_importance_weights(frey_model, images, samples, seed=2, batch_size=64)
+    generic = log_importance_weights(generic_model, images, samples, seed=2, batch_size=64)
     assert sum(encoded) == 6 * samples  # the generic path encodes every row
     torch.testing.assert_close(fast, generic, rtol=1e-5, atol=1e-3)
+
+
+def test_a_subclass_with_its_own_forward_is_not_decoded_as_a_vae():
+    """``decode_posterior`` decodes as ``VAE.forward`` does: a subclass that redefines
+    ``forward`` (the hierarchical VAE) does not have it, unless it redefines it too."""
+    from sigmavae.models import VAE, build_model
+    from sigmavae.models.hierarchical import HierarchicalVAE
+
+    assert HierarchicalVAE.decode_posterior is None
+    model = build_model("hierarchical", (1, 8, 8), likelihoods.create("gaussian"), latent_dim=2,
+                        layers=2, stages=2, width=4)
+    assert posterior_decoder(model) is None
+
+    class Both(VAE):
+        def forward(self, x, noise=None):
+            return super().forward(x, noise)
+
+        def decode_posterior(self, q, noise=None):
+            return super().decode_posterior(q, noise)
+
+    assert callable(Both.decode_posterior)

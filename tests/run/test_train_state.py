@@ -9,8 +9,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from lightning_fabric.plugins import Precision
+from torch import nn
 
-from sigmavae.run.state import FORMAT, FORMAT_V1, RESUME_KEYS
+from sigmavae.data import InMemoryBatches
+from sigmavae.run.state import FORMAT, FORMAT_V1, RESUME_KEYS, LoopState, Resumable, restore
 from sigmavae.training import (
     CheckpointError,
     TrainConfig,
@@ -128,3 +131,56 @@ def test_data_shape_must_be_positive_integers(trained, tmp_path):
     with pytest.raises(CheckpointError, match=r"'data_shape' must be positive integers .*got "
                                               r"\[1, 0, 20\]"):
         load_trained(path)
+
+
+def _live(seed: int, data_shape: tuple[int, ...] = (1, 2, 2), width: int = 4) -> Resumable:
+    """A small live run: a linear model, Adam after a step, batches part-way, generators."""
+    torch.manual_seed(seed)
+    model = nn.Linear(4, width)
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.1)
+    model(torch.ones(2, 4)).sum().backward()
+    optimizer.step()
+    batches = InMemoryBatches(torch.zeros(8, *data_shape, dtype=torch.uint8), 2, seed=0)
+    for _, _ in zip(range(seed), batches, strict=False):  # ``seed`` batches into the epoch
+        pass
+    noise = torch.Generator().manual_seed(seed)
+    return Resumable(config=TrainConfig(seed=seed), data_shape=data_shape, model=model,
+                     optimizer=optimizer, batches=batches, precision=Precision(), noise=noise,
+                     device=torch.device("cpu"))
+
+
+def test_capture_then_restore_gives_the_same_run_back(tmp_path):
+    run = _live(seed=1)
+    loop = LoopState()
+    loop.step, loop.epoch, loop.skipped = 5, 1, 2
+    loop.add(torch.tensor(3.0), torch.ones(2), torch.zeros(2))
+    path = TrainState.capture(run, loop).save(tmp_path / "last.ckpt")
+    expected = (torch.randn(3), torch.randn(3, generator=run.noise))  # what comes next
+    other = _live(seed=2)  # another run's weights, optimiser, position and generators
+    restored = restore(path, other)
+    assert restored.state_dict()["step"] == 5 and restored.skipped == 2
+    assert torch.equal(restored.window, loop.window)
+    for key, value in run.model.state_dict().items():
+        assert torch.equal(other.model.state_dict()[key], value), key
+    assert other.batches.state_dict() == run.batches.state_dict()
+    assert other.batches.position == 1
+    ours, theirs = run.optimizer.state_dict()["state"], other.optimizer.state_dict()["state"]
+    assert all(torch.equal(ours[i][k], theirs[i][k]) for i in ours for k in ours[i])
+    assert torch.equal(torch.randn(3), expected[0])  # torch's generator, as at the capture
+    assert torch.equal(torch.randn(3, generator=other.noise), expected[1])
+    saved = TrainState.load(path)
+    assert saved.config == TrainConfig(seed=1).to_dict() and saved.data_shape == [1, 2, 2]
+
+
+def test_restore_refuses_a_checkpoint_that_does_not_fit(tmp_path):
+    path = TrainState.capture(_live(seed=1), LoopState()).save(tmp_path / "last.ckpt")
+    with pytest.raises(CheckpointError, match=r"it is for examples of shape \[1, 2, 2\], the "
+                                              r"data has \[1, 4, 1\]"):
+        restore(path, _live(seed=1, data_shape=(1, 4, 1)))
+    with pytest.raises(CheckpointError, match=r"it does not fit this run's config \(Error\(s\) "
+                                              "in loading state_dict.*; resume with the config"):
+        restore(path, _live(seed=1, width=5))
+    bare = TrainState.load(path)
+    eval_only = TrainState(model=bare.model, config=bare.config, data_shape=bare.data_shape)
+    with pytest.raises(CheckpointError, match="it has no optimizer, batches, loop, rng "):
+        restore(eval_only.save(tmp_path / "eval.ckpt"), _live(seed=1))

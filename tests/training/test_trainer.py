@@ -3,15 +3,23 @@
 from __future__ import annotations
 
 import csv
+import os
 import signal
 import tarfile
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
 
 from sigmavae.data import load_dataset
-from sigmavae.training import NonFiniteLossError, TrainConfig, Trainer, load_trained
+from sigmavae.training import (
+    NonFiniteLossError,
+    TrainConfig,
+    Trainer,
+    build_vae,
+    load_trained,
+)
 
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
 
@@ -55,8 +63,9 @@ def test_folder_training_on_cifar10_jpeg_slice(tmp_path):
 
 
 def _small(tmp_path: Path, name: str, **kw) -> TrainConfig:
-    return TrainConfig(data="frey", train_subset=320, val_subset=64, batch_size=64,
-                       out=str(tmp_path / name), progress=False, seed=3, **kw)
+    values = {"data": "frey", "train_subset": 192, "val_subset": 32, "batch_size": 64,
+              "out": str(tmp_path / name), "progress": False, "seed": 3, **kw}
+    return TrainConfig(**values)  # 3 steps an epoch
 
 
 def _params(out: Path) -> dict[str, torch.Tensor]:
@@ -64,13 +73,20 @@ def _params(out: Path) -> dict[str, torch.Tensor]:
     return model.state_dict()
 
 
-def test_resume_equals_uninterrupted(tmp_path):
-    straight = Trainer(_small(tmp_path, "straight", epochs=2)).fit()
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path]:
+    """A two-epoch run without a break: what every resumed run below must equal."""
+    folder = tmp_path_factory.mktemp("straight")
+    return Trainer(_small(folder, "run", epochs=2)).fit(), folder / "run"
+
+
+def test_resume_equals_uninterrupted(tmp_path, straight):
+    final, out = straight
     Trainer(_small(tmp_path, "split", epochs=1)).fit()
     resumed = Trainer(_small(tmp_path, "split", epochs=2)).fit(resume="auto")
     for key in ("train_loss", "val_nll", "val_kl", "sigma", "step"):
-        assert resumed[key] == pytest.approx(straight[key], rel=1e-6, abs=1e-6), key
-    a, b = _params(tmp_path / "straight"), _params(tmp_path / "split")
+        assert resumed[key] == pytest.approx(final[key], rel=1e-6, abs=1e-6), key
+    a, b = _params(out), _params(tmp_path / "split")
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=1e-6, atol=1e-7)
     assert len(_epochs(tmp_path / "split")) == 2
@@ -79,49 +95,54 @@ def test_resume_equals_uninterrupted(tmp_path):
 def test_finished_run_killed_before_final_json_gets_it_on_resume(tmp_path):
     import json
 
-    final = Trainer(_small(tmp_path, "done", epochs=1)).fit()
+    final = Trainer(_small(tmp_path, "done", epochs=1, train_subset=64)).fit()
     path = tmp_path / "done" / "final.json"
     written = json.loads(path.read_text())
     path.unlink()  # killed after the last checkpoint, before the end of the run
-    again = Trainer(_small(tmp_path, "done", epochs=1)).fit(resume="auto")
+    again = Trainer(_small(tmp_path, "done", epochs=1, train_subset=64)).fit(resume="auto")
     assert json.loads(path.read_text()) == written
     assert again["val_report"] == final["val_report"] and again["step"] == final["step"]
     assert len(_epochs(tmp_path / "done")) == 1
 
 
-def test_signal_saves_mid_epoch_and_resume_continues_exactly(tmp_path, monkeypatch):
-    straight = Trainer(_small(tmp_path, "straight", epochs=2)).fit()
-    trainer = Trainer(_small(tmp_path, "stopped", epochs=2))
-    original = Trainer._train_step
+class SignalAt:
+    """Sends this process SIGTERM after step ``step``, as ``kill`` would."""
 
-    def step_then_signal(self, *args):
-        original(self, *args)
-        if args[-1].step == 7:  # mid second epoch (5 steps per epoch)
-            self._stop_signal = signal.SIGTERM
+    def __init__(self, step: int) -> None:
+        self.step = step
 
-    monkeypatch.setattr(Trainer, "_train_step", step_then_signal)
-    assert trainer.fit() == {"interrupted": True, "signal": signal.SIGTERM, "step": 7}
-    monkeypatch.setattr(Trainer, "_train_step", original)
+    def on_train_batch_end(self, trainer, state):
+        if state.step == self.step:
+            # the run's StopOnSignal handler, not the default (which would end pytest)
+            assert signal.getsignal(signal.SIGTERM) not in (signal.SIG_DFL, None)
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
+def test_signal_saves_mid_epoch_and_resume_continues_exactly(tmp_path, straight, capsys):
+    final, _ = straight
+    before = signal.getsignal(signal.SIGTERM)
+    stopped = Trainer(_small(tmp_path, "stopped", epochs=2), callbacks=[SignalAt(4)]).fit()
+    assert stopped == {"interrupted": True, "signal": signal.SIGTERM, "step": 4}
+    ckpt = tmp_path / "stopped" / "checkpoints" / "last.ckpt"
+    assert f"received signal {signal.SIGTERM}: saved {ckpt} at step 4" in capsys.readouterr().out
+    assert signal.getsignal(signal.SIGTERM) is before  # the run's handler is gone again
     resumed = Trainer(_small(tmp_path, "stopped", epochs=2)).fit(resume="auto")
     for key in ("train_loss", "val_nll", "sigma", "step"):
-        assert resumed[key] == pytest.approx(straight[key], rel=1e-6, abs=1e-6), key
+        assert resumed[key] == pytest.approx(final[key], rel=1e-6, abs=1e-6), key
 
 
-def test_nonfinite_guard_skips_then_stops(tmp_path, monkeypatch):
-    from sigmavae import objective
-
+def test_nonfinite_guard_skips_then_stops(tmp_path):
     cfg = _small(tmp_path, "nan", epochs=1, max_nonfinite_steps=3)
-    trainer = Trainer(cfg)
-    original_terms = objective.elbo_terms  # the trainer's loss goes through the objective
 
-    def nan_terms(*args, **kwargs):
-        terms = original_terms(*args, **kwargs)
-        terms.loss = terms.loss * float("nan")
-        return terms
+    def nan_decoder(shape):  # the config's model, its decoder's output made NaN: a NaN loss
+        model = build_vae(cfg, shape)
+        model.decoder.register_forward_hook(lambda module, args, out: out * float("nan"))
+        return model
 
-    monkeypatch.setattr(objective, "elbo_terms", nan_terms)
-    with pytest.raises(NonFiniteLossError, match="3 consecutive steps"):
-        trainer.fit()
+    with pytest.raises(NonFiniteLossError, match=r"^3 consecutive steps had a non-finite loss "
+                                                 r"or gradient \(step \d+\); likely cause: .*; no "
+                                                 "checkpoint yet$"):
+        Trainer(cfg, model=nan_decoder).fit()
 
 
 def test_batch_larger_than_data_set_is_a_clear_error(tmp_path):
@@ -138,7 +159,8 @@ def test_compiled_training_with_drop_last_matches_eager(tmp_path):
     so the model compiles once; the compiled run trains like the eager one."""
     torch._dynamo.reset()
     torch._dynamo.utils.counters.clear()  # process-global: earlier tests compile too
-    eager_cfg = _small(tmp_path, "eager", epochs=1).replace(batch_size=96, drop_last=True)
+    eager_cfg = _small(tmp_path, "eager", epochs=1, train_subset=320).replace(batch_size=96,
+                                                                              drop_last=True)
     eager = Trainer(eager_cfg).fit()  # 320 images: 3 batches of 96, 32 dropped
     compiled_cfg = eager_cfg.replace(compile=True, out=str(tmp_path / "compiled"))
     compiled = Trainer(compiled_cfg).fit()
@@ -148,31 +170,45 @@ def test_compiled_training_with_drop_last_matches_eager(tmp_path):
     assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == 1
 
 
-def test_curves_are_redrawn_first_last_and_at_most_every_interval(tmp_path, monkeypatch):
-    import sigmavae.training.callbacks as trainer_module  # the CurvePlot callback
+def test_curves_are_drawn_after_the_epochs_row_first_and_last(tmp_path, monkeypatch):
+    import sigmavae.training.callbacks as callbacks_module  # the CurvePlot callback
 
     drawn: list[int] = []
-    original = trainer_module.plot_curves
+    original = callbacks_module.plot_curves
 
     def counting(metrics_csv, path):
         with metrics_csv.open() as f:
             drawn.append(len(list(csv.DictReader(f))))  # epochs logged when it was drawn
         return original(metrics_csv, path)
 
-    monkeypatch.setattr(trainer_module, "plot_curves", counting)
-    monkeypatch.setattr(trainer_module, "CURVES_EVERY_S", 3600.0)
-    Trainer(_small(tmp_path, "slow-redraw", epochs=4)).fit()
-    assert drawn == [1, 4]  # the first epoch, then the last one
+    monkeypatch.setattr(callbacks_module, "plot_curves", counting)
+    monkeypatch.setattr(callbacks_module, "CURVES_EVERY_S", 3600.0)
+    Trainer(_small(tmp_path, "slow-redraw", epochs=3, train_subset=64, val_subset=16)).fit()
+    assert drawn == [1, 3]  # the first epoch, then the last one (after its row is written)
     assert (tmp_path / "slow-redraw" / "curves.png").is_file()
-    drawn.clear()
-    monkeypatch.setattr(trainer_module, "CURVES_EVERY_S", 0.0)
-    Trainer(_small(tmp_path, "every-epoch", epochs=3)).fit()
-    assert drawn == [1, 2, 3]
 
 
-@pytest.mark.parametrize(("val_batch_size", "expected"), [(None, 32), (16, 16)])
-def test_validation_batches_default_to_the_training_batch_size(tmp_path, monkeypatch,
-                                                               val_batch_size, expected):
+@pytest.mark.parametrize(("interval", "expected"), [(3600.0, [1, 4]), (0.0, [1, 2, 3, 4])])
+def test_curves_are_redrawn_at_most_every_interval(tmp_path, monkeypatch, interval, expected):
+    import sigmavae.training.callbacks as callbacks_module
+
+    calls: list[Path] = []
+    monkeypatch.setattr(callbacks_module, "plot_curves", lambda csv_path, png: calls.append(png))
+    monkeypatch.setattr(callbacks_module, "CURVES_EVERY_S", interval)
+    run = SimpleNamespace(fabric=SimpleNamespace(is_global_zero=True),
+                          config=SimpleNamespace(epochs=4), out=tmp_path)
+    plot, trainer = callbacks_module.CurvePlot(), SimpleNamespace(run=run)
+    drawn = []
+    for epoch in range(1, 5):  # state.epoch is the epochs done, after each epoch's row
+        before = len(calls)
+        plot.on_train_epoch_end(trainer=trainer, state=SimpleNamespace(epoch=epoch), row={},
+                                report=None)
+        if len(calls) > before:
+            drawn.append(epoch)
+    assert drawn == expected and calls[0] == tmp_path / "curves.png"
+
+
+def test_validation_batches_default_to_the_training_batch_size(tmp_path, monkeypatch):
     import sigmavae.training.trainer as trainer_module
 
     sizes = []
@@ -185,14 +221,17 @@ def test_validation_batches_default_to_the_training_batch_size(tmp_path, monkeyp
     monkeypatch.setattr(trainer_module, "elbo_sums", record)
     cfg = TrainConfig(data="frey", train_subset=64, val_subset=48, batch_size=32, epochs=1,
                       out=str(tmp_path / "run"), progress=False, accelerator="cpu",
-                      val_batch_size=val_batch_size, speed_hint=False)
-    final = Trainer(cfg).fit()
-    assert sizes == [expected]
+                      speed_hint=False)
+    finals = {}
+    for val_batch_size, expected in ((None, 32), (16, 16), (48, 48)):
+        sizes.clear()
+        finals[val_batch_size] = Trainer(cfg.replace(
+            val_batch_size=val_batch_size, out=str(tmp_path / str(val_batch_size)))).fit()
+        assert sizes == [expected]
     # the batch size does not change the number: the validation noise is per image
-    sizes.clear()
-    again = Trainer(cfg.replace(val_batch_size=48, out=str(tmp_path / "again"))).fit()
-    assert sizes == [48] and again["val_neg_elbo"] == pytest.approx(final["val_neg_elbo"],
-                                                                    rel=1e-6)
+    for val_batch_size in (None, 16):
+        assert finals[val_batch_size]["val_neg_elbo"] == pytest.approx(
+            finals[48]["val_neg_elbo"], rel=1e-6)
 
 
 @pytest.mark.parametrize("mode", ["default", "reduce-overhead"])

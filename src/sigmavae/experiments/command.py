@@ -7,8 +7,8 @@ import shlex
 import sys
 from typing import Any
 
-from .definitions import EXPERIMENTS
 from .driver import run_experiments
+from .framework import EXPERIMENTS
 from .presets import PRESETS
 from .runs import ExperimentStopped
 

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from .definitions import EXPERIMENTS, Context, Experiment, Results, Section, budget_line
+from .framework import EXPERIMENTS, Context, Experiment, Results, Section, budget_line
 from .presets import (
     PRESETS,
     DataChoice,

@@ -7,7 +7,6 @@ import subprocess
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import matplotlib
 
@@ -15,12 +14,11 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
+from .framework import Results
 from .heads import LEARNED, OPTIMAL, SWEEP_BETAS, beta_row
+from .measures import effective_beta, fid, headline_bound, marginal_kl_bounds, mutual_info_bounds
+from .runs import RunResult, RunStore
 from .stats import estimate
-
-if TYPE_CHECKING:
-    from .definitions import Results
-    from .runs import RunResult, RunStore
 
 #: Sample grid of each panel: GRID x GRID prior samples.
 GRID = 4
@@ -55,8 +53,6 @@ def _band(ax, xs: Sequence[float], ys: Sequence[float], es: Sequence[float], lab
 
 def _sigma_markers(ax, results: Results, value: Callable[[RunResult], float | None],
                    annotate: bool = False) -> None:
-    from .definitions import effective_beta
-
     for head, marker, offset in ((LEARNED, "s", (6, 6)), (OPTIMAL, "*", (6, -12))):
         beta = results.estimate(head.row, effective_beta)
         est = results.estimate(head.row, value)
@@ -85,8 +81,6 @@ def beta_sweep_plot(results: Results, path: Path) -> Path | None:
     The bound spans thousands of nats of both signs: its axis is symmetric-log (linear within
     +-100 nats) and every mean is printed beside its point, so that neighbours such as -1,306
     and -880 stay apart."""
-    from .definitions import fid, headline_bound
-
     if not any(results.runs(beta_row(b).row) for b in SWEEP_BETAS):
         return None
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.6))
@@ -116,8 +110,6 @@ def mi_plot(results: Results, path: Path) -> Path | None:
     """I_e(x;z) and the marginal KL against beta, with their two estimates where they differ
     (in-sample, capped at log N; leave-one-out), the line at log N and the optimal sigma-VAE's
     effective beta."""
-    from .definitions import effective_beta, marginal_kl_bounds, mutual_info_bounds
-
     if not any(results.runs(beta_row(b).row) for b in SWEEP_BETAS):
         return None
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.6))

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .definitions import Context, Experiment, Section, Verdict
+from .framework import EXPERIMENTS, Context, Experiment, Section, Verdict
 from .stats import fmt_number
 
 
@@ -124,8 +124,6 @@ def write_report(ctx: Context, experiment: Experiment, section: Section, command
 
 
 def _summary(experiment: Experiment) -> str:
-    from .definitions import EXPERIMENTS
-
     return EXPERIMENTS.summary(experiment.name)
 
 

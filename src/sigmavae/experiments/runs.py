@@ -1,4 +1,10 @@
-"""Runs of an experiment: ordinary ``sigmavae train`` configs and ``sigmavae eval`` commands.
+"""Runs of an experiment: ordinary training configs, trained and evaluated through the library.
+
+Each run is trained with :class:`~sigmavae.training.Trainer` from its ``train.yaml`` and
+evaluated with :func:`~sigmavae.metrics.evaluate_checkpoint` from one :class:`Evaluation`; the
+``--plan`` command lines (``sigmavae train ...`` and ``sigmavae eval ...``) are generated from the
+same config file and the same :class:`Evaluation`, so a planned run and a direct one cannot
+differ.
 
 A run is identified by its label, seed and a digest of its training config, so that two
 experiments asking for the same training (the beta-sweep's optimal-sigma run and the decoders'
@@ -19,11 +25,13 @@ import json
 import multiprocessing
 import os
 import re
+import shlex
 import signal
+import sys
 import time
 import traceback
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +39,7 @@ from typing import Any
 
 import yaml
 
+from ..messages import first_line
 from ..objective import OBJECTIVES
 from .presets import ExperimentError, cache_dir
 
@@ -43,9 +52,10 @@ class RunSpec:
     """One training run: ``row`` names it in tables (the published row, e.g. ``beta_vae_0.01``),
     ``label`` is how people read it; ``train`` holds its TrainConfig keys (no ``out``).
 
-    ``metrics`` are what its evaluation computes and ``eval_args`` extra ``sigmavae eval``
-    arguments after the experiment's (a later flag wins), e.g. a video model's
-    ``--video-samples``; neither is part of the run's identity (only training is).
+    ``metrics`` are what its evaluation computes and ``eval_options`` keyword arguments of
+    :func:`~sigmavae.metrics.evaluate_checkpoint` over the experiment's (they win), e.g. a
+    video model's ``{"video_samples": 10, "data_options": {"frames": 30}}``; neither is part of
+    the run's identity (only training is).
     """
 
     row: str
@@ -53,7 +63,7 @@ class RunSpec:
     train: dict[str, Any]
     seed: int
     metrics: tuple[str, ...] = EVAL_METRICS
-    eval_args: tuple[str, ...] = ()
+    eval_options: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def run_id(self) -> str:
@@ -96,15 +106,48 @@ class EvalSettings:
     elbo_samples: int
     fid_features: str  # "classifier:PATH", "pixels", "inception[:PATH]"
 
-    def args(self, checkpoint: Path, out: Path, metrics: Sequence[str] = EVAL_METRICS,
-             extra: Sequence[str] = ()) -> list[str]:
-        args = ["eval", str(checkpoint), "--metrics", ",".join(metrics),
-                "--elbo-samples", str(self.elbo_samples), "--fid-samples", str(self.fid_samples),
-                "--mi-data", str(self.mi_data), "--fid-features", self.fid_features,
-                "--device", "cpu", "--out", str(out)]
-        if self.images is not None:
-            args += ["--limit", str(self.images)]
-        return args + list(extra)
+    def options(self) -> dict[str, Any]:
+        """Keyword arguments of :func:`~sigmavae.metrics.evaluate_checkpoint`."""
+        return {"limit": self.images, "elbo_samples": self.elbo_samples,
+                "fid_samples": self.fid_samples, "mi_data": self.mi_data,
+                "fid_features": self.fid_features}
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """How one run is evaluated: its metrics and the keyword arguments of
+    :func:`~sigmavae.metrics.evaluate_checkpoint` (metric options such as ``elbo_samples``, and
+    ``limit``, ``batch_size``, ``data_options``), both for the direct call and for the
+    equivalent ``sigmavae eval`` command line of ``--plan``."""
+
+    metrics: tuple[str, ...]
+    options: Mapping[str, Any]
+
+    @classmethod
+    def of(cls, spec: RunSpec, settings: EvalSettings) -> Evaluation:
+        return cls(spec.metrics, {**settings.options(), **spec.eval_options})
+
+    def run(self, checkpoint: Path, out: Path) -> Any:
+        """Evaluate ``checkpoint`` and write ``out`` (JSON, markdown beside it); progress on
+        stderr. Returns the :class:`~sigmavae.metrics.report.CheckpointReport`."""
+        from ..metrics.report import evaluate_checkpoint, stderr_log
+
+        return evaluate_checkpoint(checkpoint, list(self.metrics), out=out, log=stderr_log,
+                                   **self.options)
+
+    def command(self, checkpoint: Path, out: Path) -> list[str]:
+        """The ``sigmavae eval`` arguments that do what :meth:`run` does."""
+        from ..metrics.report import eval_flags
+
+        options = dict(self.options)
+        args = ["eval", str(checkpoint), "--metrics", ",".join(self.metrics)]
+        for key, value in sorted((options.pop("data_options", None) or {}).items()):
+            args += ["--data-option", f"{key}={value}"]
+        for key in ("limit", "batch_size"):  # evaluate_checkpoint's own keywords
+            value = options.pop(key, None)
+            if value is not None:
+                args += [f"--{key.replace('_', '-')}", str(value)]
+        return args + eval_flags(options) + ["--out", str(out)]
 
 
 @dataclass
@@ -162,16 +205,15 @@ class RunStore:
             path.write_text(text)
         return path
 
-    def commands(self, spec: RunSpec,
-                 settings: EvalSettings | None) -> tuple[list[str], list[str]]:
-        """The ``sigmavae`` argument lists that train and evaluate ``spec`` (no evaluation
-        without ``settings``)."""
+    def checkpoint(self, spec: RunSpec) -> Path:
+        return self.folder(spec) / "checkpoints" / "last.ckpt"
+
+    def commands(self, spec: RunSpec, evaluation: Evaluation) -> tuple[list[str], list[str]]:
+        """The ``sigmavae`` argument lists that do what :meth:`execute` does for ``spec``:
+        train (``--resume auto``: a started run goes on), then evaluate."""
         folder = self.folder(spec)
-        train = ["train", "--config", str(folder / "train.yaml"), "--resume", "auto"]
-        evaluate = [] if settings is None else settings.args(
-            folder / "checkpoints" / "last.ckpt", folder / "eval.json", spec.metrics,
-            spec.eval_args)
-        return train, evaluate
+        return (train_command(folder),
+                evaluation.command(self.checkpoint(spec), folder / "eval.json"))
 
     def result(self, spec: RunSpec) -> RunResult | None:
         """The numbers of an evaluated run, else None."""
@@ -210,8 +252,8 @@ class RunStore:
         """Train and evaluate every run that is not evaluated yet, ``jobs`` at a time.
 
         Trainings and evaluations are separate jobs in ``jobs`` worker processes (each imports
-        torch once and gets ``cores / jobs`` threads), through the ``sigmavae train`` and
-        ``sigmavae eval`` commands, their output in ``<run>/train.log`` and ``eval.log``. A
+        torch once and gets ``cores / jobs`` threads), through the library (:func:`run_job`),
+        their output in ``<run>/train.log`` and ``eval.log``. A
         trained run is evaluated before the next training starts, so that finished records
         come as early as they can; ``settings`` is asked for a run's evaluation only then (the
         FID features may be trained at that point). A failing run stops nothing else; the
@@ -236,14 +278,13 @@ class RunStore:
                 while len(running) < jobs and (to_evaluate or to_train) and not stopped:
                     if to_evaluate:
                         spec = to_evaluate.popleft()
-                        _, evaluate = self.commands(spec, settings(spec))
-                        job = pool.submit(run_commands, [], evaluate, str(self.folder(spec)))
+                        evaluation = Evaluation.of(spec, settings(spec))
+                        job = pool.submit(run_job, str(self.folder(spec)), evaluation)
                         running[job] = (spec, "evaluation")
                     else:
                         spec = to_train.popleft()
                         self.write_config(spec)
-                        train, _ = self.commands(spec, settings=None)
-                        job = pool.submit(run_commands, train, [], str(self.folder(spec)))
+                        job = pool.submit(run_job, str(self.folder(spec)), None)
                         running[job] = (spec, "training")
                     self.log(f"  start {running[job][1]} of {spec.run_id} ({spec.label}, "
                              f"seed {spec.seed})")
@@ -337,46 +378,72 @@ def _init_worker(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
-def run_commands(train: list[str], evaluate: list[str], folder: str) -> float:
-    """In a worker: ``sigmavae TRAIN`` (unless empty), then ``sigmavae EVALUATE`` (unless
-    empty), each with its output in the run folder's log; the seconds of each in
-    ``train_seconds.txt`` (summed over every start of the training, interrupted ones included:
-    a resumed run's wall time is all of it) and ``eval_seconds.txt`` (the last evaluation), their
-    sum in ``wall_seconds.txt``. Returns this call's seconds."""
-    from ..cli import main
+def train_command(folder: Path) -> list[str]:
+    """``sigmavae train`` of the run in ``folder`` (its ``train.yaml``; a started run goes on)."""
+    return ["train", "--config", str(folder / "train.yaml"), "--resume", "auto"]
 
+
+def _train(folder: Path) -> int:
+    """Train (or resume) the run of ``folder``: 0, or ``128 + signal`` after a stop (the
+    checkpoint is saved), as ``sigmavae train`` exits."""
+    from ..run import TrainConfig
+    from ..training import Trainer
+
+    result = Trainer(TrainConfig.from_yaml(folder / "train.yaml")).fit(resume="auto")
+    # after a stop, the trainer has printed where it saved the checkpoint (the log's last line)
+    return 128 + int(result["signal"]) if result.get("interrupted") else 0
+
+
+def _evaluate(folder: Path, evaluation: Evaluation) -> int:
+    result = evaluation.run(folder / "checkpoints" / "last.ckpt", folder / "eval.json")
+    print(result.markdown)
+    print(f"wrote {', '.join(str(p) for p in result.files)}")
+    return 0
+
+
+def run_job(folder: str, evaluation: Evaluation | None) -> float:
+    """In a worker: train the run in ``folder`` (``evaluation`` None) or evaluate it, through
+    the library, the output in the run folder's ``train.log`` / ``eval.log`` (headed by the
+    equivalent command line); the seconds in ``train_seconds.txt`` (summed over every start of
+    the training, interrupted ones included: a resumed run's wall time is all of it) or
+    ``eval_seconds.txt`` (the last evaluation); after an evaluation, their sum in
+    ``wall_seconds.txt``. Returns this call's seconds.
+
+    Raises:
+        ExperimentError: the job failed or was stopped (the message ends with the log's last
+            line and names the log).
+    """
     run = Path(folder)
-    total = 0.0
-    for args, log, what in ((train, run / "train.log", "training"),
-                            (evaluate, run / "eval.log", "evaluation")):
-        if not args:
-            continue
-        start = time.perf_counter()
-        code: int | str = "not run"
-        try:
-            with log.open("a") as out, contextlib.redirect_stdout(out), \
-                    contextlib.redirect_stderr(out):
-                print(f"$ sigmavae {' '.join(args)}", flush=True)
-                try:
-                    code = main(args)
-                except Exception as err:  # a crash in one run must not stop the others
-                    traceback.print_exc()
-                    code = f"{type(err).__name__}: {err}"
-        finally:
-            seconds = time.perf_counter() - start
-            total += seconds
-            times = run / f"{log.stem}_seconds.txt"
-            before = (read_seconds(times) or 0.0) if what == "training" else 0.0
-            times.write_text(f"{before + seconds:.1f}\n")
-        if code != 0:
-            lines = log.read_text(errors="replace").strip().splitlines()
-            raise ExperimentError(f"run {run.name}: {what} failed ({code}): "
-                                  f"{lines[-1] if lines else ''} (log: {log})")
+    what = "training" if evaluation is None else "evaluation"
+    log = run / ("train.log" if evaluation is None else "eval.log")
+    command = (train_command(run) if evaluation is None
+               else evaluation.command(run / "checkpoints" / "last.ckpt", run / "eval.json"))
+    start = time.perf_counter()
+    code: int | str = "not run"
+    try:
+        with log.open("a") as out, contextlib.redirect_stdout(out), \
+                contextlib.redirect_stderr(out):
+            print(f"$ sigmavae {shlex.join(command)}", flush=True)
+            try:
+                code = _train(run) if evaluation is None else _evaluate(run, evaluation)
+            except Exception as err:  # a crash in one run must not stop the others
+                traceback.print_exc()
+                code = f"{type(err).__name__}: {first_line(err)}"
+                print(f"error: {first_line(err)}", file=sys.stderr)
+    finally:
+        seconds = time.perf_counter() - start
+        times = run / f"{log.stem}_seconds.txt"
+        before = (read_seconds(times) or 0.0) if evaluation is None else 0.0
+        times.write_text(f"{before + seconds:.1f}\n")
+    if code != 0:
+        lines = log.read_text(errors="replace").strip().splitlines()
+        raise ExperimentError(f"run {run.name}: {what} failed ({code}): "
+                              f"{lines[-1] if lines else ''} (log: {log})")
     parts = [run / "train_seconds.txt", run / "eval_seconds.txt"]
-    if evaluate and all(p.is_file() for p in parts):  # the wall time of the whole run
+    if evaluation is not None and all(p.is_file() for p in parts):  # the whole run's wall time
         wall = sum(read_seconds(p) or 0.0 for p in parts)
         (run / "wall_seconds.txt").write_text(f"{wall:.1f}\n")
-    return total
+    return seconds
 
 
 def read_seconds(path: Path) -> float | None:
@@ -397,14 +464,15 @@ def _unique(specs: Sequence[RunSpec]) -> list[RunSpec]:
 def write_plan(store: RunStore, specs: Sequence[RunSpec],
                settings: Callable[[RunSpec], EvalSettings], folder: Path) -> Path:
     """``--plan``: every run's ``train.yaml`` in its run folder, and ``folder/commands.txt``
-    with one line per run (``sigmavae train ... && sigmavae eval ...``) for a scheduler, e.g. a
-    SLURM array: ``sed -n "${SLURM_ARRAY_TASK_ID}p" commands.txt | bash``."""
+    with one line per run (``sigmavae train ... && sigmavae eval ...``, what :meth:`RunStore.
+    execute` runs through the library) for a scheduler, e.g. a SLURM array:
+    ``sed -n "${SLURM_ARRAY_TASK_ID}p" commands.txt | bash``."""
     folder.mkdir(parents=True, exist_ok=True)
     lines = []
     for spec in _unique(specs):
         store.write_config(spec)
-        train, evaluate = store.commands(spec, settings(spec))
-        lines.append(f"sigmavae {' '.join(train)} && sigmavae {' '.join(evaluate)}")
+        train, evaluate = store.commands(spec, Evaluation.of(spec, settings(spec)))
+        lines.append(f"sigmavae {shlex.join(train)} && sigmavae {shlex.join(evaluate)}")
     path = folder / "commands.txt"
     path.write_text("\n".join(lines) + "\n")
     return path

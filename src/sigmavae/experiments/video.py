@@ -21,17 +21,17 @@ from pathlib import Path
 from typing import Any
 
 from . import figures
-from .definitions import (
+from .framework import (
     Context,
     Experiment,
     Results,
     Section,
     Verdict,
-    _published,
+    paper_cell,
     register_experiment,
-    seed_or_test_estimate,
 )
 from .heads import DECODER_ROWS, LEARNED, OPTIMAL, HeadRow
+from .measures import seed_or_test_estimate
 from .runs import RunResult, RunSpec, read_seconds
 from .stats import Estimate, all_of, estimate, fmt_estimate, fmt_number, less_than
 
@@ -192,7 +192,8 @@ class VideoExperiment(Experiment):
     classifier_fid = False
     rows: tuple[HeadRow, ...] = ()
     metrics: tuple[str, ...] = VIDEO_METRICS
-    eval_args: tuple[str, ...] = ()  # more `sigmavae eval` arguments of every run
+    #: more keyword arguments of ``evaluate_checkpoint`` for every run, as (key, value) pairs
+    eval_options: tuple[tuple[str, Any], ...] = ()
 
     def sizes(self, ctx: Context) -> VideoSizes:
         return sizes(self.name, ctx.preset.name)
@@ -208,13 +209,14 @@ class VideoExperiment(Experiment):
                  "epochs": size.epochs, "batch_size": size.batch_size, "lr": size.lr,
                  "log_every_n_steps": size.log_every_n_steps, "num_samples": 8,
                  **head.train_keys(), **ROW_TRAIN_KEYS.get(head.row, {})}
-        extra = ["--video-samples", str(size.video_samples), "--batch-size", "64"]
+        options: dict[str, Any] = {"video_samples": size.video_samples, "batch_size": 64}
         if size.eval_frames is not None:
-            extra += ["--data-option", f"frames={size.eval_frames}"]
-        extra += ["--limit", str(size.eval_sequences)] if size.eval_sequences else []
+            options["data_options"] = {"frames": size.eval_frames}
+        if size.eval_sequences:
+            options["limit"] = size.eval_sequences
         return RunSpec(head.row, head.label, train, seed,
                        metrics=(*self.metrics, *ROW_METRICS.get(head.row, ())),
-                       eval_args=(*extra, *self.eval_args))
+                       eval_options={**options, **dict(self.eval_options)})
 
     def runs(self, ctx: Context) -> list[RunSpec]:
         return [self.spec(ctx, head, seed) for head in self.rows for seed in self.seeds(ctx)]
@@ -390,7 +392,7 @@ class BairTable(VideoExperiment):
     rows = BAIR_ROWS
     metrics = ("elbo", "video", "fid")
     # the paper's FID: Inception features (torch-fidelity's weights on the machine)
-    eval_args = ("--fid-features", "inception")
+    eval_options = (("fid_features", "inception"),)
     presets = ("paper",)
 
     def analyse(self, ctx: Context, results: Results) -> Section:
@@ -404,8 +406,8 @@ class BairTable(VideoExperiment):
                                                                            for r in runs)),
                 "best-of-N SSIM": fmt_estimate(estimate(_video(r, "ssim_mean_over_steps")
                                                         for r in runs)),
-                "paper -log p": _published(2, head.row, "bair", "neg_log_p"),
-                "paper FID": _published(2, head.row, "bair", "fid"),
+                "paper -log p": paper_cell(2, head.row, "bair", "neg_log_p"),
+                "paper FID": paper_cell(2, head.row, "bair", "fid"),
             })
         figs = []
         path = self.curves(results, (ORIGINAL, OPTIMAL), ctx.out / "psnr-ssim.png",

@@ -5,16 +5,23 @@
 >>> dist = head(params, target=x)           # a torch.distributions.Distribution
 >>> nll = -dist.log_prob(x)                 # (B,), nats summed over all data dimensions
 
+Data of any range and shape: declare it, ``create("optimal_sigma", data_range="real")`` (or
+``"signed"`` for [-1, 1]; the default ``"unit"`` is [0, 1] images); mask padding with
+``head(params, target=x, mask=m)``. Without a distribution object,
+``nll, sigma = gaussian_nll(pred, target, mask=m)`` replaces ``F.mse_loss`` (:mod:`.functional`).
+
 See :mod:`sigmavae.likelihoods.base` for the conventions every head follows. Every head is
 registered by a decorator in its own module (:mod:`.registry`); the 8-bit bins are defined in
 :mod:`.bins`, the special functions in :mod:`.special`.
 """
 
+from ._location import DATA_RANGES, DataRange, DoubleSquashWarning
 from .base import (
     NUM_LEVELS,
     ImageLikelihood,
     LikelihoodHead,
     LikelihoodInputError,
+    align_mask,
     check_data,
     effective_beta,
 )
@@ -35,6 +42,7 @@ from .discretized import (
     DiscretizedMixture,
     LogisticMixtureHead,
 )
+from .functional import GaussianNLL, gaussian_nll
 from .gaussian import (
     BinnedNormal,
     FixedSigmaGaussian,
@@ -44,7 +52,13 @@ from .gaussian import (
     beta_from_sigma,
     sigma_from_beta,
 )
-from .optimal import PUBLIC_CODE_MIN_LOG_SIGMA, QUANTIZATION_SIGMA, OptimalSigmaGaussian
+from .optimal import (
+    PUBLIC_CODE_MIN_LOG_SIGMA,
+    QUANTIZATION_SIGMA,
+    REAL_MIN_SIGMA,
+    OptimalSigmaGaussian,
+    masked_variance,
+)
 from .registry import create, names, register, summary
 from .softclip import DEFAULT_MIN_LOG_SIGMA, softclip
 from .student_t import DEFAULT_MIN_DF, StudentTHead, StudentTWithCdf, student_t_cdf
@@ -54,21 +68,26 @@ DEFAULT_HEAD = "optimal_sigma"
 
 __all__ = [
     "BIN_WIDTH",
+    "DATA_RANGES",
     "DEFAULT_HEAD",
     "DEFAULT_MIN_DF",
     "DEFAULT_MIN_LOG_SIGMA",
     "NUM_LEVELS",
     "PUBLIC_CODE_MIN_LOG_SIGMA",
     "QUANTIZATION_SIGMA",
+    "REAL_MIN_SIGMA",
     "BernoulliHead",
     "BinnedNormal",
     "BitwiseCategoricalHead",
     "BitwiseIntensity",
     "CategoricalHead",
+    "DataRange",
     "DiscretizedGaussianHead",
     "DiscretizedLogisticHead",
     "DiscretizedMixture",
+    "DoubleSquashWarning",
     "FixedSigmaGaussian",
+    "GaussianNLL",
     "ImageLikelihood",
     "IntensityCategorical",
     "LearnedSigmaGaussian",
@@ -81,6 +100,7 @@ __all__ = [
     "StudentTWithCdf",
     "UnitBernoulli",
     "UnitGaussian",
+    "align_mask",
     "beta_from_sigma",
     "bounded_categorical_log_prob",
     "categorical_log_prob",
@@ -88,6 +108,8 @@ __all__ = [
     "create",
     "discretized_log_prob",
     "effective_beta",
+    "gaussian_nll",
+    "masked_variance",
     "names",
     "register",
     "sigma_from_beta",

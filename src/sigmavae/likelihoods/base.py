@@ -1,21 +1,34 @@
 """The likelihood-head abstraction shared by every decoder distribution.
 
 A *head* turns the raw output of a decoder network into a distribution ``p(x|z)`` over a batch of
-data (images ``(B, C, H, W)``, or any ``(B, C, *spatial)``). Conventions, for every head:
+data: images ``(B, C, H, W)``, vectors ``(B, D)``, sequences ``(B, T, ...)``, any ``(B, C, ...)``
+(dimension 1 is the "channel" dimension the parameters are stacked along). Conventions, for
+every head:
 
-* ``params`` has shape ``(B, head.param_channels(C), *spatial)`` and is laid out *parameter-major*:
+* ``params`` has shape ``(B, head.param_channels(C), ...)`` and is laid out *parameter-major*:
   channel ``j * C + c`` holds parameter ``j`` of data channel ``c`` (e.g. for ``per_pixel_sigma``
   the first ``C`` channels are the means, the next ``C`` the log standard deviations).
-* The returned distribution has ``batch_shape == (B,)`` and ``event_shape == (C, *spatial)``; its
-  ``log_prob(x)`` has shape ``(B,)`` and is in **nats, summed over every data dimension**.
-* *Continuous* heads (``data_kind == "unit"``) model floats in ``[0, 1]`` (8-bit images divided by
-  255); *discrete* heads (``data_kind == "intensity"``) model integer intensities ``0..255``.
+* The returned distribution has ``batch_shape == (B,)`` and ``event_shape == (C, ...)``; its
+  ``log_prob(x)`` has shape ``(B,)`` and is in **nats, summed over every data dimension** (over
+  the observed ones when a ``mask`` is given: ``head(params, target=x, mask=m)``).
+* *Continuous* heads (``data_kind == "unit"``, the historical name) model real-valued data in
+  the range they declare, ``data_range``: ``"unit"`` (default: ``[0, 1]``, 8-bit images divided
+  by 255), ``"signed"`` (``[-1, 1]``, ``2 x / 255 - 1``) or ``"real"`` (any finite numbers);
+  their ``log_prob`` is the exact density of the data as given. *Discrete* heads
+  (``data_kind == "intensity"``) model integer intensities ``0..255``.
   :meth:`LikelihoodHead.prepare_target` converts a ``uint8`` batch to whichever the head models.
+* Only the quantities that need 8-bit data (the bin masses :meth:`ImageLikelihood.bin_log_mass`
+  and :meth:`ImageLikelihood.bin_cdf`, hence the discretised ELBO, bin calibration and bits per
+  dimension of the 8-bit data) need more than that: ``unit`` and ``signed`` data are 8-bit images
+  by declaration, and ``real`` data must lie on the 8-bit grid ``k / 255`` in ``[0, 1]``, which
+  :meth:`ImageLikelihood.intensities` checks (one-line :class:`LikelihoodInputError` otherwise).
 """
 
 from __future__ import annotations
 
+import inspect
 import math
+from collections.abc import Callable, Sequence
 from typing import ClassVar, Literal
 
 import torch
@@ -23,24 +36,38 @@ from torch import nn
 from torch.distributions import Distribution, Independent
 
 from . import bins
+from ._location import (
+    DataRange,
+    check_data_range,
+    location,
+    looks_squashed,
+    warn_double_squash,
+)
 from .bins import NUM_LEVELS
 
 DataKind = Literal["unit", "intensity"]
 #: What ``torch.distributions`` accepts as a shape (``expand``, ``sample``).
 ShapeLike = torch.Size | list[int] | tuple[int, ...]
 
-__all__ = ["NUM_LEVELS", "DataKind", "ImageLikelihood", "LikelihoodHead", "LikelihoodInputError",
-           "ShapeLike", "check_data", "effective_beta", "is_binary", "resolve_validate_args"]
+__all__ = ["NUM_LEVELS", "DataKind", "DataRange", "ImageLikelihood", "LikelihoodHead",
+           "LikelihoodInputError", "ShapeLike", "align_mask", "check_data", "effective_beta",
+           "is_binary", "resolve_validate_args"]
+
+#: How far (in intensity levels) ``real`` data may lie from the 8-bit grid ``k / 255`` and still
+#: count as 8-bit data: float32 ``k / 255`` is within ``2e-5`` levels of ``k``.
+GRID_TOLERANCE = 1e-3
 
 
 class LikelihoodInputError(ValueError):
     """Raised when a head receives parameters or data of the wrong shape, dtype or range."""
 
 
-def check_data(value: torch.Tensor, data_kind: DataKind, what: str = "x") -> None:
+def check_data(value: torch.Tensor, data_kind: DataKind, what: str = "x",
+               data_range: DataRange = "unit") -> None:
     """Validate data for a head; raise :class:`LikelihoodInputError` naming ``what`` if invalid.
 
-    ``unit``: a floating tensor with every value finite and in ``[0, 1]``.
+    ``unit``: a floating tensor with every value finite and, by ``data_range``, in ``[0, 1]``
+    (``"unit"``), in ``[-1, 1]`` (``"signed"``) or anywhere (``"real"``).
     ``intensity``: an integer tensor (or a floating one holding whole numbers) in ``0..255``.
     """
     if not isinstance(value, torch.Tensor):
@@ -54,19 +81,32 @@ def check_data(value: torch.Tensor, data_kind: DataKind, what: str = "x") -> Non
         raise LikelihoodInputError(f"{what} is empty (shape {tuple(value.shape)})")
     if data_kind == "unit":
         if not value.is_floating_point():
+            if data_range == "unit":
+                raise LikelihoodInputError(
+                    f"{what} must be floating point in [0, 1] for a continuous head, got dtype "
+                    f"{value.dtype}; convert 8-bit images with x.float() / 255 "
+                    "(or head.prepare_target(x))"
+                )
             raise LikelihoodInputError(
-                f"{what} must be floating point in [0, 1] for a continuous head, got dtype "
-                f"{value.dtype}; convert 8-bit images with x.float() / 255 "
-                "(or head.prepare_target(x))"
+                f"{what} must be floating point for a continuous head (data_range="
+                f"{data_range!r}), got dtype {value.dtype}; convert 8-bit images with "
+                "head.prepare_target(x)"
             )
         lo_t, hi_t = torch.aminmax(value.detach())
         lo, hi = float(lo_t), float(hi_t)
         if not (math.isfinite(lo) and math.isfinite(hi)):
             raise LikelihoodInputError(f"{what} contains NaN or infinite values")
-        if lo < 0.0 or hi > 1.0:
+        if data_range == "unit" and (lo < 0.0 or hi > 1.0):
             raise LikelihoodInputError(
                 f"{what} must lie in [0, 1] for a continuous head (8-bit images divided by "
-                f"255), got values in [{lo:.4g}, {hi:.4g}]"
+                f"255), got values in [{lo:.4g}, {hi:.4g}]; for other data declare "
+                "data_range='signed' ([-1, 1]) or 'real' (any real numbers)"
+            )
+        if data_range == "signed" and (lo < -1.0 or hi > 1.0):
+            raise LikelihoodInputError(
+                f"{what} must lie in [-1, 1] for a continuous head with data_range='signed' "
+                f"(8-bit images as 2 x / 255 - 1), got values in [{lo:.4g}, {hi:.4g}]; "
+                "declare data_range='real' for any real numbers"
             )
     else:
         if value.dtype == torch.bool or value.is_complex():
@@ -86,6 +126,37 @@ def check_data(value: torch.Tensor, data_kind: DataKind, what: str = "x") -> Non
                 f"{what} must hold integer intensities in 0..255 for a discrete head, got "
                 f"values in [{float(lo_t):g}, {float(hi_t):g}]"
             )
+
+
+def align_mask(mask: torch.Tensor, data_shape: Sequence[int], validate: bool = True,
+               device: torch.device | None = None) -> torch.Tensor:
+    """``mask`` as a ``bool`` tensor with one dimension per data dimension, broadcastable to data
+    of shape ``data_shape`` (``(B, ...)``); ``True`` marks an observed entry.
+
+    A mask with as many dimensions as the data broadcasts as in torch (e.g. ``(B, 1, H, W)``); a
+    mask with fewer dimensions covers the *leading* ones and extends over the rest: ``(B,)`` per
+    example, ``(B, T)`` per example and step of data ``(B, T, ...)``. ``bool`` masks are used as
+    they are; other dtypes must hold 0 and 1 (checked when ``validate``).
+    """
+    shape = tuple(data_shape)
+    if not isinstance(mask, torch.Tensor):
+        raise LikelihoodInputError(f"mask must be a torch.Tensor, got {type(mask).__name__}")
+    k = mask.dim()
+    fits = 0 < k <= len(shape) and all(
+        m in (1, d) for m, d in zip(mask.shape, shape[:k], strict=True))
+    if not fits:
+        raise LikelihoodInputError(
+            f"mask has shape {tuple(mask.shape)} but the data has shape {shape}: pass a mask "
+            "over the leading dimensions (B,) or (B, T) (extended over the rest), or one with "
+            "a dimension per data dimension that broadcasts to the data"
+        )
+    if mask.dtype != torch.bool:
+        if validate and not bool(((mask == 0) | (mask == 1)).all()):
+            raise LikelihoodInputError("mask must hold True/False or 0/1 (1: observed)")
+        mask = mask != 0
+    if device is not None:
+        mask = mask.to(device)
+    return mask.reshape(*mask.shape, *([1] * (len(shape) - k)))
 
 
 def is_binary(data: torch.Tensor) -> bool:
@@ -113,6 +184,18 @@ def effective_beta(sigma: torch.Tensor) -> torch.Tensor:
     return 2.0 / sigma.pow(-2).mean()
 
 
+#: ``data = offset + width * u`` for the data ``u`` on the [0, 1] scale of the 8-bit bins.
+_UNIT_MAP: dict[str, tuple[float, float] | None] = {"unit": None, "real": None,
+                                                    "signed": (-1.0, 2.0)}
+
+
+def _takes_affine(method: Callable[..., torch.Tensor]) -> bool:
+    try:
+        return "offset" in inspect.signature(method).parameters
+    except (TypeError, ValueError):
+        return False
+
+
 class ImageLikelihood(Independent):
     """A factorised distribution over whole data points: ``batch_shape (B,)``, event ``(C, ...)``.
 
@@ -123,11 +206,18 @@ class ImageLikelihood(Independent):
     * with ``validate_args`` (torch's meaning: ``None`` is the global default, on unless
       ``python -O``), values passed to :meth:`log_prob`, the element-wise methods and the bin
       methods are checked (shape, dtype, range) with a clear :class:`LikelihoodInputError`;
+    * ``data_range`` (continuous heads): ``"unit"``, ``"signed"`` or ``"real"``, the range the
+      data were declared in (what the checks accept, and where the 8-bit bins lie);
+    * ``mask`` (``None``, or a ``bool`` tensor broadcastable to the data, :func:`align_mask`):
+      entries where it is ``False`` contribute 0 to :meth:`log_prob` and
+      :meth:`elementwise_log_prob` and are not checked (they may hold NaN padding); sampling,
+      ``mean`` and the CDFs ignore it. :meth:`with_mask` gives a masked copy;
     * :meth:`elementwise_log_prob` (nats per data dimension) and :meth:`elementwise_cdf`;
     * :meth:`bin_log_mass` and :meth:`bin_cdf`: the probability of each 8-bit intensity bin and
       the CDF at its upper edge (:mod:`.bins`), whatever the head (continuous densities are
-      integrated over the bins; distributions over intensities give their own pmf and CDF), and
-      :meth:`intensities` to turn data in this distribution's units into those intensities;
+      integrated over the bins, mapped to ``[-1, 1]`` for ``signed`` data; distributions over
+      intensities give their own pmf and CDF), and :meth:`intensities` to turn data in this
+      distribution's units into those intensities (refusing ``real`` data off the 8-bit grid);
     * ``sigma`` (the scale the head used, broadcastable to the data, or ``None``) and
       ``effective_beta`` (a detached scalar tensor, or ``None``): :func:`effective_beta` of
       ``sigma``, for Gaussian heads the KL weight of the equivalent beta-VAE.
@@ -139,22 +229,41 @@ class ImageLikelihood(Independent):
         data_kind: DataKind,
         sigma: torch.Tensor | None = None,
         validate_args: bool | None = None,
+        data_range: DataRange = "unit",
+        mask: torch.Tensor | None = None,
     ) -> None:
         ndims = len(base.batch_shape) - 1
         super().__init__(base, ndims, validate_args=validate_args)
         self.data_kind: DataKind = data_kind
+        self.data_range: DataRange = check_data_range(data_range)
         self.sigma = sigma
         self.effective_beta = effective_beta(sigma) if sigma is not None else None
+        self.mask: torch.Tensor | None = None
+        if mask is not None:
+            self.mask = align_mask(mask, self.batch_shape + self.event_shape,
+                                   validate=bool(self._validate_args))
 
     def expand(self, batch_shape: ShapeLike,
                _instance: ImageLikelihood | None = None) -> ImageLikelihood:
         """The same distribution with ``batch_shape`` (``torch.distributions`` semantics: the base
-        is expanded, nothing is copied); ``sigma`` still broadcasts to the data."""
+        is expanded, nothing is copied); ``sigma`` and ``mask`` still broadcast to the data."""
         new = self._get_checked_instance(ImageLikelihood, _instance)
         super().expand(batch_shape, _instance=new)  # fills in ``new``
         new.data_kind = self.data_kind
+        new.data_range = self.data_range
         new.sigma = self.sigma
         new.effective_beta = self.effective_beta
+        new.mask = self.mask
+        return new
+
+    def with_mask(self, mask: torch.Tensor | None) -> ImageLikelihood:
+        """A copy (sharing the parameters) that scores only the entries where ``mask`` is true
+        (:func:`align_mask`: ``(B,)``, ``(B, T)`` or broadcastable to the data); ``None``
+        removes the mask. The sigma stays what the head computed: for a data-dependent head
+        (optimal sigma) pass the mask to the head instead, ``head(params, target=x, mask=m)``."""
+        new = self.expand(self.batch_shape)
+        new.mask = None if mask is None else align_mask(
+            mask, self.batch_shape + self.event_shape, validate=bool(self._validate_args))
         return new
 
     # -- validation -----------------------------------------------------------------------------
@@ -175,24 +284,35 @@ class ImageLikelihood(Independent):
             )
 
     def _validate_sample(self, value: torch.Tensor) -> None:
-        """Shape (broadcasting as in torch), dtype and range of data in this head's units."""
+        """Shape (broadcasting as in torch), dtype and range of data in this head's units (the
+        observed entries only, under a mask)."""
         self._check_shape(value)
-        check_data(value, self.data_kind)
+        check_data(self._observed(value), self.data_kind, data_range=self.data_range)
 
     def _validate_intensities(self, intensities: torch.Tensor) -> None:
         self._check_shape(intensities, "intensities")
         check_data(intensities, "intensity", "intensities")
 
+    def _observed(self, value: torch.Tensor) -> torch.Tensor:
+        """``value`` with the masked entries replaced by 0 (valid data for every head)."""
+        if self.mask is None or not isinstance(value, torch.Tensor):
+            return value
+        return torch.where(self.mask, value, 0)
+
     # -- densities --------------------------------------------------------------------------------
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
-        """Log-likelihood of each data point, shape ``(B,)``, nats summed over all dimensions."""
+        """Log-likelihood of each data point, shape ``(B,)``, nats summed over all dimensions
+        (the observed ones under a ``mask``: a fully masked example gets 0)."""
         return self.elementwise_log_prob(value).flatten(-len(self.event_shape)).sum(-1)
 
     def elementwise_log_prob(self, value: torch.Tensor) -> torch.Tensor:
-        """Log-likelihood of each data dimension, shape ``(B, C, ...)``, nats."""
+        """Log-likelihood of each data dimension, shape ``(B, C, ...)``, nats (0 where masked)."""
         if self._validate_args:
             self._validate_sample(value)
-        return self.base_dist.log_prob(value)
+        if self.mask is None:
+            return self.base_dist.log_prob(value)
+        log_prob = self.base_dist.log_prob(self._observed(value))
+        return torch.where(self.mask, log_prob, 0)
 
     def elementwise_cdf(self, value: torch.Tensor) -> torch.Tensor:
         """``P(X <= value)`` per data dimension, shape ``(B, C, ...)``."""
@@ -202,44 +322,80 @@ class ImageLikelihood(Independent):
 
     # -- the 8-bit bins -------------------------------------------------------------------------
     def intensities(self, value: torch.Tensor) -> torch.Tensor:
-        """The 8-bit intensities ``0..255`` of data in this distribution's units: continuous heads'
-        ``[0, 1]`` floats times 255, rounded (float64); intensities unchanged."""
-        return bins.to_intensities(value) if self.data_kind == "unit" else value
+        """The 8-bit intensities ``0..255`` of data in this distribution's units (float64):
+        ``unit`` data times 255, ``signed`` data ``(x + 1) / 2`` times 255, rounded; ``real``
+        data only if they lie on the 8-bit grid ``k / 255`` in ``[0, 1]``
+        (:class:`LikelihoodInputError` otherwise: the 8-bit quantities do not exist for them).
+        Intensities are returned unchanged."""
+        if self.data_kind != "unit":
+            return value
+        if self.data_range == "signed":
+            return bins.to_intensities(value.double().add(1.0).mul(0.5))
+        if self.data_range == "real":
+            self._check_on_grid(value)
+        return bins.to_intensities(value)
+
+    def _check_on_grid(self, value: torch.Tensor) -> None:
+        v = self._observed(value).detach().double()
+        levels = v * bins.MAX_LEVEL
+        lo, hi = (float(t) for t in torch.aminmax(v))
+        off = float((levels - levels.round()).abs().max()) if math.isfinite(lo + hi) else 1.0
+        if not (lo >= 0.0 and hi <= 1.0 and off <= GRID_TOLERANCE):
+            raise LikelihoodInputError(
+                "8-bit quantities (bin masses, the discretised ELBO, bin calibration, bits/dim "
+                "of 8-bit data) need 8-bit data, and these data (data_range='real', values in "
+                f"[{lo:.4g}, {hi:.4g}]) are not on the grid k/255 in [0, 1]; declare "
+                "data_range='unit' or 'signed' for 8-bit images, or use log_prob, the density "
+                "of the data as given"
+            )
+
+    def _unit_cdf(self) -> Callable[[torch.Tensor], torch.Tensor]:
+        """The base's CDF as a function of ``u`` on the [0, 1] scale of the bins."""
+        affine = _UNIT_MAP[self.data_range]
+        if affine is None:
+            return self.base_dist.cdf
+        offset, width = affine
+        return lambda u: self.base_dist.cdf(offset + width * u)
 
     def bin_log_mass(self, intensities: torch.Tensor) -> torch.Tensor:
         """``log P(bin of intensity i)`` per data dimension, nats, shape ``(B, C, ...)``.
 
         ``intensities``: integers ``0..255`` (any dtype holding whole numbers), shape
         ``(B, C, ...)``. A continuous head's density is integrated over the bin
-        ``[(i - 1/2)/255, (i + 1/2)/255]`` (edge bins open, :mod:`.bins`), in float64, by the
-        base's own ``bin_log_mass`` where it has one (accurate in the tails) and as a
-        difference of its ``cdf`` otherwise (``NotImplementedError`` without a ``cdf``); a head
-        over intensities gives its own ``log_prob`` (its dtype). The 256 masses sum to one.
+        ``[(i - 1/2)/255, (i + 1/2)/255]`` (edge bins open, :mod:`.bins`; for ``signed`` data
+        its image under ``u -> 2 u - 1``), in float64, by the base's own ``bin_log_mass`` where
+        it has one (accurate in the tails) and as a difference of its ``cdf`` otherwise
+        (``NotImplementedError`` without a ``cdf``); a head over intensities gives its own
+        ``log_prob`` (its dtype). The 256 masses sum to one.
         """
         if self._validate_args:
             self._validate_intensities(intensities)
         own = getattr(self.base_dist, "bin_log_mass", None)
-        if own is not None:
+        affine = _UNIT_MAP[self.data_range] if self.data_kind == "unit" else None
+        if own is not None and affine is None:
             return own(intensities)
+        if own is not None and affine is not None and _takes_affine(own):
+            return own(intensities, offset=affine[0], width=affine[1])
         if self.data_kind == "intensity":
             return self.base_dist.log_prob(intensities)
-        return bins.log_mass_from_cdf(self.base_dist.cdf, intensities, _dtype(self.base_dist))
+        return bins.log_mass_from_cdf(self._unit_cdf(), intensities, _dtype(self.base_dist))
 
     def bin_cdf(self, intensities: torch.Tensor) -> torch.Tensor:
         """``P(X <= upper edge of the bin of intensity i)`` per data dimension, ``(B, C, ...)``.
 
-        The CDF at ``(i + 1/2)/255`` for a continuous head (1 at 255), evaluated in the base's
-        dtype; a head over intensities gives its own ``cdf(i)``. ``P(X < bin i)`` is
-        ``bin_cdf(i - 1)`` (0 for ``i = 0``). ``intensities`` as for :meth:`bin_log_mass`.
+        The CDF at ``(i + 1/2)/255`` for a continuous head (1 at 255; ``signed`` data: at
+        ``2 (i + 1/2)/255 - 1``), evaluated in the base's dtype; a head over intensities gives its
+        own ``cdf(i)``. ``P(X < bin i)`` is ``bin_cdf(i - 1)`` (0 for ``i = 0``).
+        ``intensities`` as for :meth:`bin_log_mass`.
         """
         if self._validate_args:
             self._validate_intensities(intensities)
         own = getattr(self.base_dist, "bin_cdf", None)
-        if own is not None:
+        if own is not None and (self.data_kind != "unit" or _UNIT_MAP[self.data_range] is None):
             return own(intensities)
         if self.data_kind == "intensity":
             return self.base_dist.cdf(intensities)
-        return bins.cdf_at_upper_edge(self.base_dist.cdf, intensities, _dtype(self.base_dist))
+        return bins.cdf_at_upper_edge(self._unit_cdf(), intensities, _dtype(self.base_dist))
 
 
 def _dtype(dist: Distribution) -> torch.dtype:
@@ -254,15 +410,23 @@ class LikelihoodHead(nn.Module):
     """Base class: maps decoder outputs ``params`` to a distribution over the data.
 
     Subclasses set the class attributes and implement :meth:`params_per_channel` and
-    :meth:`distribution`. ``head(params, target=x)`` validates the shapes and ``x`` and returns
-    an :class:`ImageLikelihood`. ``target`` is needed only by heads whose parameters depend on the
-    data (the optimal-sigma heads); others ignore it apart from validating it.
+    :meth:`distribution`. ``head(params, target=x, mask=m)`` validates the shapes and ``x`` and
+    returns an :class:`ImageLikelihood`. ``target`` is needed only by heads whose parameters
+    depend on the data (the optimal-sigma heads); others ignore it apart from validating it.
+    ``mask`` (optional, :func:`align_mask`) marks the observed entries: the returned
+    distribution's ``log_prob`` sums over them only, and data-dependent heads compute their
+    statistics from them only (:meth:`masked_distribution`).
     """
 
     #: Registry name of the head (public API, used by the CLI).
     name: ClassVar[str] = ""
-    #: ``"unit"``: floats in [0, 1]; ``"intensity"``: integers 0..255.
+    #: ``"unit"``: continuous, real-valued data (see :attr:`data_range`); ``"intensity"``:
+    #: integers 0..255.
     data_kind: ClassVar[DataKind] = "unit"
+    #: The range of a continuous head's data: ``"unit"`` ([0, 1], 8-bit images / 255),
+    #: ``"signed"`` ([-1, 1]) or ``"real"`` (anything finite); set per instance by the heads
+    #: that take a ``data_range`` option. Ignored by heads over intensities.
+    data_range: DataRange = "unit"
     #: Whether ``-log_prob`` of test data (with the head in eval mode) is a valid upper bound on
     #: the negative log-likelihood. ``False`` heads explain why in :attr:`invalid_bound_reason`.
     valid_bound: ClassVar[bool] = True
@@ -275,6 +439,7 @@ class LikelihoodHead(nn.Module):
         #: distribution (one reduction per call), ``False`` skips the checks (the trainer's
         #: batches are valid by construction), ``None`` follows torch's global default (on).
         self.validate_args: bool | None = validate_args
+        self._squash_checked = False
 
     @property
     def validate(self) -> bool:
@@ -304,38 +469,95 @@ class LikelihoodHead(nn.Module):
     def prepare_target(self, images: torch.Tensor) -> torch.Tensor:
         """Convert a ``uint8`` batch ``(B, C, ...)`` to the data this head models.
 
-        Continuous heads get ``float32`` in ``[0, 1]`` (``x / 255``), discrete heads the integer
+        Continuous heads get ``float32``: ``x / 255`` in ``[0, 1]`` (``data_range`` ``unit``
+        and ``real``), ``2 x / 255 - 1`` in ``[-1, 1]`` (``signed``); discrete heads the integer
         intensities (``int64``).
         """
         if images.dtype != torch.uint8:
             raise LikelihoodInputError(f"prepare_target expects uint8 images, got {images.dtype}")
         if self.data_kind == "unit":
-            return images.to(torch.float32).div_(NUM_LEVELS - 1)
+            unit = images.to(torch.float32).div_(NUM_LEVELS - 1)
+            return unit.mul_(2.0).sub_(1.0) if self.data_range == "signed" else unit
         return images.long()
 
+    def from_unit_interval(self, images: torch.Tensor) -> torch.Tensor:
+        """Map float images in ``[0, 1]`` (``x / 255``) to the data this head models: unchanged
+        (``unit``, ``real``), ``2 x - 1`` (``signed``), or ``round(255 x)`` (``int64``
+        intensities for discrete heads). The float counterpart of :meth:`prepare_target`."""
+        if self.data_kind == "intensity":
+            return torch.round(images * (NUM_LEVELS - 1)).long()
+        return images * 2.0 - 1.0 if self.data_range == "signed" else images
+
     def to_unit_interval(self, x: torch.Tensor) -> torch.Tensor:
-        """Map data or a mean of this head's kind to floats in ``[0, 1]`` (for image grids)."""
+        """Map data or a mean of this head's kind to floats in ``[0, 1]`` (for image grids):
+        intensities / 255, ``signed`` data ``(x + 1) / 2``, clamped."""
         x = x.float()
         if self.data_kind == "intensity":
             x = x / (NUM_LEVELS - 1)
+        elif self.data_range == "signed":
+            x = (x + 1.0) * 0.5
         return x.clamp(0.0, 1.0)
 
     # -- the distribution ---------------------------------------------------------------------
     def forward(
-        self, params: torch.Tensor, target: torch.Tensor | None = None
+        self, params: torch.Tensor, target: torch.Tensor | None = None,
+        mask: torch.Tensor | None = None,
     ) -> ImageLikelihood:
-        """``p(x | params)``; ``target`` (the data batch) is needed by data-dependent heads."""
+        """``p(x | params)``; ``target`` (the data batch) is needed by data-dependent heads;
+        ``mask`` marks the observed entries of the data (:func:`align_mask`)."""
         self._check_params(params, target)
         if params.dtype in (torch.float16, torch.bfloat16):
             params = params.float()  # likelihoods are always evaluated in float32
+        if mask is None:
+            if target is not None and self.validates():
+                check_data(target, self.data_kind, "target", self.data_range)
+            return self.distribution(params, target)
+        mask = align_mask(mask, self._data_shape(params, target), validate=self.validates(),
+                          device=params.device)
         if target is not None and self.validates():
-            check_data(target, self.data_kind, "target")
-        return self.distribution(params, target)
+            observed = torch.where(mask, target, 0) if isinstance(target, torch.Tensor) else target
+            check_data(observed, self.data_kind, "target", self.data_range)
+        dist = self.masked_distribution(params, target, mask)
+        dist.mask = mask
+        return dist
 
     def distribution(
         self, params: torch.Tensor, target: torch.Tensor | None
     ) -> ImageLikelihood:
         raise NotImplementedError
+
+    def masked_distribution(
+        self, params: torch.Tensor, target: torch.Tensor | None, mask: torch.Tensor
+    ) -> ImageLikelihood:
+        """:meth:`distribution` when a mask is given (``mask``: ``bool``, one dimension per data
+        dimension, broadcastable to the data). :meth:`forward` attaches the mask to the result.
+
+        The default suits heads whose parameters do not depend on the data: the masked entries
+        of ``target`` are replaced by 0 and :meth:`distribution` is called. Heads that compute
+        statistics of the data (optimal sigma) override it to use the observed entries only.
+        """
+        filled = None if target is None else torch.where(mask, target, 0)
+        return self.distribution(params, filled)
+
+    def _data_shape(self, params: torch.Tensor, target: torch.Tensor | None) -> torch.Size:
+        if target is not None:
+            return target.shape
+        k = self.params_per_channel()
+        return torch.Size((params.shape[0], params.shape[1] // k, *params.shape[2:]))
+
+    def mean_location(self, raw: torch.Tensor) -> torch.Tensor:
+        """The head's ``mean_activation`` applied to raw decoder outputs. The first time it sees
+        outputs that already all lie in (0, 1), as a sigmoid's do, a sigmoid head warns once
+        (:class:`~sigmavae.likelihoods._location.DoubleSquashWarning`): the decoder probably
+        ends in its own sigmoid and wants ``mean_activation='identity'``. Checked only while
+        the head validates its data (``validate_args``), so the trainer's steps never sync."""
+        activation = getattr(self, "mean_activation", "identity")
+        if (activation == "sigmoid" and not getattr(self, "_squash_checked", True)
+                and self.validates()):
+            self._squash_checked = True
+            if looks_squashed(raw):
+                warn_double_squash(self.name)
+        return location(raw, activation)
 
     def predict_mean(self, params: torch.Tensor) -> torch.Tensor:
         """The mean of ``p(x|z)`` (in the head's data units), without data or state changes."""
@@ -383,7 +605,9 @@ class LikelihoodHead(nn.Module):
     def bound_validity(self, data: torch.Tensor | None = None) -> tuple[bool, str | None]:
         """Whether ``-log_prob`` of ``data`` (eval mode) is a valid bound on ``-log p(x)``, and
         if not, why (this head's own reason). ``data``: the evaluated batch or set, for heads
-        whose validity depends on it (Bernoulli is exact on binary data)."""
+        whose validity depends on it (Bernoulli is exact on binary data). A continuous head's
+        density is a valid bound of the density of its data whatever their range (``unit``,
+        ``signed``, ``real``); under a mask, of the density of the observed entries."""
         if self.valid_bound:
             return True, None
         return False, self.invalid_bound_reason
@@ -412,4 +636,6 @@ class LikelihoodHead(nn.Module):
         return None if sigma is None else effective_beta(sigma)
 
     def extra_repr(self) -> str:
-        return f"name={self.name!r}, data_kind={self.data_kind!r}"
+        declared = (f", data_range={self.data_range!r}"
+                    if self.data_kind == "unit" and self.data_range != "unit" else "")
+        return f"name={self.name!r}, data_kind={self.data_kind!r}{declared}"

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.distributions import Distribution, constraints
 
-from ._location import MeanActivation, check_mean_activation, location
+from ._location import MeanActivation, check_mean_activation
 from .base import ImageLikelihood, LikelihoodHead, LikelihoodInputError, ShapeLike
 from .bins import (
     BIN_WIDTH,
@@ -304,15 +304,17 @@ class DiscretizedHead(LikelihoodHead):
         return 1
 
     # -- the scale ------------------------------------------------------------------------------
-    def _log_scale(self, loc: torch.Tensor, target: torch.Tensor | None) -> torch.Tensor:
-        """``log s`` (a scalar tensor, possibly with gradient)."""
+    def _log_scale(self, loc: torch.Tensor, target: torch.Tensor | None,
+                   mask: torch.Tensor | None = None) -> torch.Tensor:
+        """``log s`` (a scalar tensor, possibly with gradient; ``scale="optimal"``: from the
+        observed entries of ``target`` under ``mask``)."""
         if self.scale_mode == "fixed":
             return torch.tensor(self.fixed_log_scale, dtype=loc.dtype, device=loc.device)
         if self.scale_mode == "learned":
             raw = self.raw_log_scale
         else:
             if target is not None:
-                sigma = self.optimal(loc, target.to(loc.dtype) * BIN_WIDTH).sigma
+                sigma = self.optimal(loc, target.to(loc.dtype) * BIN_WIDTH, mask=mask).sigma
             elif int(self.optimal.num_batches_tracked) > 0:
                 sigma = self.optimal.sigma
             else:
@@ -342,8 +344,13 @@ class DiscretizedHead(LikelihoodHead):
 
     # -- the distribution -----------------------------------------------------------------------
     def distribution(self, params: torch.Tensor, target: torch.Tensor | None) -> ImageLikelihood:
-        loc = location(params, self.mean_activation)
-        log_scale = self._log_scale(loc, target)
+        return self.masked_distribution(params, target, None)
+
+    def masked_distribution(self, params: torch.Tensor, target: torch.Tensor | None,
+                            mask: torch.Tensor | None) -> ImageLikelihood:
+        """The distribution; ``scale="optimal"`` takes its MSE over the observed entries."""
+        loc = self.mean_location(params)
+        log_scale = self._log_scale(loc, target, mask)
         base = DiscretizedMixture(
             self.family, loc.unsqueeze(-1), log_scale.expand(loc.shape).unsqueeze(-1),
             validate_args=False,
@@ -428,7 +435,7 @@ class LogisticMixtureHead(LikelihoodHead):
         k = self.components
         split = self.split_params(params).movedim(1, -1)  # (B, C, *spatial, 3K)
         logits, raw_loc, raw_log_scale = split[..., :k], split[..., k : 2 * k], split[..., 2 * k :]
-        loc = location(raw_loc, self.mean_activation)
+        loc = self.mean_location(raw_loc)
         log_scale = softclip(raw_log_scale, self.min_log_scale, self.max_log_scale)
         base = DiscretizedMixture(FAMILIES["logistic"], loc, log_scale, logits, validate_args=False)
         return ImageLikelihood(base, "intensity", sigma=None, validate_args=self.validate_args)

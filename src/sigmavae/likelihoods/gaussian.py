@@ -1,7 +1,9 @@
 """Gaussian decoders with a constant, learned or network-predicted sigma (paper, Sec. 3.1).
 
-All model ``x`` in ``[0, 1]`` as ``N(mu, sigma^2)`` per dimension, with
-``-log p(x|z) = sum_d [ (x_d - mu_d)^2 / (2 sigma_d^2) + log sigma_d + log sqrt(2 pi) ]`` (nats).
+All model ``x`` as ``N(mu, sigma^2)`` per dimension, with
+``-log p(x|z) = sum_d [ (x_d - mu_d)^2 / (2 sigma_d^2) + log sigma_d + log sqrt(2 pi) ]`` (nats),
+for data in the range they declare (``data_range``: ``"unit"`` [0, 1] by default, ``"signed"``
+[-1, 1], ``"real"``; see :mod:`._location`). Sigma is in the units of the data.
 """
 
 from __future__ import annotations
@@ -12,7 +14,12 @@ import torch
 from torch import nn
 from torch.distributions import Normal
 
-from ._location import MeanActivation, check_mean_activation, location
+from ._location import (
+    ContinuousMeanActivation,
+    DataRange,
+    check_data_range,
+    resolve_mean_activation,
+)
 from .base import ImageLikelihood, LikelihoodHead, effective_beta
 from .bins import FAMILIES, discretized_log_prob
 from .registry import register
@@ -20,18 +27,22 @@ from .softclip import DEFAULT_MIN_LOG_SIGMA, softclip
 
 
 class BinnedNormal(Normal):
-    """``torch.distributions.Normal`` on the [0, 1] data scale that also gives the exact mass of
-    each 8-bit intensity bin (for the discretised ELBO): :meth:`bin_log_mass` integrates the
-    density over the bins of :mod:`.bins` with the closed form of
-    :func:`~sigmavae.likelihoods.bins.discretized_log_prob` in float64 (``log_ndtr`` tails,
-    Simpson's rule for narrow bins: no cancellation). Everything else, ``expand`` included, is
-    torch's ``Normal``."""
+    """``torch.distributions.Normal`` that also gives the exact mass of each 8-bit intensity bin
+    (for the discretised ELBO): :meth:`bin_log_mass` integrates the density over the bins of
+    :mod:`.bins` with the closed form of :func:`~sigmavae.likelihoods.bins.discretized_log_prob`
+    in float64 (``log_ndtr`` tails, Simpson's rule for narrow bins: no cancellation). Everything
+    else, ``expand`` included, is torch's ``Normal``."""
 
-    def bin_log_mass(self, intensities: torch.Tensor) -> torch.Tensor:
+    def bin_log_mass(self, intensities: torch.Tensor, offset: float = 0.0,
+                     width: float = 1.0) -> torch.Tensor:
         """``log P(bin of intensity i)``, float64 nats, element-wise (broadcasting with the
-        batch); ``intensities`` integers ``0..255`` of any dtype."""
-        return discretized_log_prob(FAMILIES["gaussian"], intensities, self.loc.double(),
-                                    self.scale.double().log())
+        batch); ``intensities`` integers ``0..255`` of any dtype. The bins are those of
+        :mod:`.bins` on the [0, 1] scale mapped by ``u -> offset + width * u`` to the data
+        (``offset=-1, width=2`` for data in [-1, 1])."""
+        loc, log_scale = self.loc.double(), self.scale.double().log()
+        if offset != 0.0 or width != 1.0:
+            loc, log_scale = (loc - offset) / width, log_scale - math.log(width)
+        return discretized_log_prob(FAMILIES["gaussian"], intensities, loc, log_scale)
 
 
 class GaussianMeanHead(LikelihoodHead):
@@ -39,10 +50,11 @@ class GaussianMeanHead(LikelihoodHead):
 
     data_kind = "unit"
 
-    def __init__(self, mean_activation: MeanActivation = "sigmoid",
-                 validate_args: bool | None = None) -> None:
+    def __init__(self, mean_activation: ContinuousMeanActivation | None = None,
+                 validate_args: bool | None = None, data_range: DataRange = "unit") -> None:
         super().__init__(validate_args=validate_args)
-        self.mean_activation = check_mean_activation(mean_activation)
+        self.data_range = check_data_range(data_range)
+        self.mean_activation = resolve_mean_activation(mean_activation, data_range)
 
     def params_per_channel(self) -> int:
         return 1
@@ -52,10 +64,11 @@ class GaussianMeanHead(LikelihoodHead):
         raise NotImplementedError
 
     def distribution(self, params: torch.Tensor, target: torch.Tensor | None) -> ImageLikelihood:
-        mean = location(params, self.mean_activation)
+        mean = self.mean_location(params)
         sigma = self.log_sigma(mean, target).exp().to(mean.dtype)
         base = BinnedNormal(mean, sigma.expand_as(mean), validate_args=False)
-        return ImageLikelihood(base, "unit", sigma=sigma, validate_args=self.validate_args)
+        return ImageLikelihood(base, "unit", sigma=sigma, validate_args=self.validate_args,
+                               data_range=self.data_range)
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, mean_activation={self.mean_activation!r}"
@@ -92,10 +105,12 @@ class FixedSigmaGaussian(GaussianMeanHead):
         self,
         sigma: float | None = None,
         beta: float | None = None,
-        mean_activation: MeanActivation = "sigmoid",
+        mean_activation: ContinuousMeanActivation | None = None,
         validate_args: bool | None = None,
+        data_range: DataRange = "unit",
     ) -> None:
-        super().__init__(mean_activation=mean_activation, validate_args=validate_args)
+        super().__init__(mean_activation=mean_activation, validate_args=validate_args,
+                         data_range=data_range)
         if (sigma is None) == (beta is None):
             raise ValueError("fixed_sigma: pass exactly one of sigma=... or beta=...")
         if sigma is None:
@@ -127,10 +142,12 @@ class LearnedSigmaGaussian(GaussianMeanHead):
         self,
         init_sigma: float = 1.0,
         min_log_sigma: float | None = None,
-        mean_activation: MeanActivation = "sigmoid",
+        mean_activation: ContinuousMeanActivation | None = None,
         validate_args: bool | None = None,
+        data_range: DataRange = "unit",
     ) -> None:
-        super().__init__(mean_activation=mean_activation, validate_args=validate_args)
+        super().__init__(mean_activation=mean_activation, validate_args=validate_args,
+                         data_range=data_range)
         if not init_sigma > 0:
             raise ValueError(f"learned_sigma: init_sigma must be > 0, got {init_sigma}")
         self.raw_log_sigma = nn.Parameter(torch.tensor(math.log(init_sigma)))
@@ -160,11 +177,13 @@ class PerPixelSigmaGaussian(LikelihoodHead):
         self,
         min_log_sigma: float | None = DEFAULT_MIN_LOG_SIGMA,
         max_log_sigma: float | None = None,
-        mean_activation: MeanActivation = "sigmoid",
+        mean_activation: ContinuousMeanActivation | None = None,
         validate_args: bool | None = None,
+        data_range: DataRange = "unit",
     ) -> None:
         super().__init__(validate_args=validate_args)
-        self.mean_activation = check_mean_activation(mean_activation)
+        self.data_range = check_data_range(data_range)
+        self.mean_activation = resolve_mean_activation(mean_activation, data_range)
         self.min_log_sigma = min_log_sigma
         self.max_log_sigma = max_log_sigma
         softclip(torch.zeros(()), min_log_sigma, max_log_sigma)  # validates the bounds
@@ -181,10 +200,11 @@ class PerPixelSigmaGaussian(LikelihoodHead):
 
     def distribution(self, params: torch.Tensor, target: torch.Tensor | None) -> ImageLikelihood:
         raw_mean, raw_log_sigma = self.split_params(params).unbind(1)
-        mean = location(raw_mean, self.mean_activation)
+        mean = self.mean_location(raw_mean)
         sigma = softclip(raw_log_sigma, self.min_log_sigma, self.max_log_sigma).exp()
         dist = ImageLikelihood(BinnedNormal(mean, sigma, validate_args=False), "unit",
-                               sigma=sigma, validate_args=self.validate_args)
+                               sigma=sigma, validate_args=self.validate_args,
+                               data_range=self.data_range)
         # A scalar summary for logging: the shared sigma with the same effective beta.
         self._last_sigma = (effective_beta(sigma) / 2).sqrt()
         return dist

@@ -16,14 +16,24 @@ average (``decay``), which eval mode uses, so test bounds use a sigma fitted on 
 Under torch.distributed the squared errors and counts are all-reduced first, so N processes
 compute exactly the sigma of one process holding the concatenated batch.
 
+Masks (``head(params, target=x, mask=m)``, :func:`~sigmavae.likelihoods.base.align_mask`): the
+MSE is taken over the observed entries only (sums of squared errors and counts of observed entries,
+both all-reduced under torch.distributed), so padding and missing values neither enter sigma nor
+the running estimate; an example with nothing observed contributes nothing (``log_prob`` 0, and
+per image it is left out of the running summary); a dimension that no example observes keeps its
+running value (``per_dim``; on the very first batch it starts from that batch's shared MSE). The
+function :func:`masked_variance` is this statistic on its own.
+
 Sigma is **exact** by default: ``sigma = sqrt(MSE)``, the maximum-likelihood value, with only a
-hard floor ``min_sigma`` (default :data:`QUANTIZATION_SIGMA` = 1 / (255 sqrt(12)) ~ 0.00113, the
-standard deviation of 8-bit rounding noise) so that a perfect reconstruction (MSE = 0) does not
-give an infinite density. The floor never binds at realistic errors (the paper's SVHN sigma is
-0.055). The paper clips only the per-pixel variance and finds clipping unnecessary for a shared
-sigma; the public sigma-VAE code nevertheless soft-clips ``log sigma`` at -6 (Chua et al.), which
-makes sigma larger than the MSE (by 4.5% at 0.055, 25% at 0.01). Pass
-``min_log_sigma="public_code"`` (or any number) for that behaviour.
+hard floor ``min_sigma`` so that a perfect reconstruction (MSE = 0) does not give an infinite
+density. By default the floor is the standard deviation of 8-bit rounding noise in the units of the
+declared data, :data:`QUANTIZATION_SIGMA` = 1 / (255 sqrt(12)) ~ 0.00113 for ``data_range="unit"``
+(twice that for ``"signed"``), and :data:`REAL_MIN_SIGMA` = 1e-6 for ``"real"`` data. The floor
+never binds at realistic errors (the paper's SVHN sigma is 0.055). The paper clips only the
+per-pixel variance and finds clipping unnecessary for a shared sigma; the public sigma-VAE code
+nevertheless soft-clips ``log sigma`` at -6 (Chua et al.), which makes sigma larger than the MSE
+(by 4.5% at 0.055, 25% at 0.01). Pass ``min_log_sigma="public_code"`` (or any number) for that
+behaviour.
 """
 
 from __future__ import annotations
@@ -34,7 +44,13 @@ from typing import ClassVar, Literal
 
 import torch
 
-from ._location import MeanActivation, check_mean_activation, location
+from ._location import (
+    ContinuousMeanActivation,
+    DataRange,
+    check_data_range,
+    location,
+    resolve_mean_activation,
+)
 from .base import ImageLikelihood, LikelihoodHead, LikelihoodInputError
 from .distributed import all_reduce_sum, is_distributed
 from .gaussian import BinnedNormal
@@ -44,12 +60,79 @@ from .softclip import softclip
 #: Standard deviation of 8-bit rounding noise on the [0, 1] scale, ``1 / (255 sqrt(12))``: the
 #: default hard floor on an analytic sigma (an error smaller than rounding is not measurable).
 QUANTIZATION_SIGMA = 1.0 / (255.0 * math.sqrt(12.0))
+#: The default floor on an analytic sigma for ``data_range="real"`` data (no 8-bit rounding).
+REAL_MIN_SIGMA = 1e-6
+#: The default ``min_sigma`` for each data range: 8-bit rounding noise in the data's units.
+DEFAULT_MIN_SIGMA: dict[str, float] = {"unit": QUANTIZATION_SIGMA, "signed": 2 * QUANTIZATION_SIGMA,
+                                       "real": REAL_MIN_SIGMA}
+
+
+class _RangeDefault(float):
+    """The default ``min_sigma``: equal to :data:`QUANTIZATION_SIGMA` (the value for ``unit``
+    data, so the option stays a plain number), read as :data:`DEFAULT_MIN_SIGMA` of the
+    declared ``data_range``. A number the user passes is used as it is."""
+
+
+_MIN_SIGMA_DEFAULT = _RangeDefault(QUANTIZATION_SIGMA)
 #: The soft clip of the public sigma-VAE code, ``softclip(log_sigma, -6)``.
 PUBLIC_CODE_MIN_LOG_SIGMA = -6.0
 
 Scope = Literal["shared", "per_image", "per_dim"]
 SCOPES: tuple[str, ...] = ("shared", "per_image", "per_dim")
 TrainSigma = Literal["batch", "running"]
+
+
+def masked_variance(
+    mean: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None,
+    scope: Scope = "shared",
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The maximum-likelihood variance of ``target`` around ``mean`` over the scope's axes: the
+    mean squared error, over the observed entries only when ``mask`` is given.
+
+    ``mean`` and ``target``: ``(B, C, ...)``; ``mask``: ``bool``, one dimension per data
+    dimension, broadcastable to them (:func:`~sigmavae.likelihoods.base.align_mask`); masked
+    entries of ``target`` may hold anything, NaN included. ``shared`` and ``per_dim`` sum the
+    squared errors and the counts over the batch and, under torch.distributed, all-reduce both,
+    so N processes get the variance of one process with the concatenated batch; ``per_image``
+    is each example's own.
+
+    Returns ``(var, observed)``: ``var`` broadcastable to the data (``()``, ``(B, 1, ...)`` or
+    ``(C, ...)``; gradients flow through it), and ``observed`` (``None`` without a mask),
+    a ``bool`` tensor of ``var``'s shape, false where nothing was observed; ``var`` there is the
+    batch's shared masked MSE (a finite stand-in: those entries are masked out).
+    """
+    if mask is None:
+        squared = (target - mean).pow(2)
+        if scope == "per_image":
+            return squared.flatten(1).mean(1).view(-1, *([1] * (squared.dim() - 1))), None
+        if scope == "shared":
+            total, count = squared.sum(), squared.numel()
+        else:
+            total, count = squared.sum(0), squared.shape[0]
+        if is_distributed():
+            count_t = all_reduce_sum(torch.tensor(float(count), device=squared.device))
+            return all_reduce_sum(total) / count_t, None
+        return total / count, None
+    # ``where`` before squaring: the masked entries (NaN padding) get neither value nor gradient.
+    sq = torch.where(mask, target - mean, 0).pow(2)
+    weight = mask.expand_as(sq).to(sq.dtype)
+    if scope == "per_image":
+        sums, counts = sq.flatten(1).sum(1), weight.flatten(1).sum(1)
+        fill = sums.sum() / counts.sum().clamp_min(1.0)
+        shape = (-1, *([1] * (sq.dim() - 1)))
+        seen = counts > 0
+        var = torch.where(seen, sums / counts.clamp_min(1.0), fill)
+        return var.view(shape), seen.view(shape)
+    if scope == "shared":
+        sums, counts = sq.sum(), weight.sum()
+    else:
+        sums, counts = sq.sum(0), weight.sum(0)
+    sums, counts = all_reduce_sum(sums), all_reduce_sum(counts)
+    seen = counts > 0
+    var = sums / counts.clamp_min(1.0)
+    if scope == "per_dim":
+        var = torch.where(seen, var, sums.sum() / counts.sum().clamp_min(1.0))
+    return var, seen
 
 
 class OptimalSigmaGaussian(LikelihoodHead):
@@ -63,9 +146,12 @@ class OptimalSigmaGaussian(LikelihoodHead):
         min_log_sigma: ``None`` (default: sigma is the exact MLE), or a soft lower bound on
             ``log sigma`` (Chua et al.'s soft clip); ``"public_code"`` = ``-6``, the behaviour
             of the public sigma-VAE code.
-        min_sigma: hard floor on sigma (default :data:`QUANTIZATION_SIGMA`), > 0; it matters
-            only for near-perfect reconstructions.
-        mean_activation: ``"sigmoid"`` (default) or ``"identity"`` on the decoder output.
+        min_sigma: hard floor on sigma, > 0 (default: :data:`DEFAULT_MIN_SIGMA` of
+            ``data_range``, :data:`QUANTIZATION_SIGMA` for ``unit``); it matters only for
+            near-perfect reconstructions.
+        mean_activation: ``"sigmoid"``, ``"tanh"`` or ``"identity"`` on the decoder output; by
+            default the one of ``data_range`` (``sigmoid`` for ``unit``).
+        data_range: ``"unit"`` ([0, 1], default), ``"signed"`` ([-1, 1]) or ``"real"``.
     """
 
     data_kind = "unit"
@@ -81,11 +167,15 @@ class OptimalSigmaGaussian(LikelihoodHead):
         decay: float = 0.9,
         train_sigma: TrainSigma = "batch",
         min_log_sigma: float | Literal["public_code"] | None = None,
-        min_sigma: float = QUANTIZATION_SIGMA,
-        mean_activation: MeanActivation = "sigmoid",
+        min_sigma: float = _MIN_SIGMA_DEFAULT,
+        mean_activation: ContinuousMeanActivation | None = None,
         validate_args: bool | None = None,
+        data_range: DataRange = "unit",
     ) -> None:
         super().__init__(validate_args=validate_args)
+        self.data_range = check_data_range(data_range)
+        if isinstance(min_sigma, _RangeDefault):
+            min_sigma = DEFAULT_MIN_SIGMA[data_range]
         if min_log_sigma == "public_code":
             min_log_sigma = PUBLIC_CODE_MIN_LOG_SIGMA
         if min_log_sigma is not None and (
@@ -111,7 +201,7 @@ class OptimalSigmaGaussian(LikelihoodHead):
         self.train_sigma: TrainSigma = train_sigma
         self.min_log_sigma = None if min_log_sigma is None else float(min_log_sigma)
         self.min_sigma = float(min_sigma)
-        self.mean_activation = check_mean_activation(mean_activation)
+        self.mean_activation = resolve_mean_activation(mean_activation, data_range)
         # Running variance: a scalar (shared; per_image: the harmonic mean over images, the
         # value behind effective_beta) or a (C, *spatial) tensor (per_dim, sized on first use).
         self.running_var: torch.Tensor
@@ -152,38 +242,34 @@ class OptimalSigmaGaussian(LikelihoodHead):
         return 1
 
     # -- the variance ---------------------------------------------------------------------------
-    def batch_variance(self, mean: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """The MLE variance of the batch over the scope's axes (all-reduced when distributed).
+    def batch_variance(self, mean: torch.Tensor, target: torch.Tensor,
+                       mask: torch.Tensor | None = None) -> torch.Tensor:
+        """The MLE variance of the batch over the scope's axes (all-reduced when distributed),
+        over the observed entries when ``mask`` is given (:func:`masked_variance`).
 
         Returns a tensor broadcastable to ``target``: ``()``, ``(B, 1, ...)`` or ``(C, ...)``.
         Gradients flow through it (at the unclipped optimum they vanish: d NLL / d sigma = 0).
         """
-        squared = (target - mean).pow(2)
-        if self.scope == "per_image":
-            return squared.flatten(1).mean(1).view(-1, *([1] * (squared.dim() - 1)))
-        if self.scope == "shared":
-            total, count = squared.sum(), squared.numel()
-        else:
-            total, count = squared.sum(0), squared.shape[0]
-        if is_distributed():
-            count_t = all_reduce_sum(torch.tensor(float(count), device=squared.device))
-            return all_reduce_sum(total) / count_t
-        return total / count
+        return masked_variance(mean, target, mask, self.scope)[0]
 
-    def _summary_var(self, var: torch.Tensor) -> torch.Tensor:
+    def _summary_var(self, var: torch.Tensor,
+                     observed: torch.Tensor | None = None) -> torch.Tensor:
         """What the running average tracks: the variance itself, or for per-image its harmonic
-        mean over the (global) batch."""
+        mean over the (global) batch's examples (those with something observed)."""
         var = var.detach()
         if self.scope != "per_image":
             return var
-        inv = var.clamp_min(self.min_sigma**2).reciprocal().sum()
-        count = torch.tensor(float(var.shape[0]), device=var.device)
-        return all_reduce_sum(count) / all_reduce_sum(inv)
+        inv = var.clamp_min(self.min_sigma**2).reciprocal()
+        if observed is None:
+            count = torch.tensor(float(var.shape[0]), device=var.device)
+        else:
+            inv, count = torch.where(observed, inv, 0), observed.sum().to(var.dtype)
+        return all_reduce_sum(count) / all_reduce_sum(inv.sum())
 
     @torch.no_grad()
-    def _update_running(self, var: torch.Tensor) -> None:
-        summary = self._summary_var(var).to(self.running_var.dtype if self.running_var.numel()
-                                            else torch.float32)
+    def _update_running(self, var: torch.Tensor, observed: torch.Tensor | None = None) -> None:
+        summary = self._summary_var(var, observed).to(
+            self.running_var.dtype if self.running_var.numel() else torch.float32)
         if self.running_var.shape != summary.shape:  # per_dim: sized on first use
             self.running_var = torch.ones_like(summary)
             self.num_batches_tracked.zero_()
@@ -192,9 +278,16 @@ class OptimalSigmaGaussian(LikelihoodHead):
         finite = torch.isfinite(summary).all()
         first = self.num_batches_tracked == 0
         averaged = torch.lerp(summary, self.running_var, self.decay)
-        self.running_var.copy_(torch.where(finite, torch.where(first, summary, averaged),
-                                           self.running_var))
-        self.num_batches_tracked.add_(finite.long())
+        if observed is None or self.scope == "per_image":  # per_image: empty batch -> NaN
+            self.running_var.copy_(torch.where(finite, torch.where(first, summary, averaged),
+                                               self.running_var))
+            self.num_batches_tracked.add_(finite.long())
+            return
+        # Masked: only what was observed moves; the first batch initialises every entry.
+        take = finite & observed.any()
+        new = torch.where(first, summary, torch.where(observed, averaged, self.running_var))
+        self.running_var.copy_(torch.where(take, new, self.running_var))
+        self.num_batches_tracked.add_(take.long())
 
     def _running_var_for(self, mean: torch.Tensor) -> torch.Tensor:
         if self.num_batches_tracked == 0:
@@ -209,30 +302,45 @@ class OptimalSigmaGaussian(LikelihoodHead):
             )
         return self.running_var.to(mean.dtype, copy=True)
 
+    def variance(self, mean: torch.Tensor, target: torch.Tensor | None = None,
+                 mask: torch.Tensor | None = None) -> torch.Tensor:
+        """The variance this head uses for decoder means ``mean`` now, broadcastable to the data.
+
+        Training mode: the batch's (masked) MSE, or the running estimate with
+        ``train_sigma="running"``, and the running estimate is updated; eval mode: the running
+        estimate (``per_image``: always the example's own MSE). ``target`` is needed whenever
+        the batch's MSE is.
+        """
+        if not (self.training or self.scope == "per_image"):
+            return self._running_var_for(mean)
+        if target is None:
+            mode = "training mode" if self.training else "per-image scope"
+            raise LikelihoodInputError(
+                f"{self.name}: in {mode} sigma is the MSE against the data, so call "
+                "head(params, target=x)"
+            )
+        var, observed = masked_variance(mean, target, mask, self.scope)
+        if self.training:
+            if self.train_sigma == "running" and self.num_batches_tracked > 0:
+                running = self._running_var_for(mean)
+                if self.scope == "per_image":  # running tracks a summary: use it shared
+                    running = running.expand(mean.shape[0], *([1] * (mean.dim() - 1)))
+                self._update_running(var, observed)
+                return running
+            self._update_running(var, observed)
+        return var
+
     def distribution(self, params: torch.Tensor, target: torch.Tensor | None) -> ImageLikelihood:
-        mean = location(params, self.mean_activation)
-        if self.training or self.scope == "per_image":
-            if target is None:
-                mode = "training mode" if self.training else "per-image scope"
-                raise LikelihoodInputError(
-                    f"{self.name}: in {mode} sigma is the MSE against the data, so call "
-                    "head(params, target=x)"
-                )
-            var = self.batch_variance(mean, target)
-            if self.training:
-                use_running = self.train_sigma == "running" and self.num_batches_tracked > 0
-                if use_running:
-                    var = self._running_var_for(mean)
-                    if self.scope == "per_image":  # running tracks a summary: use it shared
-                        var = var.expand(mean.shape[0], *([1] * (mean.dim() - 1)))
-                    self._update_running(self.batch_variance(mean, target))
-                else:
-                    self._update_running(var)
-        else:
-            var = self._running_var_for(mean)
-        sigma = self.sigma_from_variance(var)
+        return self.masked_distribution(params, target, None)
+
+    def masked_distribution(self, params: torch.Tensor, target: torch.Tensor | None,
+                            mask: torch.Tensor | None) -> ImageLikelihood:
+        """The distribution with sigma from the observed entries of ``target`` only."""
+        mean = self.mean_location(params)
+        sigma = self.sigma_from_variance(self.variance(mean, target, mask))
         base = BinnedNormal(mean, sigma.expand_as(mean), validate_args=False)
-        return ImageLikelihood(base, "unit", sigma=sigma, validate_args=self.validate_args)
+        return ImageLikelihood(base, "unit", sigma=sigma, validate_args=self.validate_args,
+                               data_range=self.data_range)
 
     def sigma_from_variance(self, var: torch.Tensor) -> torch.Tensor:
         """``sqrt(var)`` floored at ``min_sigma`` (and soft-clipped if ``min_log_sigma`` is set).
@@ -240,10 +348,14 @@ class OptimalSigmaGaussian(LikelihoodHead):
         Above the floor, without the soft clip, this is the exact MLE and the gradient of the NLL
         with respect to sigma vanishes at it.
         """
+        return self.log_sigma_from_variance(var).exp()
+
+    def log_sigma_from_variance(self, var: torch.Tensor) -> torch.Tensor:
+        """``log`` of :meth:`sigma_from_variance` (computed directly, without the round trip)."""
         log_sigma = 0.5 * var.clamp_min(self.min_sigma**2).log()
         if self.min_log_sigma is not None:
             log_sigma = softclip(log_sigma, self.min_log_sigma)
-        return log_sigma.exp()
+        return log_sigma
 
     def predict_mean(self, params: torch.Tensor) -> torch.Tensor:
         """The decoder mean; sigma (which needs data or a running estimate) plays no part."""

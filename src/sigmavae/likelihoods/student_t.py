@@ -1,7 +1,8 @@
 """Per-pixel Student-t decoder (Takahashi et al., 2018; the paper's "Student-t VAE", Table 2).
 
-``p(x_d | z) = StudentT(x_d; df_d, mu_d, s_d)`` independently per data dimension, on the ``[0, 1]``
-scale (a continuous head, densities in nats). The decoder predicts the location, a log-scale
+``p(x_d | z) = StudentT(x_d; df_d, mu_d, s_d)`` independently per data dimension, on the scale of
+the data (a continuous head, densities in nats; ``data_range`` ``"unit"`` [0, 1] by default,
+``"signed"`` or ``"real"``). The decoder predicts the location, a log-scale
 (soft-clipped like the per-pixel sigma-VAE) and, unless ``df`` is fixed, the degrees of freedom.
 
 ``torch.distributions.StudentT`` has no ``cdf`` and evaluates ``lgamma((df+1)/2) - lgamma(df/2)``
@@ -17,7 +18,12 @@ import torch
 import torch.nn.functional as F
 from torch.distributions import StudentT
 
-from ._location import MeanActivation, check_mean_activation, location
+from ._location import (
+    ContinuousMeanActivation,
+    DataRange,
+    check_data_range,
+    resolve_mean_activation,
+)
 from .base import ImageLikelihood, LikelihoodHead, ShapeLike
 from .bins import TINY_MASS, bin_edges, is_first, is_last
 from .registry import register
@@ -163,11 +169,15 @@ class StudentTWithCdf(StudentT):
             self._validate_sample(value)
         return student_t_cdf(value, self.df, self.loc, self.scale, log_scale=self.log_scale)
 
-    def bin_log_mass(self, intensities: torch.Tensor) -> torch.Tensor:
-        """``log P(bin of intensity i)`` (the bins of :mod:`.bins`), float64 nats, element-wise;
-        every CDF is taken in its lower tail by symmetry, so tail bins keep their digits."""
+    def bin_log_mass(self, intensities: torch.Tensor, offset: float = 0.0,
+                     width: float = 1.0) -> torch.Tensor:
+        """``log P(bin of intensity i)`` (the bins of :mod:`.bins`, mapped to the data by
+        ``u -> offset + width * u``), float64 nats, element-wise; every CDF is taken in its
+        lower tail by symmetry, so tail bins keep their digits."""
         df, loc = self.df.double(), self.loc.double()
         log_scale = self.log_scale.double()
+        if offset != 0.0 or width != 1.0:
+            loc, log_scale = (loc - offset) / width, log_scale - math.log(width)
         scale = log_scale.exp()
         lo, hi = bin_edges(intensities)
         first, last = is_first(intensities), is_last(intensities)
@@ -202,7 +212,9 @@ class StudentTHead(LikelihoodHead):
         df: a fixed number of degrees of freedom (> 0), or ``None`` to predict it per pixel.
         min_df: lower bound of the predicted ``df`` (> 0).
         min_log_scale, max_log_scale: soft bounds on the log-scale (``None`` disables each).
-        mean_activation: ``"sigmoid"`` (default) or ``"identity"`` for the locations.
+        mean_activation: ``"sigmoid"``, ``"tanh"`` or ``"identity"`` for the locations; by
+            default the one of ``data_range`` (``sigmoid`` for ``unit``).
+        data_range: ``"unit"`` ([0, 1], default), ``"signed"`` ([-1, 1]) or ``"real"``.
     """
 
     data_kind = "unit"
@@ -213,8 +225,9 @@ class StudentTHead(LikelihoodHead):
         min_df: float = DEFAULT_MIN_DF,
         min_log_scale: float | None = DEFAULT_MIN_LOG_SIGMA,
         max_log_scale: float | None = None,
-        mean_activation: MeanActivation = "sigmoid",
+        mean_activation: ContinuousMeanActivation | None = None,
         validate_args: bool | None = None,
+        data_range: DataRange = "unit",
     ) -> None:
         super().__init__(validate_args=validate_args)
         if df is not None and not (df > 0 and math.isfinite(df)):
@@ -226,21 +239,23 @@ class StudentTHead(LikelihoodHead):
         self.min_df = float(min_df)
         self.min_log_scale = min_log_scale
         self.max_log_scale = max_log_scale
-        self.mean_activation = check_mean_activation(mean_activation)
+        self.data_range = check_data_range(data_range)
+        self.mean_activation = resolve_mean_activation(mean_activation, data_range)
 
     def params_per_channel(self) -> int:
         return 2 if self.df is not None else 3
 
     def distribution(self, params: torch.Tensor, target: torch.Tensor | None) -> ImageLikelihood:
         parts = self.split_params(params).unbind(1)
-        loc = location(parts[0], self.mean_activation)
+        loc = self.mean_location(parts[0])
         log_scale = softclip(parts[1], self.min_log_scale, self.max_log_scale)
         if self.df is None:
             df = self.min_df + F.softplus(parts[2])
         else:
             df = torch.full_like(loc, self.df)
         base = StudentTWithCdf(df, loc, log_scale.exp(), validate_args=False, log_scale=log_scale)
-        return ImageLikelihood(base, "unit", sigma=None, validate_args=self.validate_args)
+        return ImageLikelihood(base, "unit", sigma=None, validate_args=self.validate_args,
+                               data_range=self.data_range)
 
     def extra_repr(self) -> str:
         return (

@@ -10,8 +10,10 @@
 * :mod:`.video`: PSNR and SSIM per predicted frame, best of N sampled futures (SVG's protocol);
 * :mod:`.fvd`: Fréchet video distance (I3D or custom features; :mod:`.frechet` is shared with FID).
 
-Each registers itself in :data:`METRICS` (:func:`.registry.register_metric`); a new metric is its
-own module with that decorator (and :data:`.registry.BUILTIN_MODULES` for a built-in one).
+Each registers itself in :data:`METRICS` (:func:`.registry.register_metric`), with the options it
+reads (:class:`MetricOption`: ``evaluate_checkpoint``'s keywords, ``sigmavae eval``'s flags); a new
+metric is its own module with that decorator (and :data:`.registry.BUILTIN_MODULES` for a
+built-in one).
 """
 
 from typing import Any
@@ -34,11 +36,12 @@ from .frechet import frechet_distance
 from .fvd import frechet_video_distance
 from .iwae import iwae_per_image, log_importance_weights
 from .mutual_info import MutualInfoEstimate, mutual_information
-from .registry import METRICS, Metric, register_metric
+from .registry import METRICS, Metric, MetricOption, metric_options, register_metric
 from .report import (
     CheckpointReport,
     EvalOptionError,
     default_metrics,
+    eval_flags,
     evaluate,
     evaluate_checkpoint,
     parse_metrics,
@@ -62,6 +65,7 @@ __all__ = [
     "EvalContext",
     "EvalOptionError",
     "Metric",
+    "MetricOption",
     "MetricUnavailable",
     "MutualInfoEstimate",
     "PITHistogram",
@@ -74,6 +78,7 @@ __all__ = [
     "discretized_log_mass",
     "elbo_per_image",
     "elbo_sums",
+    "eval_flags",
     "evaluate",
     "evaluate_checkpoint",
     "evaluate_elbo",
@@ -83,6 +88,7 @@ __all__ = [
     "inception_weights_location",
     "iwae_per_image",
     "log_importance_weights",
+    "metric_options",
     "mutual_information",
     "parse_metrics",
     "pit_values",

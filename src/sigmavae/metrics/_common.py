@@ -21,12 +21,14 @@ from ..objective import (
     model_device,
     prepare_batch,
 )
+from .registry import metric_options
 
 __all__ = ["BPD", "LN2", "NATS", "EvalContext", "MetricUnavailable", "bits_per_dim", "eval_mode",
            "fmt", "fmt_pm", "mean_stderr", "model_device", "posterior_params", "stat"]
 
 NATS = "nats/image"
 BPD = "bits/dim"
+_DECLARED: Any = object()  # EvalContext.option without a default: the declared one
 
 
 class MetricUnavailable(RuntimeError):
@@ -128,9 +130,17 @@ class EvalContext:
             self.cache["held_out"] = self.held_out()
         return self.cache["held_out"]
 
-    def option(self, name: str, default: Any = None) -> Any:
+    def option(self, name: str, default: Any = _DECLARED) -> Any:
+        """The option ``name`` (``None`` counts as not given): else ``default`` if one is
+        passed, else the default its metric declared (:func:`.registry.metric_options`;
+        ``None`` for a name no metric declares, such as ``plot_path``)."""
         value = self.options.get(name)
-        return default if value is None else value
+        if value is not None:
+            return value
+        if default is _DECLARED:
+            declared = metric_options().get(name)
+            return None if declared is None else declared.default
+        return default
 
     @property
     def head(self) -> LikelihoodHead:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 
 from ._common import EvalContext, fmt
-from .registry import register_metric
+from .registry import MetricOption, register_metric
 
 #: Burda et al.'s threshold on the variance of the posterior mean.
 DEFAULT_THRESHOLD = 0.01
@@ -40,7 +40,12 @@ def markdown_rows(result: dict) -> list[tuple[str, str, str]]:
 
 @register_metric("active_units", "latent units whose posterior mean varies over the data "
                  "(Cov_x(E_q[z_d]) > 0.01)", title="active units", rows=markdown_rows,
-                 default=True)
+                 default=True, options=[
+                     MetricOption("active_threshold", float | None, None, "active units: the "
+                                  "variance of the posterior mean above which a latent unit is "
+                                  f"active (default: {DEFAULT_THRESHOLD}, Burda et al.)", ge=0,
+                                  metavar="X"),
+                 ])
 def run(ctx: EvalContext) -> dict:
     mu, _ = ctx.posterior()
     threshold = float(ctx.option("active_threshold", DEFAULT_THRESHOLD))

@@ -34,9 +34,10 @@ import torch
 
 from .. import streams
 from ..dataset_elbo import iter_elbo_terms
-from ..likelihoods import NUM_LEVELS, ImageLikelihood
+from ..likelihoods import ImageLikelihood, LikelihoodInputError
+from ..objective import scored_frames
 from ._common import EvalContext, MetricUnavailable, fmt
-from .registry import register_metric
+from .registry import MetricOption, register_metric
 
 #: Central-interval levels reported individually.
 DEFAULT_LEVELS: tuple[float, ...] = (0.5, 0.8, 0.9, 0.95)
@@ -159,7 +160,14 @@ def markdown_rows(result: dict) -> list[tuple[str, str, str]]:
 
 
 @register_metric("calibration", "PIT histogram, interval coverage and ECE of the decoder "
-                 "p(x|z)", title="decoder calibration", rows=markdown_rows, default=True)
+                 "p(x|z)", title="decoder calibration", rows=markdown_rows, default=True,
+                 options=[
+                     MetricOption("calibration_levels", tuple[float, ...] | None, None,
+                                  "calibration: the nominal levels c of the central intervals "
+                                  "whose coverage is reported, comma-separated (default: "
+                                  + ",".join(str(c) for c in DEFAULT_LEVELS) + ")",
+                                  gt=0, lt=1, metavar="C,C,..."),
+                 ])
 @torch.no_grad()
 def run(ctx: EvalContext) -> dict:
     """PIT histogram, coverage and ECE of ``p(x|z)`` on ``ctx.images``.
@@ -184,10 +192,13 @@ def run(ctx: EvalContext) -> dict:
     for idx, terms in iter_elbo_terms(ctx.model, ctx.images, ctx.batch_size, 1, ctx.seed,
                                       ctx.device, torch.arange(n)):
         batch = ctx.images[idx]
-        target = head.prepare_target(batch) if batch.dtype == torch.uint8 else batch
-        if head.data_kind == "intensity" and target.is_floating_point():
-            target = torch.round(target * (NUM_LEVELS - 1)).long()
-        acc.add(pit_values(terms.likelihood, target.to(ctx.device), generator))
+        target = (head.prepare_target(batch) if batch.dtype == torch.uint8
+                  else head.from_unit_interval(batch))
+        try:
+            acc.add(pit_values(terms.likelihood, scored_frames(ctx.model, target).to(ctx.device),
+                               generator))
+        except LikelihoodInputError as err:  # not 8-bit data: no bins for the PIT
+            raise MetricUnavailable(str(err)) from err
     levels = tuple(ctx.option("calibration_levels", DEFAULT_LEVELS))
     result = {"available": True,
               "units": "probabilities (coverage, ECE, TV); PIT of the 8-bit data under p(x|z), "

@@ -19,7 +19,8 @@ from __future__ import annotations
 import torch
 
 from ..dataset_elbo import iter_elbo_terms
-from ..likelihoods import ImageLikelihood
+from ..likelihoods import ImageLikelihood, LikelihoodInputError
+from ..objective import scored_frames
 from ._common import (
     BPD,
     NATS,
@@ -66,9 +67,14 @@ def discretized_per_image(ctx: EvalContext) -> tuple[torch.Tensor, torch.Tensor,
     for idx, terms in iter_elbo_terms(ctx.model, ctx.images, ctx.batch_size, 1, ctx.seed,
                                       ctx.device, torch.arange(n)):
         batch = ctx.images[idx]
-        target = ctx.head.prepare_target(batch) if batch.dtype == torch.uint8 else batch
-        log_mass = discretized_log_mass(terms.likelihood, target.to(ctx.device))
-        disc[idx] = -log_mass.flatten(1).sum(1).cpu()
+        target = (ctx.head.prepare_target(batch) if batch.dtype == torch.uint8
+                  else ctx.head.from_unit_interval(batch))
+        try:
+            log_mass = discretized_log_mass(terms.likelihood,
+                                            scored_frames(ctx.model, target).to(ctx.device))
+        except LikelihoodInputError as err:  # not 8-bit data: no bins to discretise on
+            raise MetricUnavailable(str(err)) from err
+        disc[idx] = -log_mass.reshape(idx.numel(), -1).sum(1).cpu()  # a sequence's frames too
         cont[idx] = terms.nll.double().cpu()
         kl[idx] = terms.kl.double().cpu()
     return disc, cont, kl

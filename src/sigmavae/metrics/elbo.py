@@ -30,7 +30,7 @@ from ._common import (
     fmt_pm,
     mean_stderr,
 )
-from .registry import register_metric
+from .registry import MetricOption, register_metric
 
 
 def evaluate_elbo(
@@ -103,14 +103,17 @@ def markdown_rows(result: dict) -> list[tuple[str, str, str]]:
 
 
 @register_metric("elbo", "single- and multi-sample ELBO: rate, distortion, effective beta",
-                 title="ELBO", rows=markdown_rows, default=True)
+                 title="ELBO", rows=markdown_rows, default=True, options=[
+                     MetricOption("elbo_samples", int, 10, "posterior samples per image for the "
+                                  "multi-sample ELBO (the single-sample ELBO is always reported)",
+                                  ge=1, aliases=("--samples",))])
 def run(ctx: EvalContext) -> dict:
     """Single-sample and ``elbo_samples``-sample ELBO: rate and distortion, effective beta.
 
     For heads whose bound is not valid only the rate (the KL, a property of the encoder) is
     given; the distortion and the bound are reported as not available, with the reason.
     """
-    samples = int(ctx.option("elbo_samples", 1))
+    samples = int(ctx.option("elbo_samples"))
     if samples < 1:
         raise ValueError(f"elbo_samples must be >= 1, got {samples}")
     valid, reason = ctx.head.bound_validity(ctx.images)
@@ -118,7 +121,7 @@ def run(ctx: EvalContext) -> dict:
     result: dict = {
         "available": True,
         "units": f"{NATS} (sums over the {ctx.dims} data dimensions); {BPD} = nats/(D ln 2)",
-        "data_scaling": data_scaling(ctx.head.data_kind),
+        "data_scaling": data_scaling(ctx.head.data_kind, ctx.head.data_range),
         "bound_valid": valid,
         "reason": None if valid else reason,
         "effective_beta": single.effective_beta,

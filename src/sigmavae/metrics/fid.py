@@ -33,16 +33,23 @@ import importlib
 import importlib.util
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import torch
 from torch import nn
 
 from ..messages import first_line
-from ..objective import Model, compute_dtype, context_frames, images_from_params, per_frame
+from ..objective import (
+    ConditionalModel,
+    Model,
+    compute_dtype,
+    context_frames,
+    images_from_params,
+    per_frame,
+)
 from ..streams import stream_seed
 from ._common import EvalContext, MetricUnavailable, eval_mode, fmt, model_device
-from .registry import register_metric
+from .registry import MetricOption, register_metric
 
 if TYPE_CHECKING:  # both imported where used, on demand
     from torchmetrics import Metric
@@ -296,7 +303,7 @@ def prior_samples(model: Model, n: int, seed: int = 0, batch_size: int = 256,
             noise = z[start:start + batch_size].to(device, dtype)
             if given and context is not None:
                 frames = context[start:start + batch_size, :given].to(device, dtype) / 255.0
-                params = model.generate(noise, frames)  # type: ignore[call-arg]
+                params = cast(ConditionalModel, model).generate(noise, frames)
             else:
                 params = model.generate(noise)
             out.append(images_from_params(model, params).cpu())
@@ -310,9 +317,17 @@ def markdown_rows(result: dict) -> list[tuple[str, str, str]]:
 
 
 @register_metric("fid", "Frechet distance of prior samples to the test images (Inception or "
-                 "custom features)", title="FID", rows=markdown_rows)
+                 "custom features)", title="FID", rows=markdown_rows, options=[
+                     MetricOption("fid_samples", int, 10_000, "prior samples and test images for "
+                                  "FID (at most the split's size)", ge=2),
+                     MetricOption("fid_features", str | None, None, "inception (default; needs "
+                                  "torch-fidelity and its weights), inception:WEIGHTS.pth, "
+                                  "pixels, or module:function / file.py:function returning an "
+                                  "nn.Module that maps (N, 3, H, W) floats in [0, 1] to (N, d)",
+                                  metavar="PATH_OR_NAME"),
+                 ])
 def run(ctx: EvalContext) -> dict:
-    n = min(int(ctx.option("fid_samples", 10_000)), ctx.images.shape[0])
+    n = min(int(ctx.option("fid_samples")), ctx.images.shape[0])
     if n < 2:
         raise ValueError("FID needs at least 2 images")
     # a --fid-features value that names something unusable raises FeatureExtractorError (an

@@ -43,7 +43,7 @@ from ..streams import generator as stream_generator
 from ._common import EvalContext, MetricUnavailable, eval_mode, fmt
 from .fid import FeatureExtractorError
 from .frechet import frechet_metric
-from .registry import register_metric
+from .registry import MetricOption, register_metric
 from .video import (
     latent_per_frame,
     prediction_frames,
@@ -233,7 +233,13 @@ def markdown_rows(result: dict) -> list[tuple[str, str, str]]:
 
 @register_metric("fvd", "Frechet video distance of predicted videos (context + one future from "
                  "the learned prior) to the test videos (I3D or custom features)", title="FVD",
-                 rows=markdown_rows)
+                 rows=markdown_rows, options=[
+                     MetricOption("fvd_features", str | None, None, "fvd: the I3D network as "
+                                  "TorchScript (i3d_torchscript.pt; loading runs the file's code: "
+                                  "use a trusted copy)", metavar="i3d:PATH"),
+                     MetricOption("fvd_samples", int | None, None, "fvd: test videos and as many "
+                                  "predicted ones (default: all)", ge=2),
+                 ])
 def run(ctx: EvalContext) -> dict:
     """Options: ``fvd_features`` (``i3d:PATH`` or an ``nn.Module``; required), ``fvd_samples``
     (videos, default all test sequences), ``video_context_frames``, ``video_future_frames``

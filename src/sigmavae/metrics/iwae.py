@@ -14,15 +14,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import cast
 
 import torch
-from torch.distributions import Independent, Normal
+from torch.distributions import Distribution, Independent, Normal
 
 from .. import objective
 from ..dataset_elbo import data_scaling
-from ..models.vae import VAE
-from ..objective import LogRatioUnavailable, Model
+from ..objective import LogRatioUnavailable, Model, PosteriorUnavailable, posterior_decoder
 from ..streams import iwae_image_seed
 from ._common import (
     BPD,
@@ -36,7 +34,7 @@ from ._common import (
     mean_stderr,
     model_device,
 )
-from .registry import register_metric
+from .registry import MetricOption, register_metric
 
 
 def _image_noise(seed: int, index: int, samples: int, latent_dim: int,
@@ -72,7 +70,8 @@ def log_importance_weights(
     log_w = torch.empty(n * samples, dtype=torch.float64)
     images = images.to(device)
     with eval_mode(model):
-        # A model with a separate encoder (the VAE) encodes each image once for its K rows.
+        # A model that decodes a computed posterior (the VAE) encodes each image once for its
+        # K rows.
         q = _posterior_once(model, images)
         for start in range(0, n * samples, batch_size):
             stop = min(start + batch_size, n * samples)
@@ -87,19 +86,26 @@ def log_importance_weights(
     return log_w.view(n, samples)
 
 
-def _posterior_once(model: Model, images: torch.Tensor) -> Independent | None:
-    """``q(z|x)`` of ``images`` for a model whose forward is :meth:`VAE.forward` (one encoding
-    per image), ``None`` for other models, e.g. the hierarchical VAE, whose posterior is
-    computed within its own ``forward``."""
-    if getattr(type(model), "forward", None) is not VAE.forward:
+def _posterior_once(model: Model, images: torch.Tensor) -> Distribution | None:
+    """``q(z|x)`` of ``images`` for a model with ``decode_posterior`` (the model protocol's
+    :class:`~sigmavae.objective.PosteriorDecoder`: one encoding per image), ``None`` for other
+    models, e.g. the hierarchical VAE, whose posterior is computed within its own ``forward``."""
+    decoder = posterior_decoder(model)
+    if decoder is None:
         return None
     x, _ = objective.prepare_batch(images, model.head, objective.compute_dtype(model))
-    return cast(VAE, model).posterior(x)
+    try:
+        return decoder.posterior(x)
+    except PosteriorUnavailable:  # not one diagonal Gaussian: every row through forward
+        return None
 
 
-def _rows_of(q: Independent, rows: torch.Tensor) -> Independent:
-    """The diagonal Gaussian ``q`` at batch indices ``rows``."""
-    base = q.base_dist
+def _rows_of(q: Distribution, rows: torch.Tensor) -> Distribution:
+    """The diagonal Gaussian ``q`` (``Independent(Normal)`` over ``(B, L)``, or a ``(B, L)``
+    ``Normal``, as the protocol's ``posterior(x)`` gives it) at batch indices ``rows``."""
+    base = getattr(q, "base_dist", None)
+    if base is None:
+        return Normal(q.mean[rows], q.stddev[rows], validate_args=False)
     return Independent(Normal(base.loc[rows], base.scale[rows], validate_args=False), 1)
 
 
@@ -156,13 +162,15 @@ def markdown_rows(result: dict) -> list[tuple[str, str, str]]:
 
 
 @register_metric("iwae", "the importance-weighted bound on log p(x) (Burda et al.), K samples",
-                 title="IWAE bound", rows=markdown_rows)
+                 title="IWAE bound", rows=markdown_rows, options=[
+                     MetricOption("iwae_samples", int, 1000, "K importance samples per image "
+                                  "(decoded in chunks of --batch-size)", ge=1, metavar="K")])
 def run(ctx: EvalContext) -> dict:
     """``-L_K`` (nats/image, bits/dim) for ``K = iwae_samples`` and nested ``k = 1, 10, ...``."""
     valid, reason = ctx.head.bound_validity(ctx.images)
     if not valid:
         raise MetricUnavailable(f"not a valid bound: {reason}")
-    samples = int(ctx.option("iwae_samples", 1000))
+    samples = int(ctx.option("iwae_samples"))
     bounds = iwae_per_image(ctx.model, ctx.images, samples, seed=ctx.seed,
                             batch_size=ctx.batch_size, device=ctx.device)
     by_k = {}
@@ -174,7 +182,7 @@ def run(ctx: EvalContext) -> dict:
     gain, gain_se = mean_stderr(bounds[samples] - bounds[1])
     return {
         "available": True,
-        "data_scaling": data_scaling(ctx.head.data_kind),
+        "data_scaling": data_scaling(ctx.head.data_kind, ctx.head.data_range),
         "samples_per_image": samples,
         "neg_iwae_nats_per_image": top["neg_bound_nats_per_image"],
         "neg_iwae_stderr_nats_per_image": top["neg_bound_stderr_nats_per_image"],

@@ -31,7 +31,7 @@ import torch
 from ..objective import HALF_LOG_2PI, standard_normal_log_prob
 from ..streams import generator as stream_generator
 from ._common import EvalContext, fmt, fmt_pm, mean_stderr
-from .registry import register_metric
+from .registry import MetricOption, register_metric
 
 
 @dataclass
@@ -145,7 +145,13 @@ def markdown_rows(result: dict) -> list[tuple[str, str, str]]:
 
 
 @register_metric("mi", "mutual information I_e(x;z) and marginal KL D_KL(m(z)||p(z)) (Sec. 5.2)",
-                 title="mutual information / marginal KL", rows=markdown_rows, default=True)
+                 title="mutual information / marginal KL", rows=markdown_rows, default=True,
+                 options=[
+                     MetricOption("mi_data", int | None, None, "data points N forming the "
+                                  "aggregate posterior m(z) (default: all)", ge=2),
+                     MetricOption("mi_samples", int | None, None, "Monte Carlo draws M for "
+                                  "I(x;z) (default: max(10 N, 10000))", ge=1, metavar="M"),
+                 ])
 def run(ctx: EvalContext) -> dict:
     """``I_e`` and ``D_KL(m || p)`` over the first ``mi_data`` images (all by default)."""
     mu, sigma = ctx.posterior()

@@ -32,37 +32,31 @@ from torch import nn
 from ..dataset_elbo import data_scaling
 from ..objective import Model, data_dims, is_sequence, match_sequence_length
 from ._common import BPD, NATS, EvalContext, MetricUnavailable
-from .registry import METRICS, Metric
+from .registry import (
+    METRICS,
+    EvalOptionError,
+    Metric,
+    MetricOption,
+    check_metric_options,
+    metric_options,
+)
 
 __all__ = [
     "METRICS",
     "CheckpointReport",
     "EvalOptionError",
+    "MetricOption",
     "default_metrics",
+    "eval_flags",
     "evaluate",
     "evaluate_checkpoint",
+    "metric_options",
     "parse_metrics",
     "render_markdown",
     "resolve_device",
     "stderr_log",
     "write_report",
 ]
-
-
-class EvalOptionError(ValueError):
-    """A bad argument of :func:`evaluate_checkpoint`, found before anything is loaded.
-
-    ``option`` is the keyword (``"elbo_samples"``; the CLI shows it as ``--elbo-samples``) and
-    ``detail`` the rest of the message (``" must be >= 1, got 0"``).
-    """
-
-    def __init__(self, option: str, detail: str) -> None:
-        super().__init__(option, detail)  # both in args: the error pickles (worker processes)
-        self.option = option
-        self.detail = detail
-
-    def __str__(self) -> str:
-        return f"{self.option}{self.detail}"
 
 
 def default_metrics() -> list[str]:
@@ -111,9 +105,24 @@ def _clean(value: Any) -> Any:
     return value
 
 
+def eval_flags(options: Mapping[str, Any]) -> list[str]:
+    """The ``sigmavae eval`` flags that give the metric options ``options`` (what
+    :func:`evaluate_checkpoint` takes as keywords), e.g. ``{"elbo_samples": 1, "mi_data": None}``
+    -> ``["--elbo-samples", "1"]``: ``None`` values are left out (the metric's default), the
+    values are checked against the declarations first, and the flags parse back to the same
+    options.
+
+    Raises:
+        EvalOptionError: an unknown option name (the message lists the valid ones) or a bad value.
+    """
+    declared = metric_options()
+    checked = check_metric_options(options, defaults=False)
+    return [arg for name, value in checked.items() for arg in declared[name].render(value)]
+
+
 def evaluate(
     model: nn.Module, images: torch.Tensor, metrics: str | Sequence[str] | None = None,
-    options: dict[str, Any] | None = None, batch_size: int = 256, seed: int = 0,
+    options: Mapping[str, Any] | None = None, batch_size: int = 256, seed: int = 0,
     device: torch.device | str | None = None, meta: dict[str, Any] | None = None,
     log: Callable[[str], None] | None = None,
     held_out: Callable[[], torch.Tensor] | None = None,
@@ -124,18 +133,22 @@ def evaluate(
     score (``refit_sigma``); it is called only if one of them runs.
 
     ``model`` is any module that follows the model protocol (:mod:`sigmavae.objective`).
-    ``options`` (all optional): ``elbo_samples``, ``iwae_samples``, ``mi_data``, ``mi_samples``,
-    ``fid_samples``, ``fid_features``, ``calibration_levels``, ``active_threshold``,
-    ``plot_path`` (calibration PNG), ``title``. ``meta`` is copied into the report (checkpoint,
-    data set, split...). ``log`` gets one progress line per metric.
+    ``options``: the metrics' options (:func:`metric_options`: ``elbo_samples``,
+    ``iwae_samples``, ...; those not given get their declared defaults; they are passed as
+    given, unchecked, so that code may give what no command line can, e.g. an ``nn.Module`` as
+    ``fvd_features``), and ``plot_path`` (calibration PNG), ``video_plot_path``, ``title``.
+    ``meta`` is copied into the report (checkpoint, data set, split...). ``log`` gets one
+    progress line per metric.
     """
     names = parse_metrics(metrics)
     device = torch.device(device) if device is not None else None
     if device is not None:
         model = model.to(device)
     vae = cast(Model, model)  # the module, typed as the model protocol it follows
+    defaults = {name: option.default for name, option in metric_options().items()}
     ctx = EvalContext(model=vae, images=images, batch_size=batch_size, seed=seed,
-                      device=device, options=dict(options or {}), held_out=held_out)
+                      device=device, options={**defaults, **(options or {})},
+                      held_out=held_out)
     head = vae.head
     dims = data_dims(vae)  # a conditional sequence model: its predicted frames
     report: dict[str, Any] = {
@@ -145,7 +158,7 @@ def evaluate(
         "data_shape": list(vae.data_shape),
         "data_dims": dims,
         "example": "sequence" if is_sequence(vae) else "image",
-        "data_scaling": data_scaling(head.data_kind),
+        "data_scaling": data_scaling(head.data_kind, head.data_range),
         "units": {"nats_per_image": "nats summed over the data dimensions of one image",
                   "bits_per_dim": f"nats per image / ({dims} ln 2)"},
         "seed": seed,
@@ -240,14 +253,10 @@ class CheckpointReport:
 def evaluate_checkpoint(
     checkpoint: str | Path, metrics: str | Sequence[str] | None = None, *,
     split: str = "test", data_root: str | Path | None = None, limit: int | None = None,
-    data_options: Mapping[str, Any] | None = None, elbo_samples: int = 10,
-    iwae_samples: int = 1000, mi_data: int | None = None,
-    mi_samples: int | None = None, fid_samples: int = 10000, fid_features: str | None = None,
-    video_samples: int = 100, video_context_frames: int | None = None,
-    video_future_frames: int | None = None, fvd_features: str | None = None,
-    fvd_samples: int | None = None,
-    batch_size: int = 256, seed: int = 0, device: str = "auto", out: str | Path | None = None,
+    data_options: Mapping[str, Any] | None = None, batch_size: int = 256, seed: int = 0,
+    device: str = "auto", out: str | Path | None = None,
     log: Callable[[str], None] | None = None, tune_malloc: bool = True,
+    **metric_options: Any,
 ) -> CheckpointReport:
     """Evaluate a training checkpoint on a split of its data set: ``sigmavae eval``.
 
@@ -264,12 +273,6 @@ def evaluate_checkpoint(
         checkpoint: a ``.ckpt`` written by the trainer.
         metrics: names (see :func:`parse_metrics`); ``None`` runs :func:`default_metrics`.
         split, data_root, limit, data_options: which images.
-        elbo_samples, iwae_samples, mi_data, mi_samples, fid_samples, fid_features: the metrics'
-            options (see each metric module).
-        video_samples, video_context_frames, video_future_frames, fvd_features, fvd_samples:
-            options of the video metrics (:mod:`.video`, :mod:`.fvd`): futures per sequence
-            for best-of-N PSNR/SSIM, the given and predicted frames (default: the model's
-            context, the rest of each test sequence), the FVD feature network ``i3d:PATH``.
         batch_size, seed, device: how to run (``device``: cpu, cuda, cuda:N or auto).
         out: where to write the JSON report (its folder is made), or ``None``.
         log: gets one progress line per metric.
@@ -277,9 +280,13 @@ def evaluate_checkpoint(
             does (:func:`sigmavae.run.tune_cpu_allocator`, process-wide): the metrics run
             the networks on batch after batch of activation-sized blocks, and IWAE's 1000
             samples per image ran about 30% faster with it on a 2-core CPU.
+        **metric_options: the metrics' options, as each metric declares them
+            (:func:`metric_options`; ``sigmavae eval --help`` lists them): ``elbo_samples``,
+            ``iwae_samples``, ``mi_data``, ``fid_features``, ``video_samples``, ...; checked
+            against the declarations, the rest get their declared defaults.
 
     Raises:
-        EvalOptionError: a bad argument (before anything is read).
+        EvalOptionError: a bad argument, or an unknown metric option (before anything is read).
         CheckpointError, ConfigError, DataError, FeatureExtractorError: the checkpoint, its
             config, the data or the FID extractor cannot be used (one line each).
     """
@@ -291,14 +298,8 @@ def evaluate_checkpoint(
         names = parse_metrics(metrics)
     except ValueError as err:
         raise EvalOptionError("metrics", f": {err}") from None
-    for option, value, least in (("elbo_samples", elbo_samples, 1),
-                                 ("iwae_samples", iwae_samples, 1), ("mi_data", mi_data, 2),
-                                 ("mi_samples", mi_samples, 1), ("fid_samples", fid_samples, 2),
-                                 ("video_samples", video_samples, 1),
-                                 ("video_context_frames", video_context_frames, 1),
-                                 ("video_future_frames", video_future_frames, 1),
-                                 ("fvd_samples", fvd_samples, 2),
-                                 ("batch_size", batch_size, 1), ("limit", limit, 1)):
+    options = check_metric_options(metric_options)
+    for option, value, least in (("batch_size", batch_size, 1), ("limit", limit, 1)):
         if value is not None and value < least:
             raise EvalOptionError(option, f" must be >= {least}, got {value}")
     if seed < 0:
@@ -312,11 +313,11 @@ def evaluate_checkpoint(
 
     model, config = load_trained(checkpoint)
     if "fid" in names:  # a named extractor that cannot work: fail now, not after the others
-        check_fid_features(fid_features, cast(Model, model).data_shape)
+        check_fid_features(options["fid_features"], cast(Model, model).data_shape)
     if "fvd" in names:
         from .fvd import check_fvd_features
 
-        check_fvd_features(fvd_features, cast(Model, model).data_shape)
+        check_fvd_features(options["fvd_features"], cast(Model, model).data_shape)
     root = data_root if data_root is not None else config.data_root
     data = load_dataset(config.data, split, root,
                         **{**config.data_options, **dict(data_options or {})})
@@ -333,13 +334,7 @@ def evaluate_checkpoint(
         plot = out_path.with_name(out_path.stem + ".calibration.png")
     if out_path is not None and "video" in names:
         video_plot = out_path.with_name(out_path.stem + ".video.png")
-    options = {
-        "elbo_samples": elbo_samples, "iwae_samples": iwae_samples,
-        "mi_data": mi_data, "mi_samples": mi_samples,
-        "fid_samples": fid_samples, "fid_features": fid_features,
-        "video_samples": video_samples, "video_context_frames": video_context_frames,
-        "video_future_frames": video_future_frames, "fvd_features": fvd_features,
-        "fvd_samples": fvd_samples,
+    options |= {
         "plot_path": None if plot is None else str(plot),
         "video_plot_path": None if video_plot is None else str(video_plot),
         "title": f"{config.data} {split} ({config.likelihood})",

@@ -34,7 +34,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -45,6 +45,7 @@ from torchmetrics.functional.image import (
 
 from ..likelihoods.base import NUM_LEVELS
 from ..objective import (
+    ConditionalModel,
     Model,
     compute_dtype,
     context_frames,
@@ -54,7 +55,7 @@ from ..objective import (
 )
 from ..streams import generator as stream_generator
 from ._common import EvalContext, MetricUnavailable, eval_mode, fmt
-from .registry import register_metric
+from .registry import MetricOption, register_metric
 
 #: Side of the SSIM window (pixels) and the Gaussian's standard deviation (pixels).
 SSIM_WINDOW = 11
@@ -136,7 +137,7 @@ def sample_futures(model: Model, context: torch.Tensor, noise: torch.Tensor) -> 
         ValueError: the model's parameters are not ``(B, F, P, H, W)``.
     """
     frames = noise.shape[1] // latent_per_frame(model)
-    params = model.generate(noise, context)  # type: ignore[call-arg]
+    params = cast(ConditionalModel, model).generate(noise, context)
     if params.dim() != 5 or params.shape[:2] != (noise.shape[0], frames):
         raise ValueError(f"{type(model).__name__}.generate(noise, context) returned parameters "
                          f"of shape {tuple(params.shape)}; expected ({noise.shape[0]}, {frames}, "
@@ -386,14 +387,23 @@ def markdown_rows(result: dict) -> list[tuple[str, str, str]]:
 
 @register_metric("video", "PSNR and SSIM per predicted frame, best of N futures sampled from "
                  "the learned prior after each test sequence's context (SVG's protocol)",
-                 title="video prediction PSNR/SSIM", rows=markdown_rows)
+                 title="video prediction PSNR/SSIM", rows=markdown_rows, options=[
+                     MetricOption("video_samples", int, 100, "video: futures sampled per test "
+                                  "sequence for best-of-N PSNR/SSIM (the best by mean SSIM, as "
+                                  "SVG)", ge=1),
+                     # also read by fvd: which frames are given and which predicted
+                     MetricOption("video_context_frames", int | None, None, "video: frames "
+                                  "given to the model (default: its context_frames)", ge=1),
+                     MetricOption("video_future_frames", int | None, None, "video: frames "
+                                  "predicted (default: the rest of each test sequence)", ge=1),
+                 ])
 def run(ctx: EvalContext) -> dict:
     """Options: ``video_samples`` (N, default 100), ``video_context_frames`` (default the
     model's ``context_frames``), ``video_future_frames`` (default the rest of each test
     sequence), ``video_plot_path`` (a PNG of the curves) and ``title``."""
     model = ctx.model
     require_conditional(model)
-    n = int(ctx.option("video_samples", 100))
+    n = int(ctx.option("video_samples"))
     result = best_of_n(model, ctx.images, n, ctx.option("video_context_frames"),
                        ctx.option("video_future_frames"),
                        generator=stream_generator(ctx.seed, "video_prior"),

@@ -10,6 +10,7 @@ model.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import nn
@@ -61,6 +62,15 @@ class VAE(nn.Module):
         self.latent_dim = latent_dim
         self.data_shape = tuple(data_shape)
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """A subclass that redefines :meth:`forward` (the hierarchical VAE) has no
+        :meth:`decode_posterior` unless it redefines that too: this one decodes as
+        :meth:`VAE.forward` does, not as the subclass's ``forward``. (``None`` is the model
+        protocol's "not there", see :func:`~sigmavae.objective.posterior_decoder`.)"""
+        super().__init_subclass__(**kwargs)
+        if "forward" in vars(cls) and "decode_posterior" not in vars(cls):
+            setattr(cls, "decode_posterior", None)  # noqa: B010 (a method may not be assigned)
+
     @property
     def compute_dtype(self) -> torch.dtype:
         """float64 for a model converted to double precision, else float32 (also under
@@ -92,7 +102,8 @@ class VAE(nn.Module):
 
     def decode_posterior(self, q: Independent, noise: torch.Tensor | None = None) -> ModelOutput:
         """:meth:`forward` from an already computed ``q(z|x)`` of ``B`` rows (the IWAE metric
-        encodes an image once for its K rows).
+        encodes an image once for its K rows; the model protocol's optional
+        ``decode_posterior``, :class:`~sigmavae.objective.PosteriorDecoder`).
 
         ``z`` and ``log p(z) - log q(z|x)`` are computed in the wider of the posterior's and the
         noise's dtype (float64 noise, as the IWAE metric draws, gives float64 latent terms); the

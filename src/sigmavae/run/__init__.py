@@ -11,13 +11,14 @@ from .build import Examples, TensorExamples, as_examples, build_vae, data_shape,
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .config import ConfigError, TrainConfig, settings
 from .load import load_trained
-from .state import LoopState, TrainState
+from .state import LoopState, Resumable, TrainState, restore
 
 __all__ = [
     "CheckpointError",
     "ConfigError",
     "Examples",
     "LoopState",
+    "Resumable",
     "TensorExamples",
     "TrainConfig",
     "TrainState",
@@ -27,6 +28,7 @@ __all__ = [
     "load_checkpoint",
     "load_splits",
     "load_trained",
+    "restore",
     "save_checkpoint",
     "settings",
     "tune_cpu_allocator",

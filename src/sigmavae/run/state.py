@@ -1,5 +1,7 @@
-"""What a checkpoint holds: :class:`TrainState`, a versioned, checked layout; and the loop's
-counters (:class:`LoopState`) that an exact resume needs.
+"""What a run's state is: :class:`TrainState`, what a checkpoint holds (a versioned, checked
+layout); the loop's counters (:class:`LoopState`) that an exact resume needs; and the two moves
+between a live run (:class:`Resumable`: model, optimiser, batches, precision plugin, generators)
+and a checkpoint: :meth:`TrainState.capture` and :func:`restore`.
 
 A checkpoint file is a plain dict (tensors, numbers, strings, lists, dicts; read with
 ``weights_only=True``) with a ``format`` entry. This version of sigmavae writes
@@ -12,11 +14,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
+from torch import nn
 
+from ..messages import first_line
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .config import TrainConfig
 
 #: The format this version writes: ``data_shape`` is the shape of one example, any rank.
 FORMAT = "sigmavae-checkpoint-v2"
@@ -26,6 +31,39 @@ FORMAT_V1 = "sigmavae-checkpoint-v1"
 RESUME_KEYS = ("model", "optimizer", "batches", "loop", "rng", "data_shape")
 #: format -> the entry holding the shape of one example.
 _SHAPE_KEY = {FORMAT: "data_shape", FORMAT_V1: "image_shape"}
+
+
+class Stateful(Protocol):
+    """Anything whose state a checkpoint keeps: an optimiser, the batches, a precision plugin."""
+
+    def state_dict(self) -> Any: ...
+
+    def load_state_dict(self, state: Any, /) -> Any: ...
+
+
+@dataclass(frozen=True)
+class Resumable:
+    """The live parts of a run that a checkpoint captures and an exact resume restores.
+
+    Attributes:
+        config, data_shape: what the run was built for (``data_shape``: one example's).
+        model: the plain module (not a Fabric- or compile-wrapped one: its ``state_dict`` keys
+            are those :func:`~sigmavae.run.load.load_trained` reads).
+        optimizer, batches, precision: the optimiser, the batch iterator
+            (:class:`~sigmavae.data.InMemoryBatches`: epoch and position) and the precision
+            plugin (16-mixed: the loss scale).
+        noise: the generator of the training noise (``streams.generator(seed, "train_noise")``).
+        device: the training device (on CUDA its generator is kept too).
+    """
+
+    config: TrainConfig
+    data_shape: tuple[int, ...]
+    model: nn.Module
+    optimizer: Stateful
+    batches: Stateful
+    precision: Stateful
+    noise: torch.Generator
+    device: torch.device
 
 
 @dataclass
@@ -52,6 +90,18 @@ class TrainState:
     precision: dict[str, Any] | None = None
     rng: dict[str, Any] | None = None
     format: str = FORMAT
+
+    @classmethod
+    def capture(cls, run: Resumable, loop: LoopState) -> TrainState:
+        """Everything an exact resume of ``run`` at ``loop`` needs (copies nothing it need not:
+        the tensors are the live ones until saved)."""
+        rng: dict[str, Any] = {"torch": torch.get_rng_state(), "noise": run.noise.get_state()}
+        if torch.cuda.is_available() and run.device.type == "cuda":
+            rng["cuda"] = torch.cuda.get_rng_state(run.device)
+        return cls(model=run.model.state_dict(), config=run.config.to_dict(),
+                   data_shape=list(run.data_shape), optimizer=run.optimizer.state_dict(),
+                   batches=run.batches.state_dict(), loop=loop.state_dict(),
+                   precision=run.precision.state_dict(), rng=rng)
 
     def to_dict(self) -> dict[str, Any]:
         """The dict written to the file (``None`` entries left out)."""
@@ -151,3 +201,42 @@ class LoopState:
         self.epoch, self.step, self.skipped = state["epoch"], state["step"], state["skipped"]
         self.epoch_sums = state["epoch_sums"].to(self.device, copy=True)
         self.window = state["window"].to(self.device, copy=True)
+
+
+def restore(path: str | Path, run: Resumable) -> LoopState:
+    """Read the checkpoint ``path`` and put its state into ``run``: weights, optimiser, batch
+    position, loss scale, the random generators (torch's, the noise's, CUDA's); returns the
+    loop counters to continue from.
+
+    Raises:
+        CheckpointError: an unreadable file or another format (:meth:`TrainState.load`), a
+            checkpoint for evaluation only, one for examples of another shape, or one whose
+            state does not fit ``run`` (another model or optimiser config).
+    """
+    path = Path(path)
+    saved = TrainState.load(path)
+    missing = saved.missing_for_resume()
+    if missing:
+        raise CheckpointError(f"cannot resume from {path}: it has no {', '.join(missing)} "
+                              "(a checkpoint for evaluation only?); start a new run instead")
+    if list(saved.data_shape) != list(run.data_shape):
+        raise CheckpointError(f"cannot resume from {path}: it is for examples of shape "
+                              f"{saved.data_shape}, the data has {list(run.data_shape)}")
+    rng: dict[str, Any] = saved.rng or {}
+    try:
+        run.model.load_state_dict(saved.model)
+        run.optimizer.load_state_dict(saved.optimizer)
+        run.batches.load_state_dict(saved.batches or {})
+        if saved.precision:
+            run.precision.load_state_dict(saved.precision)
+        torch.set_rng_state(rng["torch"])
+        run.noise.set_state(rng["noise"])
+        if "cuda" in rng and run.device.type == "cuda":
+            torch.cuda.set_rng_state(rng["cuda"], run.device)
+        loop = LoopState(run.device)
+        loop.load_state_dict(saved.loop or {})
+    except (RuntimeError, KeyError, TypeError, ValueError) as err:
+        raise CheckpointError(f"cannot resume from {path}: it does not fit this run's "
+                              f"config ({first_line(err)}); resume with the config it was "
+                              "trained with, or start a new run") from None
+    return loop

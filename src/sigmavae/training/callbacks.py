@@ -19,11 +19,14 @@ every Fabric version accepts):
 ``on_teardown``           ``(trainer)``: always, last, also after an error
 ========================= =====================================================================
 
-``trainer`` is the :class:`~sigmavae.training.Trainer` (``config``, ``out``, ``fabric``,
-``model``, ``batches``, ``val_data``, ``bounds``, ``save_checkpoint``, ``request_stop``);
-``state`` its :class:`~sigmavae.run.state.LoopState`. Callbacks that write files do so on
-rank 0 only; :class:`Checkpointing` calls ``trainer.save_checkpoint`` on every rank (it holds
-a barrier). :func:`default_callbacks` is what a config asks for, in the order they run.
+``state`` is the loop's :class:`~sigmavae.run.state.LoopState` (``epoch``, ``step``,
+``skipped``). ``trainer`` is the :class:`~sigmavae.training.Trainer`, of which a callback uses
+what :class:`TrainerView` lists: it reads what the run is from ``trainer.run`` (a read-only
+:class:`RunInfo`, set before ``on_fit_start``) and acts through two methods:
+``trainer.request_stop(signum)`` (stop after the current step) and
+``trainer.checkpoint(state, path=None)`` (write the run's state; call it on every rank, it
+holds a barrier). Callbacks that write files do so on rank 0 only. :func:`default_callbacks`
+is what a config asks for, in the order they run.
 """
 
 from __future__ import annotations
@@ -31,34 +34,76 @@ from __future__ import annotations
 import json
 import signal
 import time
+from dataclasses import dataclass
+from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import torch
+from lightning_fabric import Fabric
+from torch import nn
 from tqdm.auto import tqdm
 
+from ..data import InMemoryBatches
 from ..dataset_elbo import NOT_A_BOUND, ELBOReport
 from ..run.config import TrainConfig
 from ..run.state import LoopState
 from .logs import RunCSVLogger, scalars, tensorboard_logger
+from .rows import EPOCH_COLUMNS, STEP_COLUMNS, BoundNotes
 from .speed_hints import device_description
 from .visuals import plot_curves, save_reconstruction_grid, save_sample_grid
 
-if TYPE_CHECKING:
-    from .trainer import Trainer
-
-#: Columns of ``steps.csv`` and ``epochs.csv``, in order (nats per example; notes are text).
-STEP_COLUMNS = [
-    "step", "train_loss", "train_nll", "train_kl", "skipped_steps", "sigma", "effective_beta",
-    "train_neg_elbo", "train_bound_note",
-]
-EPOCH_COLUMNS = [
-    "epoch", "step", "train_loss", "train_neg_elbo", "train_nll", "train_kl", "val_neg_elbo",
-    "val_nll", "val_kl", "val_bits_per_dim", "sigma", "effective_beta", "skipped_steps",
-    "seconds", "val_seconds", "train_bound_note", "val_bound_note",
-]
 #: Least seconds between two redraws of ``curves.png`` (the last epoch always redraws it).
 CURVES_EVERY_S = 30.0
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """What a run is, for its callbacks (``trainer.run``; fixed once the run is set up).
+
+    Attributes:
+        config: the run's settings.
+        out, checkpoint_path: the run folder and its ``checkpoints/last.ckpt``.
+        resumed_from: the checkpoint the run resumed from, or ``None``.
+        fabric: devices and processes (``is_global_zero``, ``world_size``, ``device``,
+            ``print``).
+        model: the model (the plain module, not the Fabric-wrapped one).
+        batches: the training batches (``len``: steps per epoch; ``position``: batches done in
+            the current epoch).
+        val_images: the validation examples, uint8 ``(N, *data_shape)``.
+        head_label: the likelihood head's name, for the console.
+        bounds: what the head says of the train and val -ELBO (bound or not, bias notes).
+        precision, channels_last: what the run trains with (``--precision auto`` resolved).
+        precision_line: the start-of-run line on precision (what ``auto`` chose, or how much
+            faster it would be; :func:`~sigmavae.training.speed_hints.precision_line`), or
+            ``None``: nothing to say, a resumed run, or not rank 0.
+    """
+
+    config: TrainConfig
+    out: Path
+    checkpoint_path: Path
+    resumed_from: Path | None
+    fabric: Fabric
+    model: nn.Module
+    batches: InMemoryBatches
+    val_images: torch.Tensor
+    head_label: str
+    bounds: BoundNotes
+    precision: str
+    channels_last: bool
+    precision_line: str | None
+
+
+class TrainerView(Protocol):
+    """What a hook's ``trainer`` (the :class:`~sigmavae.training.Trainer`) offers a callback:
+    what the run is, and the two things a callback may ask of the loop."""
+
+    @property
+    def run(self) -> RunInfo: ...
+
+    def request_stop(self, signum: int) -> None: ...
+
+    def checkpoint(self, state: LoopState, path: Path | None = None) -> Path: ...
 
 
 class StopOnSignal:
@@ -70,7 +115,7 @@ class StopOnSignal:
         self.signals = signals
         self._previous: dict[int, Any] = {}
 
-    def on_fit_start(self, trainer: Trainer, state: LoopState) -> None:
+    def on_fit_start(self, trainer: TrainerView, state: LoopState) -> None:
         def handler(signum: int, frame: FrameType | None) -> None:
             trainer.request_stop(signum)
 
@@ -80,7 +125,7 @@ class StopOnSignal:
         except ValueError:  # not the main thread: leave signals alone
             self.on_teardown(trainer)
 
-    def on_teardown(self, trainer: Trainer) -> None:
+    def on_teardown(self, trainer: TrainerView) -> None:
         for sig, old in self._previous.items():
             signal.signal(sig, old)
         self._previous = {}
@@ -92,27 +137,28 @@ class ProgressBar:
     def __init__(self) -> None:
         self.bar: Any = None
 
-    def on_train_epoch_start(self, trainer: Trainer, epoch: int) -> None:
+    def on_train_epoch_start(self, trainer: TrainerView, epoch: int) -> None:
         self._close()
-        self.bar = tqdm(total=len(trainer.batches), initial=trainer.batches.position,
-                        desc=f"epoch {epoch + 1}/{trainer.config.epochs}", leave=False,
-                        disable=not trainer.fabric.is_global_zero, dynamic_ncols=True)
+        run = trainer.run
+        self.bar = tqdm(total=len(run.batches), initial=run.batches.position,
+                        desc=f"epoch {epoch + 1}/{run.config.epochs}", leave=False,
+                        disable=not run.fabric.is_global_zero, dynamic_ncols=True)
 
-    def on_train_batch_end(self, trainer: Trainer, state: LoopState) -> None:
+    def on_train_batch_end(self, trainer: TrainerView, state: LoopState) -> None:
         if self.bar is not None:
             self.bar.update(1)
             if self.bar.n >= self.bar.total:  # before validation starts
                 self._close()
 
-    def on_log_step(self, trainer: Trainer, row: dict[str, Any]) -> None:
+    def on_log_step(self, trainer: TrainerView, row: dict[str, Any]) -> None:
         if self.bar is not None:
             self.bar.set_postfix(loss=f"{row['train_loss']:.1f}",
                                  beta=_fmt(row.get("effective_beta")))
 
-    def on_stop(self, trainer: Trainer, state: LoopState, signum: int) -> None:
+    def on_stop(self, trainer: TrainerView, state: LoopState, signum: int) -> None:
         self._close()
 
-    def on_teardown(self, trainer: Trainer) -> None:
+    def on_teardown(self, trainer: TrainerView) -> None:
         self._close()
 
     def _close(self) -> None:
@@ -124,26 +170,28 @@ class ProgressBar:
 class RunFolder:
     """``config.json`` when a run starts (not on resume) and ``final.json`` when it ends."""
 
-    def on_fit_start(self, trainer: Trainer, state: LoopState) -> None:
-        if trainer.fabric.is_global_zero:
-            trainer.out.mkdir(parents=True, exist_ok=True)
-            if trainer.resumed_from is None:
-                (trainer.out / "config.json").write_text(
-                    json.dumps(trainer.config.to_dict(), indent=2))
+    def on_fit_start(self, trainer: TrainerView, state: LoopState) -> None:
+        run = trainer.run
+        if run.fabric.is_global_zero:
+            run.out.mkdir(parents=True, exist_ok=True)
+            if run.resumed_from is None:
+                (run.out / "config.json").write_text(json.dumps(run.config.to_dict(), indent=2))
 
-    def on_fit_end(self, trainer: Trainer, final: dict[str, Any]) -> None:
-        if trainer.fabric.is_global_zero and final:
+    def on_fit_end(self, trainer: TrainerView, final: dict[str, Any]) -> None:
+        run = trainer.run
+        if run.fabric.is_global_zero and final:
             # what the run's wall time was measured on, with the precision it really ran at
             # (added to the dict fit() returns too, so that it reads as final.json)
             final["ran_on"] = {
-                "device": device_description(trainer.fabric.device),
-                "processes": trainer.fabric.world_size, "precision": trainer.precision,
-                "channels_last": trainer.channels_last, "torch": torch.__version__}
-            (trainer.out / "final.json").write_text(json.dumps(final, indent=2))
+                "device": device_description(run.fabric.device),
+                "processes": run.fabric.world_size, "precision": run.precision,
+                "channels_last": run.channels_last, "torch": torch.__version__}
+            (run.out / "final.json").write_text(json.dumps(final, indent=2))
 
 
 class MetricLogs:
-    """``steps.csv``, ``epochs.csv`` (Fabric CSV loggers) and ``tensorboard/`` (Fabric's
+    """``steps.csv``, ``epochs.csv`` (:class:`~.logs.RunCSVLogger`, a Fabric logger; columns
+    and rows: :mod:`.rows`) and ``tensorboard/`` (Fabric's
     TensorBoard logger: ``train/*`` per logged step, ``epoch/*`` per epoch), rank 0 only. On
     resume the rows and events after the checkpoint's step are dropped: the resumed run logs
     them again, so the files read as those of an uninterrupted run."""
@@ -153,20 +201,21 @@ class MetricLogs:
         self.epochs: RunCSVLogger | None = None
         self.tensorboard: Any = None
 
-    def on_fit_start(self, trainer: Trainer, state: LoopState) -> None:
-        if not trainer.fabric.is_global_zero:
+    def on_fit_start(self, trainer: TrainerView, state: LoopState) -> None:
+        run = trainer.run
+        if not run.fabric.is_global_zero:
             return
-        resume_step = None if trainer.resumed_from is None else state.step
-        self.steps = RunCSVLogger(trainer.out / "steps.csv", STEP_COLUMNS, resume_step)
-        self.epochs = RunCSVLogger(trainer.out / "epochs.csv", EPOCH_COLUMNS, resume_step)
+        resume_step = None if run.resumed_from is None else state.step
+        self.steps = RunCSVLogger(run.out / "steps.csv", STEP_COLUMNS, resume_step)
+        self.epochs = RunCSVLogger(run.out / "epochs.csv", EPOCH_COLUMNS, resume_step)
         for logger in (self.steps, self.epochs):
             logger.experiment  # noqa: B018 -- opens (and on resume truncates) the file now
-        self.tensorboard = tensorboard_logger(trainer.out, state.step)
+        self.tensorboard = tensorboard_logger(run.out, state.step)
 
-    def on_log_step(self, trainer: Trainer, row: dict[str, Any]) -> None:
+    def on_log_step(self, trainer: TrainerView, row: dict[str, Any]) -> None:
         self._log(self.steps, "train", row)
 
-    def on_train_epoch_end(self, trainer: Trainer, state: LoopState, row: dict[str, Any],
+    def on_train_epoch_end(self, trainer: TrainerView, state: LoopState, row: dict[str, Any],
                            report: ELBOReport) -> None:
         self._log(self.epochs, "epoch", row)
 
@@ -178,7 +227,7 @@ class MetricLogs:
             self.tensorboard.log_metrics(scalars(prefix, row), step=int(row["step"]))
             self.tensorboard.save()
 
-    def on_teardown(self, trainer: Trainer) -> None:
+    def on_teardown(self, trainer: TrainerView) -> None:
         for logger in (self.steps, self.epochs, self.tensorboard):
             if logger is not None:
                 logger.finalize("success")
@@ -193,12 +242,13 @@ class SampleGrid:
     def __init__(self, n: int = 64, seed: int = 0) -> None:
         self.n, self.seed = n, seed
 
-    def on_train_epoch_end(self, trainer: Trainer, state: LoopState, row: dict[str, Any],
+    def on_train_epoch_end(self, trainer: TrainerView, state: LoopState, row: dict[str, Any],
                            report: ELBOReport) -> None:
-        if trainer.fabric.is_global_zero:
-            path = trainer.out / "samples" / f"epoch_{state.epoch:04d}.png"
-            context = trainer.val_data.images[: self.n]
-            save_sample_grid(trainer.model, path, n=self.n, seed=self.seed, context=context)
+        run = trainer.run
+        if run.fabric.is_global_zero:
+            path = run.out / "samples" / f"epoch_{state.epoch:04d}.png"
+            context = run.val_images[: self.n]
+            save_sample_grid(run.model, path, n=self.n, seed=self.seed, context=context)
 
 
 class ReconstructionGrid:
@@ -208,13 +258,13 @@ class ReconstructionGrid:
     def __init__(self, n: int = 32) -> None:
         self.n = n
 
-    def on_train_epoch_end(self, trainer: Trainer, state: LoopState, row: dict[str, Any],
+    def on_train_epoch_end(self, trainer: TrainerView, state: LoopState, row: dict[str, Any],
                            report: ELBOReport) -> None:
-        if trainer.fabric.is_global_zero:
-            images = trainer.val_data.images[: min(self.n, len(trainer.val_data))]
+        run = trainer.run
+        if run.fabric.is_global_zero:
             save_reconstruction_grid(
-                trainer.model, images,
-                trainer.out / "reconstructions" / f"epoch_{state.epoch:04d}.png")
+                run.model, run.val_images[: self.n],
+                run.out / "reconstructions" / f"epoch_{state.epoch:04d}.png")
 
 
 class CurvePlot:
@@ -225,14 +275,15 @@ class CurvePlot:
     def __init__(self) -> None:
         self._drawn_at: float | None = None
 
-    def on_train_epoch_end(self, trainer: Trainer, state: LoopState, row: dict[str, Any],
+    def on_train_epoch_end(self, trainer: TrainerView, state: LoopState, row: dict[str, Any],
                            report: ELBOReport) -> None:
-        if not trainer.fabric.is_global_zero:
+        run = trainer.run
+        if not run.fabric.is_global_zero:
             return
         now = time.monotonic()
-        if state.epoch == trainer.config.epochs or self._drawn_at is None or (
+        if state.epoch == run.config.epochs or self._drawn_at is None or (
                 now - self._drawn_at >= CURVES_EVERY_S):
-            plot_curves(trainer.out / "epochs.csv", trainer.out / "curves.png")
+            plot_curves(run.out / "epochs.csv", run.out / "curves.png")
             self._drawn_at = now
 
 
@@ -243,21 +294,20 @@ class Checkpointing:
     def __init__(self, every_n_steps: int | None = None, keep_epochs: bool = False) -> None:
         self.every_n_steps, self.keep_epochs = every_n_steps, keep_epochs
 
-    def on_train_batch_end(self, trainer: Trainer, state: LoopState) -> None:
+    def on_train_batch_end(self, trainer: TrainerView, state: LoopState) -> None:
         if self.every_n_steps and state.step % self.every_n_steps == 0:
-            trainer.save_checkpoint(state)
+            trainer.checkpoint(state)
 
-    def on_train_epoch_end(self, trainer: Trainer, state: LoopState, row: dict[str, Any],
+    def on_train_epoch_end(self, trainer: TrainerView, state: LoopState, row: dict[str, Any],
                            report: ELBOReport) -> None:
-        trainer.save_checkpoint(state)
-        if self.keep_epochs and trainer.fabric.is_global_zero:
-            trainer.train_state(state).save(
-                trainer.checkpoint_path.with_name(f"epoch_{state.epoch:04d}.ckpt"))
+        path = trainer.checkpoint(state)
+        if self.keep_epochs:
+            trainer.checkpoint(state, path.with_name(f"epoch_{state.epoch:04d}.ckpt"))
 
-    def on_stop(self, trainer: Trainer, state: LoopState, signum: int) -> None:
-        path = trainer.save_checkpoint(state)
-        trainer.fabric.print(f"received signal {signum}: saved {path} at step {state.step}; "
-                             f"resume with --resume {path}")
+    def on_stop(self, trainer: TrainerView, state: LoopState, signum: int) -> None:
+        path = trainer.checkpoint(state)
+        trainer.run.fabric.print(f"received signal {signum}: saved {path} at step "
+                                 f"{state.step}; resume with --resume {path}")
 
 
 class ConsoleLog:
@@ -265,22 +315,20 @@ class ConsoleLog:
     it would be), the head's bound notes (once), where a resumed run continues, and
     one line per epoch that calls a number -ELBO only where it is a bound."""
 
-    def on_fit_start(self, trainer: Trainer, state: LoopState) -> None:
-        if trainer.fabric.is_global_zero and trainer.resumed_from is None:
-            line = trainer.precision_line()
-            if line is not None:
-                trainer.fabric.print(line)
-        notes = (("train", trainer.bounds.train_note), ("val", trainer.bounds.val_note))
-        for split, note in notes:
+    def on_fit_start(self, trainer: TrainerView, state: LoopState) -> None:
+        run = trainer.run
+        if run.precision_line is not None:
+            run.fabric.print(run.precision_line)
+        for split, note in (("train", run.bounds.train_note), ("val", run.bounds.val_note)):
             if note is not None:
-                trainer.fabric.print(f"note: the {split} -ELBO of {trainer.head_label} is {note}")
-        if trainer.resumed_from is not None:
-            trainer.fabric.print(f"resumed from {trainer.resumed_from} at epoch {state.epoch}, "
-                                 f"step {state.step}")
+                run.fabric.print(f"note: the {split} -ELBO of {run.head_label} is {note}")
+        if run.resumed_from is not None:
+            run.fabric.print(f"resumed from {run.resumed_from} at epoch {state.epoch}, "
+                             f"step {state.step}")
 
-    def on_train_epoch_end(self, trainer: Trainer, state: LoopState, row: dict[str, Any],
+    def on_train_epoch_end(self, trainer: TrainerView, state: LoopState, row: dict[str, Any],
                            report: ELBOReport) -> None:
-        trainer.fabric.print(epoch_line(row, report, trainer.head_label))
+        trainer.run.fabric.print(epoch_line(row, report, trainer.run.head_label))
 
 
 def default_callbacks(config: TrainConfig) -> list[Any]:

@@ -1,38 +1,21 @@
-"""Per-run instruments of the experiments: censored convergence steps, bracketed I_e."""
+"""Per-run measures of the experiments: I_e and the marginal KL bracketed between their two
+estimates."""
 
 from __future__ import annotations
 
 import math
 from pathlib import Path
 
-from sigmavae.experiments.definitions import (
-    marginal_kl_bounds,
-    mutual_info_bounds,
-    steps_to_reach,
-)
+from sigmavae.experiments.measures import marginal_kl_bounds, mutual_info_bounds
 from sigmavae.experiments.runs import RunResult, RunSpec
 
 
-def _run(tmp: Path, sigmas: list[float] | None = None, mi: dict | None = None) -> RunResult:
+def _run(tmp: Path, mi: dict) -> RunResult:
+    """A run whose evaluation holds the mutual-information record ``mi``."""
     folder = tmp / "run"
     folder.mkdir(exist_ok=True)
-    if sigmas is not None:
-        rows = ["step,sigma"] + [f"{10 * (i + 1)},{s}" for i, s in enumerate(sigmas)]
-        (folder / "steps.csv").write_text("\n".join(rows) + "\n")
-    evaluation = {"metrics": {"mi": {"available": True, **mi}}} if mi else {}
+    evaluation = {"metrics": {"mi": {"available": True, **mi}}}
     return RunResult(RunSpec("r", "r", {}, 0), folder, {}, evaluation)
-
-
-def test_steps_to_reach_is_a_measurement_once_sigma_stays_near(tmp_path):
-    run = _run(tmp_path, [1.0, 0.5, 0.105, 0.2, 0.104, 0.1, 0.099])
-    # within 10% of 0.1 for good from step 50 on (step 30 leaves it again)
-    assert steps_to_reach(run, 0.1) == (50.0, 50.0)
-
-
-def test_steps_to_reach_is_censored_when_sigma_never_gets_there(tmp_path):
-    run = _run(tmp_path, [1.0, 0.8, 0.6, 0.5])
-    low, high = steps_to_reach(run, 0.1)
-    assert low == 41.0 and high is None  # at least the run's last step + 1
 
 
 def test_saturated_information_is_bracketed_by_the_leave_one_out_estimate(tmp_path):

@@ -1,0 +1,121 @@
+"""``decoders`` (Tables 2 and 3, Figures 2, 3, 5, 6, 8): every decoder of the paper on one model
+and data set: bound, FID and sample grids."""
+
+from __future__ import annotations
+
+from . import figures
+from .framework import (
+    Context,
+    Experiment,
+    Results,
+    Section,
+    Verdict,
+    csv_rows,
+    paper_cell,
+    paper_dataset,
+    register_experiment,
+)
+from .heads import DECODER_ROWS, LEARNED, OPTIMAL, HeadRow, is_continuous
+from .measures import discrete_bound, fid, headline_bound, invalid_reason
+from .runs import RunSpec
+from .stats import all_of, fmt_estimate, less_than
+from .sweep import best_beta
+
+
+@register_experiment("decoders", "Tables 2 and 3: every decoder of the paper on one model and "
+                      "data set, bound, FID and sample grids")
+class Decoders(Experiment):
+    title = "Decoder distributions compared"
+    paper = "Tables 2 and 3, Figures 2, 3, 5, 6, 8"
+
+    def _rows(self, ctx: Context) -> tuple[list[HeadRow], str]:
+        beta, why = best_beta(ctx)
+        rows = list(DECODER_ROWS)
+        beta_vae = HeadRow("beta_vae", f"beta-VAE, beta = {beta:g}", "fixed_sigma",
+                           {"beta": float(beta)})
+        rows.insert(rows.index(LEARNED), beta_vae)
+        return rows, why
+
+    def runs(self, ctx: Context) -> list[RunSpec]:
+        rows, _ = self._rows(ctx)
+        return [ctx.spec("svhn", row, seed) for row in rows for seed in ctx.seeds(row)]
+
+    def analyse(self, ctx: Context, results: Results) -> Section:
+        rows, why = self._rows(ctx)
+        data = ctx.data["svhn"]
+        dataset = paper_dataset(data)
+        table_no = 2 if dataset == "svhn" else 3
+        table = []
+        for head in rows:
+            runs = results.runs(head.row)
+            continuous = is_continuous(head.likelihood, head.options)
+            reason = invalid_reason(runs[0]) if runs else None
+            bound = results.estimate(head.row, headline_bound)
+            table.append({
+                "decoder": head.label,
+                "-log p bound (nats/image)": (fmt_estimate(bound) if reason is None
+                                              else f"n/a ({reason})"),
+                "data the bound is on": "x/255 (density)" if continuous else "8-bit",
+                "-log p on 8-bit data": (fmt_estimate(results.estimate(head.row, discrete_bound))
+                                         if continuous else "(same)"),
+                "FID (substitute features)": fmt_estimate(results.estimate(head.row, fid)),
+                "paper -log p": paper_cell(table_no, head.row, dataset, "neg_log_p"),
+                "paper FID": paper_cell(table_no, head.row, dataset, "fid"),
+            })
+        figs = []
+        grid = figures.sample_panels(ctx.store, [(h.label, results.runs(h.row)) for h in rows],
+                                     ctx.out / "samples.png")
+        if grid:
+            figs.append(("Prior samples (decoder means, seed-0 run of each decoder), upscaled "
+                         "with nearest neighbour", grid))
+        pair = figures.sample_panels(
+            ctx.store, [(OPTIMAL.label, results.runs(OPTIMAL.row)),
+                        ("Gaussian VAE (unit variance)", results.runs("gaussian"))],
+            ctx.out / "sigma-vae-vs-gaussian.png")
+        if pair:
+            figs.append(("The optimal sigma-VAE against the unit-variance Gaussian VAE "
+                         "(the paper's Figures 2, 5, 6, 8)", pair))
+        verdicts = [self._gaussian_worst(results, rows), self._per_pixel(results),
+                    self._mixture_best(results)]
+        return Section(table, csv_rows(results), figs, verdicts,
+                       notes=[f"The beta-VAE row uses {why}.",
+                              f"Published numbers: Table {table_no}, {dataset or 'no matching'} "
+                              "column (small conv model)."])
+
+    def _gaussian_worst(self, results: Results, rows: list[HeadRow]) -> Verdict:
+        gauss = results.estimate("gaussian", fid)
+        others = [h for h in rows if h.row not in ("gaussian", "per_pixel_sigma", "bernoulli")]
+        comparisons, parts = [], []
+        for head in others:
+            est = results.estimate(head.row, fid)
+            comparisons.append(less_than(est, gauss))
+            parts.append(f"{head.label} {fmt_estimate(est)}")
+        return self.verdict("gaussian-worst-samples", all_of(comparisons),
+                            f"FID of the Gaussian VAE {fmt_estimate(gauss)} vs " + "; ".join(parts))
+
+    def _per_pixel(self, results: Results) -> Verdict:
+        pp_bound = results.estimate("per_pixel_sigma", headline_bound)
+        g_bound = results.estimate("gaussian", headline_bound)
+        pp_fid = results.estimate("per_pixel_sigma", fid)
+        opt_fid = results.estimate(OPTIMAL.row, fid)
+        status = all_of([less_than(pp_bound, g_bound), less_than(opt_fid, pp_fid)])
+        return self.verdict("per-pixel-bound-not-samples", status,
+                            f"bound: per-pixel {fmt_estimate(pp_bound)} vs Gaussian "
+                            f"{fmt_estimate(g_bound)} nats/image; FID: per-pixel "
+                            f"{fmt_estimate(pp_fid)} vs optimal sigma {fmt_estimate(opt_fid)}")
+
+    def _mixture_best(self, results: Results) -> Verdict:
+        mix = results.estimate("logistic_mixture", headline_bound)
+        parts, comparisons = [], []
+        for row in ("categorical", "bitwise_categorical"):
+            est = results.estimate(row, headline_bound)
+            comparisons.append(less_than(mix, est))
+            parts.append(f"{row} {fmt_estimate(est)}")
+        return self.verdict("mixture-best-discrete", all_of(comparisons),
+                            f"logistic mixture {fmt_estimate(mix)} nats/image vs "
+                            + "; ".join(parts))
+
+
+__all__ = [
+    "Decoders",
+]
