@@ -3,6 +3,7 @@ from a losslessly encoded video file)."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -180,7 +181,7 @@ def test_layout_errors(tmp_path):
 
 
 def test_video_file_without_pyav_says_what_to_install(tmp_path, monkeypatch):
-    monkeypatch.setattr(video_folder, "_av", lambda: None)
+    monkeypatch.setitem(sys.modules, "av", None)  # "import av" raises ImportError: no PyAV
     for name in ("a.mp4", "b.mp4", "c.mp4"):
         (tmp_path / name).write_bytes(b"not really a video")
     with pytest.raises(DataFormatError, match=r"[abc]\.mp4 is a video file, and decoding it needs "
