@@ -24,7 +24,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from .special import log1mexp, log_ndtr
+from .special import HALF_LOG_2PI, log1mexp, log_ndtr
 
 #: Number of intensity levels of 8-bit data.
 NUM_LEVELS = 256
@@ -165,13 +165,12 @@ class Normal01(Family):
 
     name = "gaussian"
     std = 1.0
-    _HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 
     def log_cdf(self, z: torch.Tensor) -> torch.Tensor:
         return log_ndtr(z)
 
     def log_pdf(self, z: torch.Tensor) -> torch.Tensor:
-        return -0.5 * z * z - self._HALF_LOG_2PI
+        return -0.5 * z * z - HALF_LOG_2PI
 
     def cdf(self, z: torch.Tensor) -> torch.Tensor:
         return torch.special.ndtr(z)

@@ -43,10 +43,9 @@ from .optimal import (
     TrainSigma,
     masked_variance,
 )
+from .special import HALF_LOG_2PI
 
 __all__ = ["GaussianNLL", "gaussian_nll"]
-
-_HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 
 SigmaSpec = Literal["optimal"] | float | torch.Tensor
 
@@ -79,7 +78,7 @@ def _nll(pred: torch.Tensor, target: torch.Tensor, log_sigma: torch.Tensor,
          mask: torch.Tensor | None) -> torch.Tensor:
     """``-log N(target; pred, exp(log_sigma)^2)`` summed per example, ``(B,)``."""
     diff = target - pred if mask is None else torch.where(mask, target - pred, 0)
-    elem = 0.5 * (diff * torch.exp(-log_sigma)).pow(2) + log_sigma + _HALF_LOG_2PI
+    elem = 0.5 * (diff * torch.exp(-log_sigma)).pow(2) + log_sigma + HALF_LOG_2PI
     if mask is not None:
         elem = torch.where(mask, elem, 0)
     return elem.flatten(1).sum(1)

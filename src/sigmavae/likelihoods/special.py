@@ -22,6 +22,8 @@ _LN2 = math.log(2.0)
 #: converged; with ``x`` below the switch point ``(a + 1) / (a + b + 2)`` and ``a`` up to ``5e3``
 #: fewer than 300 are needed).
 BETACF_MAX_ITER = 400
+#: ``log sqrt(2 pi)``, the standard normal's log normaliser (nats).
+HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 
 
 def log1mexp(u: torch.Tensor) -> torch.Tensor:
