@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint typecheck bench results clean
+.PHONY: install demo test lint typecheck docs bench results clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/sigmavae train --config configs/demo-frey.yaml
+	$(BIN)/sigmavae train --config demo-frey
 	$(BIN)/sigmavae eval runs/demo-frey/checkpoints/last.ckpt --out runs/demo-frey/test-report.json
 	@echo "samples: runs/demo-frey/samples/  reconstructions: runs/demo-frey/reconstructions/  curves: runs/demo-frey/curves.png"
 
@@ -23,10 +23,15 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks examples
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
+
+# the documentation site (docs/ and the API reference from the docstrings, mkdocs.yml) into
+# site/; a warning (a broken link, a docstring griffe cannot read) fails it
+docs: $(STAMP)
+	$(BIN)/mkdocs build --strict --site-dir site
 
 # every report under docs/results from the committed records alone (no data, no checkpoints)
 results: $(STAMP)
@@ -36,4 +41,4 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/throughput.py
 
 clean:
-	rm -rf runs .pytest_cache .ruff_cache .mypy_cache
+	rm -rf runs site .pytest_cache .ruff_cache .mypy_cache

@@ -61,7 +61,8 @@ def config(case: str, args: argparse.Namespace, folder: Path, out: Path) -> Trai
     model, head, _ = CASES[case]
     return TrainConfig(data="folder", data_root=str(folder), model=model, likelihood=head,
                        epochs=args.epochs, batch_size=args.batch, out=str(out), progress=True,
-                       log_every_n_steps=10, seed=0, accelerator="cpu")
+                       log_every_n_steps=10, seed=0, accelerator="cpu",
+                       ).with_command_defaults()  # as `sigmavae train` runs it
 
 
 def compute_only(case: str, args: argparse.Namespace, folder: Path) -> float:

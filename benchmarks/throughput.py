@@ -158,7 +158,8 @@ def end_to_end(folder_root: Path, cache: Path, epochs: int, out: Path, device: t
                       precision="bf16-mixed" if "bf16" in extras else "32-true",
                       channels_last="channels_last" in extras, compile=compiled,
                       compile_mode="reduce-overhead" if "cudagraphs" in extras else "default",
-                      drop_last=compiled)  # one batch shape: the model compiles once
+                      drop_last=compiled,  # one batch shape: the model compiles once
+                      ).with_command_defaults()  # what `sigmavae train` runs: tuned malloc
     # a float32 run on a CPU with bf16 hardware times auto once per machine (speed_hints):
     # timed here, beside the run, which then reads it back as every later start does
     hint = (first_start_speed_hint(make_model(device)[0], train.images[:BATCH],

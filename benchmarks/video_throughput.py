@@ -76,7 +76,8 @@ def end_to_end(args: argparse.Namespace, device: torch.device, work: Path) -> di
                       model_options=model_options(args.width), likelihood="optimal_sigma",
                       epochs=args.epochs, batch_size=args.batch, lr=LR, out=str(work / "run"),
                       progress=True, log_every_n_steps=5, seed=0, num_samples=8,
-                      accelerator=device.type)
+                      accelerator=device.type,
+                      ).with_command_defaults()  # as `sigmavae train` runs it
     start = time.perf_counter()
     final = Trainer(cfg, train, val).fit()
     seconds = time.perf_counter() - start

@@ -282,13 +282,14 @@ def test_checkpoint_with_executable_pickle_is_refused(tmp_path, monkeypatch, cap
 
 
 def test_resume_with_another_model_is_refused(checkpoint, tmp_path, monkeypatch, capsys):
-    """A checkpoint whose weights do not fit the run's config: one line, nothing written."""
+    """Resuming a checkpoint with another model size: refused before anything is built (the
+    latent size is fixed for a run), one line naming the key, nothing written."""
     monkeypatch.chdir(tmp_path)
     argv = ["train", *TINY, "--latent-dim", "5", "--out", "run", "--resume", str(checkpoint)]
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
-    assert err.startswith(f"sigmavae train: error: cannot resume from {checkpoint}: it does not "
-                          "fit this run's config (Error(s) in loading state_dict")
+    assert err.startswith("sigmavae train: error: cannot resume run with latent_dim 5 (the run's: "
+                          "null): fixed for a run")
     assert not (tmp_path / "run").exists()
 
 

@@ -51,3 +51,27 @@ def test_readme_outside_image_vaes_blocks_run_and_mean_what_they_say():
     sigma = math.sqrt(mse_observed)
     expected = (Normal(dist.mean, sigma).log_prob(obs) * observed).flatten(1).sum(1)
     torch.testing.assert_close(-nll, expected, rtol=1e-5, atol=1e-4)
+
+
+def test_readme_representation_block_gives_the_encoders_posterior(tmp_path, monkeypatch,
+                                                                   capsys):
+    """The "use its encoder" block, run where ``runs/frey/export`` is an exported model: the
+    shapes it prints, and the numbers against the encoder's own output (mean, log-variance)."""
+    from sigmavae.data import load_dataset
+    from sigmavae.run import TrainConfig, build_vae, save_pretrained
+
+    blocks = re.findall(r"<!-- readme-representation.*?-->\s*```python\n(.*?)```",
+                        README.read_text(), re.S)
+    assert len(blocks) == 1
+    config = TrainConfig(data="frey")
+    model = build_vae(config, (1, 28, 20))
+    save_pretrained(model, config, tmp_path / "runs" / "frey" / "export")
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    exec(compile(blocks[0], str(README), "exec"), namespace)
+    assert capsys.readouterr().out.strip() == "(16, 20) (16, 20)"
+    x = load_dataset("frey", "test").images[:16].float() / 255
+    with torch.no_grad():
+        mu, logvar = model.eval().encoder(x).chunk(2, dim=1)
+    torch.testing.assert_close(namespace["mean"], mu)
+    torch.testing.assert_close(namespace["scale"], (0.5 * logvar).exp())

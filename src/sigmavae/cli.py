@@ -1,4 +1,5 @@
-"""The ``sigmavae`` command line: train | eval | sample | data | likelihoods."""
+"""The ``sigmavae`` command line: train | eval | sample | export | data | likelihoods |
+configs."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any, cast
 
 import yaml
 
-from . import likelihoods, objective
+from . import __version__, likelihoods, objective, yaml12
 from .data import DataError, dataset_names, describe_dataset
 from .messages import first_line
 
@@ -22,14 +23,15 @@ class UsageError(ValueError):
 
 
 def _key_values(items: list[str] | None, flag: str) -> dict[str, Any]:
-    """``["a=1", "b=x"]`` -> ``{"a": 1, "b": "x"}`` (values parsed as YAML scalars)."""
+    """``["a=1e-3", "b=x"]`` -> ``{"a": 0.001, "b": "x"}`` (values parsed as YAML 1.2 scalars,
+    :mod:`sigmavae.yaml12`)."""
     out: dict[str, Any] = {}
     for item in items or []:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise UsageError(f"{flag}: expected KEY=VALUE, got {item!r}")
         try:
-            out[key.strip()] = yaml.safe_load(value)
+            out[key.strip()] = yaml12.load(value)
         except yaml.YAMLError as err:
             raise UsageError(f"{flag} {item!r}: the value is not a YAML scalar "
                              f"({first_line(err)})") from None
@@ -64,7 +66,7 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
     """One flag per :class:`~sigmavae.training.TrainConfig` field, from its declaration
     (:func:`sigmavae.run.config.settings`): type, default, choices and help. A flag that
     is not given is absent from the namespace, so it leaves the config file's value alone."""
-    from .run.config import settings
+    from .run.config import COMMAND_DEFAULTS, settings
 
     group = parser.add_argument_group("configuration (TrainConfig keys; 'null' for none)")
     for setting in settings():
@@ -74,8 +76,8 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
         if setting.registered is not None and names:
             text += f": {', '.join(names)}"
         common: dict[str, Any] = {"dest": setting.name, "default": argparse.SUPPRESS}
-        if setting.kind is bool:
-            state = "on" if setting.default else "off"
+        if setting.kind is bool:  # (the command's own default where the library's is null)
+            state = "on" if COMMAND_DEFAULTS.get(setting.name, setting.default) else "off"
             group.add_argument(flag, action=argparse.BooleanOptionalAction,
                                help=f"{text} (default: {state})", **common)
         elif setting.kind is dict:
@@ -131,27 +133,63 @@ def _check_output_file(path: Path, flag: str, suffixes: tuple[str, ...] | None =
 
 
 def _train(args: argparse.Namespace) -> int:
+    from . import configs
+    from .run import SavedRun, next_version, run_outputs
     from .run.config import settings
     from .training import TrainConfig, Trainer
 
-    config = TrainConfig.from_yaml(args.config) if args.config else TrainConfig()
-    changes: dict[str, Any] = {}
-    for setting in settings():
-        if setting.name not in args:  # flags not given are absent (argparse.SUPPRESS)
-            continue
-        value = getattr(args, setting.name)
-        if setting.kind is dict:  # KEY=VALUE flags add to (or override) the file's mapping
-            value = {**getattr(config, setting.name),
-                     **_key_values(value, _flag(setting.name, setting.kind))}
-        changes[setting.name] = value
-    config = config.replace(**changes)
+    for a, b in (("overwrite", "resume"), ("new_version", "resume"),
+                 ("overwrite", "new_version")):
+        if getattr(args, a) and getattr(args, b):
+            raise UsageError(f"{_flag(a)} and {_flag(b)} ask for different runs: give one")
     if args.resume not in (None, "auto") and not Path(args.resume).is_file():
         raise UsageError(f"--resume {args.resume}: no such checkpoint file (pass a .ckpt or "
                          "'auto' for OUT/checkpoints/last.ckpt)")
-    result = Trainer(config).fit(resume=args.resume)
+    config = configs.load(args.config) if args.config else TrainConfig()  # a name or a file
+    flags = {s.name: getattr(args, s.name) for s in settings() if s.name in args}  # given ones
+    file_keys = _config_keys(configs.resolve(args.config)) if args.config else []
+    saved = None
+    if args.resume is not None:  # the run folder's own config, with what may change
+        out = flags.get("out", config.out if "out" in file_keys else None)
+        saved = SavedRun.find(args.resume, out, default_out=config.out)
+    if saved is not None and saved.config is not None:
+        given = _given(saved.config, {k: getattr(config, k) for k in file_keys}, flags)
+        config, line = saved.continued(given)
+        print(line)
+        finished = saved.finished(config.epochs)
+        if finished:
+            print(finished)
+            return 0
+    else:
+        config = config.replace(**_given(config, {}, flags))
+    if args.new_version and run_outputs(config.out):
+        folder = next_version(config.out)
+        print(f"{config.out} holds a run: training a new version in {folder}")
+        config = config.replace(out=str(folder))
+    resume = saved.checkpoint if saved is not None and saved.checkpoint else args.resume
+    config = config.with_command_defaults()  # tune_malloc, speed_hint: on unless set off
+    result = Trainer(config, overwrite=args.overwrite).fit(resume=resume)
     if result.get("interrupted"):
         return 128 + int(result["signal"])  # the shell convention; the checkpoint is saved
     return 0
+
+
+def _config_keys(path: Path) -> list[str]:
+    """The keys a (valid) config file sets."""
+    values = yaml12.load(path.read_text())
+    return list(values) if isinstance(values, dict) else []
+
+
+def _given(base: Any, values: dict[str, Any], flags: dict[str, Any]) -> dict[str, Any]:
+    """``values`` (of a config file), then the ``flags`` given, as changes to the config
+    ``base``: ``KEY=VALUE`` flags add to (or override) the mapping of ``values`` or ``base``."""
+    changes = dict(values)
+    for name, value in flags.items():
+        if isinstance(getattr(base, name), dict):
+            value = {**changes.get(name, getattr(base, name)),
+                     **_key_values(value, _flag(name, dict))}
+        changes[name] = value
+    return changes
 
 
 def _eval(args: argparse.Namespace) -> int:
@@ -219,12 +257,32 @@ def _sample_video(args: argparse.Namespace, model: Any, config: Any, given: int)
     return 0
 
 
+def _export(args: argparse.Namespace) -> int:
+    from .run.export import export_checkpoint
+
+    exported = export_checkpoint(args.source, args.out, overwrite=args.overwrite)
+    print(exported.summary())
+    print(f"load it with: sigmavae.from_pretrained({str(exported.folder)!r})")
+    return 0
+
+
 def _data(args: argparse.Namespace) -> int:
     if args.name:
         print(describe_dataset(args.name))
         return 0
     for name in dataset_names():
         print(f"{name:12s} {describe_dataset(name).split(': ')[0]}")
+    return 0
+
+
+def _configs(args: argparse.Namespace) -> int:
+    from . import configs
+
+    if args.name:  # the file as shipped, comments and all, to copy and edit
+        print(configs.path(args.name).read_text(), end="")
+        return 0
+    for name in configs.names():
+        print(f"{name:22s} {configs.summary(name)}")
     return 0
 
 
@@ -241,14 +299,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(
         prog="sigmavae", description="Train and evaluate VAEs with calibrated decoders.")
+    parser.add_argument("--version", action="version", version=f"sigmavae {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     t = sub.add_parser(
         "train", help="train a VAE",
         description="Train a VAE. Every TrainConfig key is a flag (--batch-size for "
                     "batch_size); flags override the --config file.")
-    t.add_argument("--config", help="YAML file with TrainConfig keys (flags override it)")
-    t.add_argument("--resume", help="checkpoint to resume, or 'auto' for OUT/checkpoints/last.ckpt")
+    t.add_argument("--config", help="a packaged config's name (sigmavae configs lists them) or "
+                                    "a YAML file of TrainConfig keys; flags override it")
+    t.add_argument("--resume", help="continue a run with its saved config: 'auto' for "
+                                    "OUT/checkpoints/last.ckpt, or a checkpoint (its run folder "
+                                    "is OUT unless --out says otherwise); flags may change only "
+                                    "what is safe (docs/training.md)")
+    t.add_argument("--overwrite", action="store_true",
+                   help="replace the run OUT holds (its checkpoints, logs, TensorBoard events)")
+    t.add_argument("--new-version", action="store_true",
+                   help="if OUT holds a run, train into OUT-2 (OUT-3, ...) instead")
     _add_config_flags(t)
     t.set_defaults(func=_train)
 
@@ -273,7 +340,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--device", default="auto", help="cpu | cuda | cuda:N | auto")
     e.add_argument("--tune-malloc", action=argparse.BooleanOptionalAction, default=True,
                    help="on the CPU, keep activation blocks in glibc's heap as the trainer "
-                        "does (run.allocator)")
+                        "does (run.allocator; default: on here, off in the library's "
+                        "evaluate_checkpoint)")
     e.add_argument("--out", help="write the report as JSON (and the markdown beside it)")
     _add_metric_flags(e)
     e.set_defaults(func=_eval)
@@ -295,9 +363,28 @@ def build_parser() -> argparse.ArgumentParser:
                    help="video models: where the data set is (default: the run's)")
     s.set_defaults(func=_sample)
 
+    x = sub.add_parser(
+        "export", help="a trained model as a folder to share (weights only, safetensors)",
+        description="Write the model of a run (its checkpoints/last.ckpt) or of a checkpoint "
+                    "as model.safetensors (weights and buffers, no optimiser state), "
+                    "config.json (what rebuilds it) and README.md (a model card): the layout "
+                    "sigmavae.from_pretrained reads and the Hugging Face Hub takes as it is.")
+    x.add_argument("source", help="a run folder or a checkpoint file")
+    x.add_argument("--out", required=True, help="the export folder (new or empty)")
+    x.add_argument("--overwrite", action="store_true",
+                   help="replace the export files of a folder that is not empty")
+    x.set_defaults(func=_export)
+
     d = sub.add_parser("data", help="list data sets, or describe one")
     d.add_argument("name", nargs="?")
     d.set_defaults(func=_data)
+
+    c = sub.add_parser("configs", help="list the packaged training configs, or print one",
+                       description="The ready-made configs shipped in the package: train one "
+                                   "with 'sigmavae train --config NAME'; 'sigmavae configs NAME "
+                                   "> mine.yaml' copies one to edit.")
+    c.add_argument("name", nargs="?", help="print this config's YAML")
+    c.set_defaults(func=_configs)
 
     h = sub.add_parser("likelihoods", help="list the decoder likelihood heads")
     h.set_defaults(func=_likelihoods)
@@ -315,16 +402,20 @@ def main(argv: list[str] | None = None) -> int:
     from .likelihoods import LikelihoodInputError
     from .metrics.fid import FeatureExtractorError
     from .metrics.report import EvalOptionError
-    from .run import CheckpointError, ConfigError
+    from .run import CheckpointError, ConfigError, RunFolderError
+    from .run.stopping import StopRequested
 
     try:
         return args.func(args)
+    except StopRequested as stop:  # (training handles its own: it checkpoints and returns)
+        print(f"sigmavae {args.command}: {stop}; nothing written", file=sys.stderr)
+        return 128 + stop.signum  # the shell convention for a process ended by a signal
     except EvalOptionError as err:  # a keyword of the library call: name it as its flag
         print(f"sigmavae {args.command}: error: {_flag(err.option)}{err.detail}",
               file=sys.stderr)
         return 2
     except (ConfigError, CheckpointError, DataError, LikelihoodInputError, FeatureExtractorError,
-            UsageError, ExperimentError) as err:
+            UsageError, ExperimentError, RunFolderError) as err:
         print(f"sigmavae {args.command}: error: {err}", file=sys.stderr)
         return 2
     except OSError as err:  # the file system refused: permissions, a full disk, a missing folder

@@ -82,19 +82,27 @@ def test_report_has_table_verdict_and_png(direct):
     assert COMMAND in text and "`frey`" in text
 
 
-def test_plan_then_collect_gives_the_same_report(direct, two_heads, tmp_path):
+def test_plan_then_collect_gives_the_same_report(direct, two_heads, tmp_path, monkeypatch):
     tmp, outcome = direct
-    planned = _run(tmp_path, two_heads, plan=True)
-    lines = planned.plan.read_text().splitlines()
+    folder = tmp_path / "plan"
+    planned = run_experiments(two_heads, preset=TINY, out=folder, data="frey", plan=True,
+                              log=lambda m: None)
+    assert planned.plan is not None and planned.plan.folder == folder
+    lines = planned.plan.commands.read_text().splitlines()
     assert len(lines) == 4 and all(" && sigmavae eval " in line for line in lines)
-    assert all((tmp_path / "runs" / p.name / "train.yaml").is_file()
+    # the same runs as the direct experiment's, in the plan's own folder
+    assert all((folder / "runs" / p.name / "train.yaml").is_file()
                for p in (tmp / "runs").iterdir())
+    monkeypatch.chdir(folder)  # where its scripts run each line
     for line in lines:  # what a scheduler runs, one line per task
         for part in line.split(" && "):
             args = shlex.split(part)
-            assert args[0] == "sigmavae"
+            assert args[0] == "sigmavae" and "--device" not in args
             assert main(args[1:]) == 0
-    collected = _run(tmp_path, two_heads, collect=True)
+    monkeypatch.chdir(tmp_path)
+    collected = run_experiments(two_heads, preset=TINY, out=tmp_path / "out",
+                                runs_dir=folder / "runs", data="frey", command=COMMAND,
+                                log=lambda m: None, collect=True)
     direct_text = outcome.reports["two-heads"].read_text()
     assert (_without_wall_time(collected.reports["two-heads"].read_text())
             == _without_wall_time(direct_text))

@@ -86,10 +86,10 @@ def test_video_runs_are_reused(tiny_video, mnist_test_root):
 
 
 def test_bair_is_a_paper_preset_plan(tmp_path):
-    outcome = run_experiments("bair", preset="paper", out=tmp_path / "out",
-                              runs_dir=tmp_path / "runs", plan=True, log=lambda m: None)
+    outcome = run_experiments("bair", preset="paper", out=tmp_path / "out", plan=True,
+                              log=lambda m: None)
     assert outcome.plan is not None
-    lines = outcome.plan.read_text().splitlines()
+    lines = outcome.plan.commands.read_text().splitlines()
     assert len(lines) == len(video.BAIR_ROWS) * 3  # 9 rows of Table 2's column x 3 seeds
     args = [shlex.split(line.split(" && ")[1]) for line in lines]
     for arg in args:  # SVG's objective is also rescored with a sigma fitted on held-out data
@@ -98,7 +98,7 @@ def test_bair_is_a_paper_preset_plan(tmp_path):
             "elbo,video,fid,refit_sigma" if original else "elbo,video,fid")
         last_features = max(i for i, a in enumerate(arg) if a == "--fid-features")
         assert "frames=30" in arg and arg[last_features + 1] == "inception"
-    configs = sorted((tmp_path / "runs").glob("*/train.yaml"))
+    configs = sorted((tmp_path / "out" / "runs").glob("*/train.yaml"))
     assert len(configs) == len(lines)
     original = [c for c in configs if c.parent.name.startswith("svg-original-")]
     assert len(original) == 3 and "objective: original" in original[0].read_text()
@@ -107,22 +107,18 @@ def test_bair_is_a_paper_preset_plan(tmp_path):
 
 def test_bair_on_the_cpu_preset_is_one_line(tmp_path):
     with pytest.raises(ExperimentError, match="--preset paper"):
-        run_experiments("bair", preset="quick", out=tmp_path / "out", runs_dir=tmp_path / "r",
-                        plan=True, log=lambda m: None)
+        run_experiments("bair", preset="quick", out=tmp_path / "out", plan=True,
+                        log=lambda m: None)
 
 
 def test_all_leaves_bair_out_of_a_cpu_run(tmp_path, monkeypatch):
-    import sigmavae.experiments.driver as driver
-    import sigmavae.experiments.presets as presets
-
     messages: list[str] = []
-    # plan only: no CIFAR extraction, no classifier training; the MNIST copy goes to tmp
+    # a plan reads no data: no CIFAR extraction, no MNIST copy, no classifier training
     monkeypatch.setenv("SIGMAVAE_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr(presets, "extract_cifar_jpeg", lambda shared: tmp_path / "cifar")
-    monkeypatch.setattr(driver, "fid_classifier", lambda d, p, log: ("pixels", "pixels"))
-    outcome = run_experiments("all", preset="quick", out=tmp_path / "out",
-                              runs_dir=tmp_path / "runs", plan=True, log=messages.append)
+    outcome = run_experiments("all", preset="quick", out=tmp_path / "out", plan=True,
+                              log=messages.append)
     assert any(m.startswith("experiment bair: runs with --preset paper only") for m in messages)
-    text = outcome.plan.read_text() if outcome.plan else ""
+    text = outcome.plan.commands.read_text() if outcome.plan else ""
     assert "svg-optimal_sigma-" in text and "svg-original-" in text
     assert "--fid-features inception" not in text
+    assert not (tmp_path / "cache").exists()

@@ -177,3 +177,61 @@ def test_two_process_masked_optimal_sigma_equals_single_process():
             torch.testing.assert_close(r["grad"], one["grad"][shard], rtol=1e-10, atol=1e-15)
             torch.testing.assert_close(r["running"], one["running"], rtol=1e-12, atol=0)
             torch.testing.assert_close(r["nll"], one["nll"][shard], rtol=1e-12, atol=1e-12)
+
+
+# -- a head with its own parameter under DDP: the optimiser check still tells ---------------------
+class _Decoded(torch.nn.Module):
+    """A decoder and a learned_sigma head in one module (what DDP wraps); forward is the loss."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.decoder = torch.nn.Linear(3, 4)
+        self.head = create("learned_sigma", data_range="real")
+        self.head.optimiser_check.steps = 3
+
+    def forward(self, z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        return -self.head(self.decoder(z), target=x).log_prob(x).mean()
+
+
+def _check_worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
+    import warnings
+
+    from torch.nn.parallel import DistributedDataParallel
+
+    from sigmavae.likelihoods import SigmaNotOptimisedWarning
+
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank,
+                            world_size=world, timeout=timedelta(seconds=60))
+    try:
+        result = {}
+        for with_head in (True, False):
+            torch.manual_seed(0)
+            model = _Decoded()
+            ddp = DistributedDataParallel(model)
+            params = model.parameters() if with_head else model.decoder.parameters()
+            opt = torch.optim.Adam(params, lr=1e-2)
+            g = torch.Generator().manual_seed(rank)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                for _ in range(5):
+                    opt.zero_grad()
+                    ddp(torch.randn(4, 3, generator=g), torch.randn(4, 4, generator=g)).backward()
+                    opt.step()
+            result[f"warned_{with_head}"] = sum(
+                issubclass(w.category, SigmaNotOptimisedWarning) for w in caught)
+            result[f"sigma_{with_head}"] = model.head.sigma
+        torch.save(result, os.path.join(out_dir, f"check{rank}.pt"))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_the_optimiser_check_under_ddp_warns_only_without_the_head():
+    with tempfile.TemporaryDirectory() as tmp:
+        mp.spawn(_check_worker, args=(2, os.path.join(tmp, "init"), tmp), nprocs=2, join=True)
+        ranks = [torch.load(os.path.join(tmp, f"check{r}.pt"), weights_only=True)
+                 for r in range(2)]
+    for r in ranks:
+        assert r["warned_True"] == 0 and r["warned_False"] == 1
+        assert float(r["sigma_False"]) == 1.0 and float(r["sigma_True"]) != 1.0
+    # DDP kept the learned sigma in step across the ranks
+    assert float(ranks[0]["sigma_True"]) == float(ranks[1]["sigma_True"])

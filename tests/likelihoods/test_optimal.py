@@ -205,6 +205,30 @@ def test_hard_floor_for_a_perfect_reconstruction():
     assert math.isclose(float(floored(x.clone(), target=x).sigma), 1e-4, rel_tol=1e-6)
 
 
+@pytest.mark.parametrize(("data_range", "floor"), [
+    ("unit", 1 / (255 * math.sqrt(12))), ("signed", 2 / (255 * math.sqrt(12))), ("real", 1e-6)])
+def test_min_sigma_defaults_to_the_rounding_noise_of_the_declared_data(data_range, floor):
+    """``min_sigma=None`` (the default) resolves by ``data_range``; a number is kept as given,
+    whatever the range (a config written with an explicit value loads unchanged)."""
+    for head in (create("optimal_sigma", data_range=data_range),
+                 create("optimal_sigma", data_range=data_range, min_sigma=None)):
+        assert math.isclose(head.min_sigma, floor, rel_tol=1e-12)
+        assert type(head.min_sigma) is float
+        x = torch.zeros(2, 3, dtype=torch.float64) if data_range != "unit" else None
+        if x is not None:  # a perfect reconstruction sits on the floor
+            assert math.isclose(float(head.double()(x.clone(), target=x).sigma), floor,
+                                rel_tol=1e-9)
+    explicit = create("optimal_sigma", data_range=data_range, min_sigma=1 / (255 * math.sqrt(12)))
+    assert explicit.min_sigma == 1 / (255 * math.sqrt(12))
+    assert create("optimal_sigma", data_range=data_range, min_sigma=2).min_sigma == 2.0
+    assert "min_sigma" not in "".join(create("optimal_sigma").state_dict())  # not checkpointed
+
+
+def test_the_discretized_optimal_scale_keeps_its_floor():
+    head = create("discretized_gaussian", scale="optimal")
+    assert head.optimal.min_sigma == 1 / (255 * math.sqrt(12))
+
+
 @pytest.mark.parametrize("name", ["optimal_sigma", "optimal_sigma_per_dim"])
 def test_state_dict_roundtrip(name):
     head = create(name)
@@ -235,7 +259,7 @@ def test_bad_options():
     for bad in (0, -1e-3, float("inf")):
         with pytest.raises(ValueError, match="min_sigma must be a positive number"):
             create("optimal_sigma", min_sigma=bad)
-    with pytest.raises(ValueError, match="option min_sigma must be a number, got 'small'"):
+    with pytest.raises(ValueError, match="option min_sigma must be a number or None, got 'small'"):
         create("optimal_sigma", min_sigma="small")
 
 

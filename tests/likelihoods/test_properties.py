@@ -3,6 +3,8 @@ data and parameters, and discrete heads normalised over the 256 intensities."""
 
 from __future__ import annotations
 
+import math
+
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -89,8 +91,11 @@ def test_masked_log_prob_on_any_data_is_finite_and_sums_the_observed_entries(
         x = torch.randn(shape, generator=g, dtype=torch.float64) * data_scale
     params = torch.randn(shape[0], head.param_channels(shape[1]), *shape[2:], generator=g,
                          dtype=torch.float64)
-    if data_range == "real":
-        params = params * data_scale  # a decoder on the data's scale
+    if data_range == "real":  # a decoder on the data's scale: its locations, and its log-scales
+        c = shape[1]  # (parameter-major: channels c..2c-1), not raw log-scales of +-1000 nats
+        params[:, :c] *= data_scale
+        if head.params_per_channel() > 1:
+            params[:, c:2 * c] += math.log(data_scale)
     mask = torch.rand(shape[:2], generator=g) < observed  # per example and step/channel
     padded = x.masked_fill(~mask.view(*shape[:2], *([1] * (len(shape) - 2))), float("nan"))
     dist = head(params, target=padded, mask=mask)

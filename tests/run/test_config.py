@@ -47,7 +47,8 @@ def test_missing_config_file(tmp_path):
 def test_shipped_configs_are_valid():
     from pathlib import Path
 
-    configs = sorted((Path(__file__).resolve().parents[2] / "configs").glob("*.yaml"))
+    folder = Path(__file__).resolve().parents[2] / "src" / "sigmavae" / "configs"
+    configs = sorted(folder.glob("*.yaml"))
     assert configs
     for path in configs:
         TrainConfig.from_yaml(path)

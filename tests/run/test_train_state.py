@@ -133,8 +133,10 @@ def test_data_shape_must_be_positive_integers(trained, tmp_path):
         load_trained(path)
 
 
-def _live(seed: int, data_shape: tuple[int, ...] = (1, 2, 2), width: int = 4) -> Resumable:
-    """A small live run: a linear model, Adam after a step, batches part-way, generators."""
+def _live(seed: int, data_shape: tuple[int, ...] = (1, 2, 2), width: int = 4,
+          config_seed: int | None = None) -> Resumable:
+    """A small live run: a linear model, Adam after a step, batches part-way, generators
+    (``seed`` sets their state; the config's seed is ``config_seed``, default ``seed``)."""
     torch.manual_seed(seed)
     model = nn.Linear(4, width)
     optimizer = torch.optim.Adam(model.parameters(), lr=0.1)
@@ -144,7 +146,8 @@ def _live(seed: int, data_shape: tuple[int, ...] = (1, 2, 2), width: int = 4) ->
     for _, _ in zip(range(seed), batches, strict=False):  # ``seed`` batches into the epoch
         pass
     noise = torch.Generator().manual_seed(seed)
-    return Resumable(config=TrainConfig(seed=seed), data_shape=data_shape, model=model,
+    config = TrainConfig(seed=seed if config_seed is None else config_seed)
+    return Resumable(config=config, data_shape=data_shape, model=model,
                      optimizer=optimizer, batches=batches, precision=Precision(), noise=noise,
                      device=torch.device("cpu"))
 
@@ -156,7 +159,8 @@ def test_capture_then_restore_gives_the_same_run_back(tmp_path):
     loop.add(torch.tensor(3.0), torch.ones(2), torch.zeros(2))
     path = TrainState.capture(run, loop).save(tmp_path / "last.ckpt")
     expected = (torch.randn(3), torch.randn(3, generator=run.noise))  # what comes next
-    other = _live(seed=2)  # another run's weights, optimiser, position and generators
+    # the same config, other weights, optimiser, position and generators
+    other = _live(seed=2, config_seed=1)
     restored = restore(path, other)
     assert restored.state_dict()["step"] == 5 and restored.skipped == 2
     assert torch.equal(restored.window, loop.window)
@@ -180,6 +184,8 @@ def test_restore_refuses_a_checkpoint_that_does_not_fit(tmp_path):
     with pytest.raises(CheckpointError, match=r"it does not fit this run's config \(Error\(s\) "
                                               "in loading state_dict.*; resume with the config"):
         restore(path, _live(seed=1, width=5))
+    with pytest.raises(CheckpointError, match=r"with seed 2 \(the run's: 1\): fixed for a run"):
+        restore(path, _live(seed=1, config_seed=2))  # another run's config (its batch order)
     bare = TrainState.load(path)
     eval_only = TrainState(model=bare.model, config=bare.config, data_shape=bare.data_shape)
     with pytest.raises(CheckpointError, match="it has no optimizer, batches, loop, rng "):

@@ -55,6 +55,9 @@ class Recorder:
     def on_log_step(self, trainer, row):
         self.calls.append(("log_step", row["step"]))
 
+    def on_validation_start(self, trainer, state):
+        self.calls.append(("validation_start", state.step))
+
     def on_train_epoch_end(self, trainer, state, row, report):
         assert row["epoch"] == state.epoch and report.num_images == 32
         self.calls.append(("epoch_end", state.epoch))
@@ -75,9 +78,10 @@ def test_a_callback_gets_every_hook_in_order(tmp_path):
     Trainer(config, callbacks=[recorder]).fit()
     epoch = [("batch_end", 1), ("batch_end", 2), ("log_step", 2), ("batch_end", 3)]
     assert recorder.calls == [
-        ("fit_start", 0), ("epoch_start", 0), *epoch, ("epoch_end", 1),
+        ("fit_start", 0), ("epoch_start", 0), *epoch, ("validation_start", 3), ("epoch_end", 1),
         ("epoch_start", 1), ("batch_end", 4), ("log_step", 4), ("batch_end", 5),
-        ("batch_end", 6), ("log_step", 6), ("epoch_end", 2), ("fit_end", 6), ("teardown", None)]
+        ("batch_end", 6), ("log_step", 6), ("validation_start", 6), ("epoch_end", 2),
+        ("fit_end", 6), ("teardown", None)]
     # what a callback reads of the run: one read-only object, set up before on_fit_start
     run = recorder.run
     assert isinstance(run, RunInfo) and run.config == config and run.resumed_from is None
@@ -116,6 +120,20 @@ def test_a_callback_can_stop_the_run_which_then_resumes_exactly(tmp_path, straig
     for key in ("train_loss", "val_nll", "val_kl", "sigma", "step"):
         assert resumed[key] == pytest.approx(straight_final[key], rel=1e-6, abs=1e-6), key
     assert [r["epoch"] for r in _rows(tmp_path / "stopped" / "epochs.csv")] == ["1", "2"]
+
+
+class StopAfterEpoch:
+    """Asks to stop at the end of the first epoch (an early-stopping callback would)."""
+
+    def on_train_epoch_end(self, trainer, state, row, report):
+        trainer.request_stop(0)
+
+
+def test_a_stop_asked_at_an_epochs_end_comes_before_the_next_epoch(tmp_path):
+    stopped = Trainer(_config(tmp_path, "early"), callbacks=[StopAfterEpoch()]).fit()
+    assert stopped == {"interrupted": True, "signal": 0, "step": 3}  # no step of epoch 2
+    saved = load_checkpoint(tmp_path / "early" / "checkpoints" / "last.ckpt")
+    assert (saved["loop"]["epoch"], saved["loop"]["step"]) == (1, 3)
 
 
 def _write_rows(path: Path, rows: list[dict[str, str]]) -> None:

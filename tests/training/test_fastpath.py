@@ -88,7 +88,7 @@ def test_a_float32_run_says_when_auto_would_be_faster(tmp_path, monkeypatch, cap
         return factor
 
     monkeypatch.setattr("sigmavae.training.speed_hints.measure_speedup", fake_speedup)
-    Trainer(_config(tmp_path, "32-true")).fit()
+    Trainer(_config(tmp_path, "32-true", speed_hint=True)).fit()  # as sigmavae train asks
     assert timed == [((64, 1, 28, 20), "bf16-mixed + channels_last")]  # one training batch
     line = ("note: --precision auto (bf16-mixed + channels_last) ran a training step of this "
             "model 2.0x as fast as 32-true on this machine")
@@ -96,7 +96,7 @@ def test_a_float32_run_says_when_auto_would_be_faster(tmp_path, monkeypatch, cap
     assert (line in out) is printed
     assert ("timed on a copy at the start" in out) is printed
     # a second run of the same model and batch shape reuses the measurement
-    Trainer(_config(tmp_path, "32-true", out=str(tmp_path / "again"))).fit()
+    Trainer(_config(tmp_path, "32-true", speed_hint=True, out=str(tmp_path / "again"))).fit()
     assert len(timed) == 1
     out = capsys.readouterr().out
     assert (line in out) is printed
@@ -104,15 +104,21 @@ def test_a_float32_run_says_when_auto_would_be_faster(tmp_path, monkeypatch, cap
             f"{tmp_path / 'cache' / 'speed_hints.json'}" in out) is printed
 
 
-def test_no_speed_hint_without_a_faster_path_or_when_switched_off(tmp_path, monkeypatch):
+def test_no_speed_hint_without_a_faster_path_or_unless_asked(tmp_path, monkeypatch):
+    """No timing (and nothing written to the cache) without a faster path, when switched off,
+    and in library use by default (speed_hint null: only sigmavae train turns it on)."""
     calls = []
     monkeypatch.setattr("sigmavae.training.speed_hints.measure_speedup",
                         lambda *a: calls.append(a) or 3.0)
+    monkeypatch.setenv("SIGMAVAE_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr(fastpath, "native_cpu_bf16", lambda: False)
-    Trainer(_config(tmp_path, "32-true")).fit()
+    Trainer(_config(tmp_path, "32-true", speed_hint=True)).fit()
     monkeypatch.setattr(fastpath, "native_cpu_bf16", lambda: True)
     Trainer(_config(tmp_path, "32-true", speed_hint=False, out=str(tmp_path / "off"))).fit()
-    assert calls == []
+    assert TrainConfig().speed_hint is None
+    Trainer(_config(tmp_path, "32-true", out=str(tmp_path / "library"))).fit()
+    assert calls == [] and not (tmp_path / "cache").exists()
+    assert TrainConfig().with_command_defaults().speed_hint is True
 
 
 def test_measure_speedup_times_a_copy_and_leaves_the_model_alone():
@@ -134,7 +140,8 @@ def test_the_start_up_timing_leaves_the_run_unchanged(tmp_path, monkeypatch):
     does not: the probe draws from its own generator and touches neither model nor RNG."""
     monkeypatch.setattr(fastpath, "native_cpu_bf16", lambda: True)
     monkeypatch.setenv("SIGMAVAE_CACHE", str(tmp_path / "cache"))
-    timed = Trainer(_config(tmp_path, "32-true", out=str(tmp_path / "timed"))).fit()
+    timed = Trainer(_config(tmp_path, "32-true", speed_hint=True,
+                            out=str(tmp_path / "timed"))).fit()
     assert (tmp_path / "cache" / "speed_hints.json").is_file()
     plain = Trainer(_config(tmp_path, "32-true", speed_hint=False,
                             out=str(tmp_path / "plain"))).fit()

@@ -60,12 +60,11 @@ class InMemoryBatches:
         drop_last: drop the last partial global batch (see above).
         seed: base seed; epoch ``e`` uses ``epoch_seed(seed, e)``. The same on every rank.
         device: if given, ``images`` are moved there once and batches are sliced there.
-        rank, world_size: this process's index and the number of processes (distributed data
-            parallel); defaults give a single process.
+        rank: this process's index (distributed data parallel); the default: a single process.
+        world_size: the number of processes; the default: a single process.
 
-    Yields:
-        Tensors ``images[idx]`` of shape ``(batch_size, *example_shape)`` (smaller for a kept
-        last batch), same dtype as ``images`` (uint8), contiguous, on ``device``.
+    Iterating yields tensors ``images[idx]`` of shape ``(batch_size, *example_shape)`` (smaller
+    for a kept last batch), same dtype as ``images`` (uint8), contiguous, on ``device``.
     """
 
     def __init__(

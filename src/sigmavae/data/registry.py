@@ -153,8 +153,8 @@ def load_dataset(
         sets: sequences ``(N, T, C, H, W)``, possibly memory-mapped).
 
     Raises:
-        UnknownDatasetError, SplitError, DataOptionError, DataNotFoundError, DataFormatError,
-        EmptyDatasetError (all subclasses of :class:`~sigmavae.data.errors.DataError`).
+        DataError: one of its subclasses UnknownDatasetError, SplitError, DataOptionError,
+            DataNotFoundError, DataFormatError, EmptyDatasetError.
     """
     spec = get_spec(name)
     if split not in SPLITS:

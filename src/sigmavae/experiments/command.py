@@ -28,16 +28,23 @@ def add_parser(subparsers: Any, key_values: Any) -> None:
                         "cores; verdicts at a reduced budget); paper-length: the CIFAR-10 JPEG "
                         "copy, the paper's 5,632-5,730 Adam steps per run (hours on a CPU); "
                         "paper: App. B's data sets and length")
-    p.add_argument("--out", default="docs/results", help="folder of the reports")
-    p.add_argument("--runs-dir", default="runs/experiments",
-                   help="folder of the training runs (finished runs are reused)")
+    p.add_argument("--out", help="folder of the reports (default docs/results); with --plan, "
+                                 "the plan's folder (default plans/NAME-PRESET)")
+    p.add_argument("--runs-dir",
+                   help="folder of the training runs (finished runs are reused; default "
+                        "runs/experiments; a plan keeps them in OUT/runs)")
     p.add_argument("--seeds", type=int, help="seeds per configuration (default: the preset's)")
     p.add_argument("--data", help="run on this registered data set instead of the preset's")
     p.add_argument("--data-root")
     p.add_argument("--data-option", action="append", metavar="KEY=VALUE")
     p.add_argument("--jobs", type=int, default=1, help="runs at once on this machine")
     p.add_argument("--plan", action="store_true",
-                   help="only write every run's train.yaml and commands.txt for a scheduler")
+                   help="only write a plan into OUT, reading no data: every run's train.yaml, "
+                        "commands.txt (one line per run), a SLURM array script and a local "
+                        "loop; its prepare.sh makes the data and FID features where it runs")
+    p.add_argument("--prepare", action="store_true",
+                   help="only make what the runs read: extract the preset's data into the "
+                        "cache and train the FID feature classifier (a plan's first step)")
     p.add_argument("--collect", action="store_true",
                    help="only build the reports from the finished runs (reads no data)")
     p.add_argument("--records", metavar="DIR",
@@ -47,7 +54,7 @@ def add_parser(subparsers: Any, key_values: Any) -> None:
 
 
 def run(args: argparse.Namespace, key_values: Any) -> int:
-    shown = [a for a in sys.argv[1:] if a not in ("--plan", "--collect")]
+    shown = [a for a in sys.argv[1:] if a not in ("--plan", "--collect", "--prepare")]
     command = "sigmavae " + " ".join(shlex.quote(a) for a in shown) if shown else None
     try:
         _run(args, key_values, command)
@@ -62,4 +69,5 @@ def _run(args: argparse.Namespace, key_values: Any, command: str | None) -> None
         args.name, preset=args.preset, out=args.out, runs_dir=args.runs_dir, seeds=args.seeds,
         data=args.data, data_root=args.data_root,
         data_options=key_values(args.data_option, "--data-option"), jobs=args.jobs,
-        plan=args.plan, collect=args.collect, command=command, records=args.records)
+        plan=args.plan, collect=args.collect, prepare=args.prepare, command=command,
+        records=args.records)

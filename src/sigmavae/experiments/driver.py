@@ -1,6 +1,10 @@
-"""Run, plan or collect experiments: ``sigmavae experiment NAME`` is :func:`run_experiments`.
+"""Run, plan, prepare or collect experiments: ``sigmavae experiment NAME`` is
+:func:`run_experiments`.
 
 >>> run_experiments(["beta-sweep"], preset="quick", out="docs/results", runs_dir="runs/experiments")
+
+A plan (:mod:`.plan`) is written without data; the data and FID features it needs are made by
+its own first step, ``--prepare``, on the machine that runs it.
 
 Experiments run in the order of :data:`ORDER` (the beta-sweep first: the decoders experiment
 uses its best beta), each training only the runs that are not evaluated yet.
@@ -8,26 +12,26 @@ uses its best beta), each training only the runs that are not evaluated yet.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .features import fid_classifier, planned_features
 from .framework import EXPERIMENTS, Context, Experiment, Results, Section, budget_line
+from .plan import CACHE, Plan, PlannedRun, write_plan
 from .presets import (
     PRESETS,
     DataChoice,
     ExperimentError,
     Preset,
-    cache_dir,
     default_data,
     user_data,
     with_seeds,
 )
 from .report import write_index, write_report
-from .runs import EvalSettings, RunSpec, RunStore, write_plan
+from .runs import EvalSettings, Evaluation, RunSpec, RunStore, unique_runs
 from .stats import NOT_RUN
 
 #: ``all`` runs the experiments in this order (each under the presets it is made for).
@@ -42,7 +46,7 @@ class Outcome:
     reports: dict[str, Path]
     sections: dict[str, Section]
     index: Path | None = None
-    plan: Path | None = None
+    plan: Plan | None = None
 
 
 def experiment_names(name: str) -> list[str]:
@@ -65,69 +69,58 @@ def _data_for(preset: Preset, roles: Sequence[str], data: str | None, data_root:
     return {role: default_data(preset, role, prepare) for role in roles}
 
 
-def fid_classifier(data: DataChoice, preset: Preset,
-                   log: Callable[[str], None]) -> tuple[str, str]:
-    """The ``--fid-features`` of ``data`` and the note reports print: a classifier trained once
-    on its labelled training split (cached), or the pixels where the data has no labels."""
-    from ..data import load_dataset
-    from ..metrics.fid_classifier import load_classifier_features, train_classifier
-
-    options = dict(data.data_options)
-    key = json.dumps({**data.train_keys(), "epochs": preset.classifier_epochs,
-                      "images": preset.classifier_images}, sort_keys=True)
-    path = (cache_dir() / "fid-classifiers"
-            / f"{data.key}-{hashlib.sha1(key.encode()).hexdigest()[:10]}.safetensors")
-    if not path.is_file():
-        train = load_dataset(data.data, "train", data.data_root, **options)
-        if train.labels is None:
-            return "pixels", (f"{data.label} has no class labels: Fréchet distance of the raw "
-                              "pixels (a weak proxy; not Inception, not comparable with "
-                              "published FIDs)")
-        test = load_dataset(data.data, "test", data.data_root, **options)
-        log(f"experiment: training the FID feature classifier on {data.label} "
-            f"({min(len(train), preset.classifier_images or len(train))} labelled images)")
-        train_classifier(train.images, train.labels, path, data=data.label,
-                         test_images=test.images, test_labels=test.labels,
-                         epochs=preset.classifier_epochs, max_images=preset.classifier_images)
-    info = load_classifier_features(path).info
-    return f"classifier:{path}", info.describe()
-
-
 def run_experiments(
-    names: Sequence[str] | str, *, preset: str | Preset = "quick", out: str | Path = "docs/results",
-    runs_dir: str | Path = "runs/experiments", seeds: int | None = None, data: str | None = None,
-    data_root: str | None = None, data_options: dict[str, Any] | None = None, jobs: int = 1,
-    plan: bool = False, collect: bool = False, command: str | None = None,
+    names: Sequence[str] | str, *, preset: str | Preset = "quick",
+    out: str | Path | None = None, runs_dir: str | Path | None = None, seeds: int | None = None,
+    data: str | None = None, data_root: str | None = None,
+    data_options: dict[str, Any] | None = None, jobs: int = 1, plan: bool = False,
+    collect: bool = False, prepare: bool = False, command: str | None = None,
     records: str | Path | None = None,
     log: Callable[[str], None] = lambda m: print(m, flush=True),
 ) -> Outcome:
-    """Run (or ``plan``, or ``collect``) the experiments ``names`` and write their reports.
+    """Run (or ``plan``, ``prepare`` or ``collect``) the experiments ``names`` and write their
+    reports.
 
     Args:
         names: experiment names, or ``"all"``.
         preset: ``"quick"``, ``"paper-length"``, ``"paper"`` or a :class:`Preset`.
-        out: folder of the reports (one sub-folder per experiment; ``all`` adds README.md).
-        runs_dir: folder of the runs (shared by all experiments; finished runs are reused).
+        out: folder of the reports (one sub-folder per experiment; ``all`` adds README.md;
+            default ``docs/results``); with ``plan``, the plan's folder (default
+            ``plans/NAME-PRESET``).
+        runs_dir: folder of the runs (shared by all experiments; finished runs are reused;
+            default ``runs/experiments``). A plan keeps its runs in ``out/runs``.
         seeds: seeds per configuration (default: the preset's).
         data, data_root, data_options: run on this registered data set instead of the preset's.
-        jobs: runs at once on this machine.
-        plan: only write every run's config and ``commands.txt`` (for a scheduler).
+        jobs: runs at once on this machine (with ``plan``: run-local.sh's default).
+        plan: only write the plan folder (:mod:`.plan`): every run's config, one command line
+            per run, the scripts (SLURM array, local loop). Reads no data, trains nothing.
+        prepare: only make what the runs and evaluations read: extract the preset's shipped
+            data into the cache and train the FID feature classifiers (a plan's first step).
         collect: only build the reports from the runs that have finished.
         command: the command line printed in the reports.
         records: copy each evaluated run's small files (configs, metrics, step logs, sample
             grid; no checkpoints) into ``records/<run id>/`` after its report is written, so
             that ``collect`` with ``runs_dir=records`` rebuilds the reports from them alone.
     """
-    if plan and collect:
-        raise ExperimentError("--plan and --collect exclude each other")
+    modes = [flag for flag, on in (("--plan", plan), ("--prepare", prepare),
+                                   ("--collect", collect)) if on]
+    if len(modes) > 1:
+        raise ExperimentError(f"{' and '.join(modes)} exclude each other")
     if jobs < 1:
         raise ExperimentError(f"--jobs must be >= 1, got {jobs}")
+    asked = names if isinstance(names, str) else " ".join(names)
     names = experiment_names(names) if isinstance(names, str) else list(names)
     base = PRESETS[preset] if isinstance(preset, str) else preset
     if isinstance(preset, str) and preset not in PRESETS:
         raise ExperimentError(f"--preset: expected one of {', '.join(PRESETS)}, got {preset!r}")
     chosen = with_seeds(base, seeds)
-    out, store = Path(out), RunStore(Path(runs_dir), log=log)
+    if plan:
+        _check_plan_paths(runs_dir, data_root)
+        out = Path(out) if out is not None else Path("plans") / f"{asked}-{chosen.name}"
+        runs_dir = out / "runs"
+    out = Path(out) if out is not None else Path("docs/results")
+    store = RunStore(Path(runs_dir) if runs_dir is not None else Path("runs/experiments"),
+                     log=log)
     experiments: list[Experiment] = [EXPERIMENTS.get(n)() for n in names]
     if len(experiments) > 1:  # "all": leave out what is made for other presets
         for skipped in [e for e in experiments if e.presets and chosen.name not in e.presets]:
@@ -135,9 +128,9 @@ def run_experiments(
                 f" only; left out of this {chosen.name} run")
         experiments = [e for e in experiments if not e.presets or chosen.name in e.presets]
     roles = sorted({r for e in experiments for r in e.roles})
-    # --collect reads finished runs only: the data are named, never extracted or read
+    # --collect and --plan read no data: the data are named, never extracted or read
     datas = _data_for(chosen, roles, data, data_root, dict(data_options or {}),
-                      prepare=not collect)
+                      prepare=not (collect or plan))
     classifier_roles = {r for e in experiments if e.classifier_fid for r in e.roles}
     classifier_data = {d.key: d for r, d in datas.items() if r in classifier_roles}
     features: dict[str, tuple[str, str]] = {}
@@ -149,12 +142,17 @@ def run_experiments(
             features[key] = fid_classifier(classifier_data[key], chosen, log)
         return features.get(key)
 
+    if prepare:
+        _prepare(datas, [features_of(key) for key in sorted(classifier_data)], log)
+        return Outcome({}, {})
     command = command or f"sigmavae experiment {' '.join(names)} --preset {chosen.name}"
 
+    def data_of(spec: RunSpec) -> DataChoice:
+        return next(d for d in datas.values()
+                    if d.train_keys() == {k: spec.train.get(k) for k in d.train_keys()})
+
     def settings(spec: RunSpec) -> EvalSettings:
-        key = next(d.key for d in datas.values()
-                   if d.train_keys() == {k: spec.train.get(k) for k in d.train_keys()})
-        feature = features_of(key)
+        feature = features_of(data_of(spec).key)
         return EvalSettings(images=chosen.eval_images, fid_samples=chosen.fid_samples,
                             mi_data=chosen.mi_data, elbo_samples=chosen.elbo_samples,
                             fid_features=feature[0] if feature else "pixels")
@@ -177,11 +175,22 @@ def run_experiments(
                                 for feature in [features_of(d.key)] if feature}
 
     if plan:
-        specs = [s for e in experiments for s in e.runs(contexts[e.name])]
-        outcome.plan = write_plan(store, specs, settings, out / "plan")
-        (out / "plan" / "preset.json").write_text(json.dumps(asdict(chosen), indent=2) + "\n")
-        log(f"experiment: wrote {len(set(s.run_id for s in specs))} run configs under {runs_dir}"
-            f" and {outcome.plan} (one line per run: train, then eval)")
+        planned: dict[str, str] = {}  # data key -> the plan's --fid-features
+
+        def planned_settings(spec: RunSpec) -> EvalSettings:
+            data = data_of(spec)
+            if data.key not in planned:
+                planned[data.key] = (planned_features(data, chosen, Path(CACHE), log)
+                                     if data.key in classifier_data else "pixels")
+            return EvalSettings(images=chosen.eval_images, fid_samples=chosen.fid_samples,
+                                mi_data=chosen.mi_data, elbo_samples=chosen.elbo_samples,
+                                fid_features=planned[data.key])
+
+        specs = unique_runs([s for e in experiments for s in e.runs(contexts[e.name])])
+        runs = [PlannedRun(s, Evaluation.of(s, planned_settings(s))) for s in specs]
+        arguments = _experiment_arguments(asked, chosen, seeds, data, data_root, data_options)
+        outcome.plan = write_plan(out, runs, arguments, chosen, jobs)
+        _log_plan(outcome.plan, str(out), runs, log)
         return outcome
     for experiment in experiments:
         ctx = contexts[experiment.name]
@@ -209,3 +218,58 @@ def run_experiments(
                                     command)
         log(f"experiment: wrote {outcome.index}")
     return outcome
+
+
+def _check_plan_paths(runs_dir: str | Path | None, data_root: str | None) -> None:
+    """A plan's commands run from its folder, which may be copied elsewhere: its runs live in
+    it, and a data root of the user's must not depend on the folder the plan was made in."""
+    if runs_dir is not None:
+        raise ExperimentError("--runs-dir: a plan keeps its runs in its own folder (OUT/runs), "
+                              "so that it is one folder to copy; leave --runs-dir out")
+    if data_root is not None and not Path(data_root).is_absolute():
+        raise ExperimentError(f"--data-root: expected an absolute path with --plan (its "
+                              f"commands run from the plan folder), got {data_root!r}")
+
+
+def _experiment_arguments(names: str, preset: Preset, seeds: int | None, data: str | None,
+                          data_root: str | None,
+                          data_options: dict[str, Any] | None) -> list[str]:
+    """The ``sigmavae`` arguments that name the same runs: ``experiment NAME --preset P`` and
+    the ``--seeds`` and ``--data`` flags that were given."""
+    arguments = ["experiment", *names.split(), "--preset", preset.name]
+    if seeds is not None:
+        arguments += ["--seeds", str(seeds)]
+    if data is not None:
+        arguments += ["--data", data]
+    if data_root is not None:
+        arguments += ["--data-root", data_root]
+    for key, value in sorted((data_options or {}).items()):
+        # as YAML reads it back (True -> true), the way --data-option parses its values
+        shown = value if isinstance(value, str) else json.dumps(value)
+        arguments += ["--data-option", f"{key}={shown}"]
+    return arguments
+
+
+def _log_plan(plan: Plan, shown: str, runs: Sequence[PlannedRun],
+              log: Callable[[str], None]) -> None:
+    log(f"experiment: planned {plan.runs} runs in {shown}/ (each run's train.yaml under runs/, "
+        "one command line per run in commands.txt); no data read, nothing trained")
+    roots = {str(run.config().get("data_root") or "") for run in runs}
+    relative = sorted(r for r in roots
+                      if r and not Path(r).is_absolute() and not r.startswith(f"{CACHE}/"))
+    if relative:  # the paper preset's data/svhn ...: read from the plan folder
+        log(f"experiment: the runs read {', '.join(relative)} relative to the plan folder: "
+            "put (or link) the data there")
+    for line in plan.instructions(shown):
+        log("  " + line)
+
+
+def _prepare(datas: dict[str, DataChoice], features: Sequence[tuple[str, str] | None],
+             log: Callable[[str], None]) -> None:
+    """Say what ``--prepare`` made: the data (extracted by :func:`_data_for`) and the FID
+    features (trained by then)."""
+    for data in {d.key: d for d in datas.values()}.values():
+        log(f"experiment: data ready: {data.label} ({data.data_root or 'its default place'})")
+    for feature in features:
+        if feature is not None:
+            log(f"experiment: FID features ready: {feature[0]}")

@@ -49,6 +49,9 @@ class DataChoice:
     data_options: dict[str, Any]
     label: str
     stands_in_for: str | None = None
+    #: whether its training split has class labels (what the FID feature classifier learns
+    #: from), known without reading it; None: only reading the split tells
+    labelled: bool | None = None
 
     def train_keys(self) -> dict[str, Any]:
         """The TrainConfig keys of this data choice."""
@@ -230,18 +233,21 @@ def default_data(preset: Preset, role: str, prepare: bool = True) -> DataChoice:
     if preset.name == "paper":
         if role == "svhn":
             return DataChoice("svhn28", "svhn", "data/svhn", {"image_size": 28},
-                              "SVHN at 28x28 (App. B)")
-        return DataChoice("cifar10", "cifar10", "data/cifar10", {}, "CIFAR-10 at 32x32")
+                              "SVHN at 28x28 (App. B)", labelled=True)
+        return DataChoice("cifar10", "cifar10", "data/cifar10", {}, "CIFAR-10 at 32x32",
+                          labelled=True)
     root = str(extract_cifar_jpeg(_shared(preset)) if prepare else cache_dir() / "cifar10-jpeg")
     if preset.name == "paper-length":  # one data set for every table: runs are shared
         return DataChoice("cifar32", "folder", root, {"labels": True, "shuffle": True},
-                          "CIFAR-10 (JPEG copy) at 32x32", stands_in_for="CIFAR-10")
+                          "CIFAR-10 (JPEG copy) at 32x32", stands_in_for="CIFAR-10",
+                          labelled=True)
     if role == "svhn":
         return DataChoice("cifar28", "folder", root,
                           {"image_size": 28, "labels": True, "shuffle": True},
-                          "CIFAR-10 (JPEG copy) resized to 28x28", stands_in_for="SVHN")
+                          "CIFAR-10 (JPEG copy) resized to 28x28", stands_in_for="SVHN",
+                          labelled=True)
     return DataChoice("cifar32", "folder", root, {"labels": True, "shuffle": True},
-                      "CIFAR-10 (JPEG copy) at 32x32", stands_in_for="CIFAR-10")
+                      "CIFAR-10 (JPEG copy) at 32x32", stands_in_for="CIFAR-10", labelled=True)
 
 
 def user_data(data: str, data_root: str | None, data_options: dict[str, Any]) -> DataChoice:
@@ -249,7 +255,22 @@ def user_data(data: str, data_root: str | None, data_options: dict[str, Any]) ->
     key = data.replace(":", "-")
     if data_options.get("image_size"):
         key += str(data_options["image_size"])
-    return DataChoice(key, data, data_root, dict(data_options), f"{data} (chosen with --data)")
+    return DataChoice(key, data, data_root, dict(data_options), f"{data} (chosen with --data)",
+                      labelled=known_labels(data, data_options))
+
+
+#: Registered data sets whose training split always (True) or never (False) has class labels.
+LABELLED_SETS = {"mnist": True, "cifar10": True, "svhn": True, "frey": False, "celeba": False,
+                 "smmnist": False, "bair": False, "video_folder": False}
+
+
+def known_labels(data: str, data_options: dict[str, Any]) -> bool | None:
+    """Whether data set ``data`` has class labels, known from its name and options alone (an
+    image folder has them with ``labels=True``); None where only its files tell (``npz``, a
+    data set registered by the user)."""
+    if data == "folder":
+        return bool(data_options.get("labels", False))
+    return LABELLED_SETS.get(data)
 
 
 def with_seeds(preset: Preset, seeds: int | None) -> Preset:

@@ -132,8 +132,9 @@ class Evaluation:
         stderr. Returns the :class:`~sigmavae.metrics.report.CheckpointReport`."""
         from ..metrics.report import evaluate_checkpoint, stderr_log
 
+        # tune_malloc as sigmavae eval (the command line of --plan) has it by default
         return evaluate_checkpoint(checkpoint, list(self.metrics), out=out, log=stderr_log,
-                                   **self.options)
+                                   tune_malloc=True, **self.options)
 
     def command(self, checkpoint: Path, out: Path) -> list[str]:
         """The ``sigmavae eval`` arguments that do what :meth:`run` does."""
@@ -208,13 +209,6 @@ class RunStore:
     def checkpoint(self, spec: RunSpec) -> Path:
         return self.folder(spec) / "checkpoints" / "last.ckpt"
 
-    def commands(self, spec: RunSpec, evaluation: Evaluation) -> tuple[list[str], list[str]]:
-        """The ``sigmavae`` argument lists that do what :meth:`execute` does for ``spec``:
-        train (``--resume auto``: a started run goes on), then evaluate."""
-        folder = self.folder(spec)
-        return (train_command(folder),
-                evaluation.command(self.checkpoint(spec), folder / "eval.json"))
-
     def result(self, spec: RunSpec) -> RunResult | None:
         """The numbers of an evaluated run, else None."""
         folder = self.folder(spec)
@@ -259,8 +253,8 @@ class RunStore:
         FID features may be trained at that point). A failing run stops nothing else; the
         first error is raised at the end.
         """
-        todo = [s for s in _unique(specs) if self.status(s) != "evaluated"]
-        done = len(_unique(specs)) - len(todo)
+        todo = [s for s in unique_runs(specs) if self.status(s) != "evaluated"]
+        done = len(unique_runs(specs)) - len(todo)
         self.log(f"experiment: {done} of {done + len(todo)} runs already evaluated, "
                  f"{len(todo)} to run ({jobs} at a time)")
         if not todo:
@@ -389,13 +383,23 @@ def _train(folder: Path) -> int:
     from ..run import TrainConfig
     from ..training import Trainer
 
-    result = Trainer(TrainConfig.from_yaml(folder / "train.yaml")).fit(resume="auto")
+    # as sigmavae train runs it (train_command): tune_malloc and the speed hint on unless set
+    config = TrainConfig.from_yaml(folder / "train.yaml").with_command_defaults()
+    result = Trainer(config).fit(resume="auto")
     # after a stop, the trainer has printed where it saved the checkpoint (the log's last line)
     return 128 + int(result["signal"]) if result.get("interrupted") else 0
 
 
 def _evaluate(folder: Path, evaluation: Evaluation) -> int:
-    result = evaluation.run(folder / "checkpoints" / "last.ckpt", folder / "eval.json")
+    """Evaluate the run of ``folder``: 0, or ``128 + signal`` after a stop (nothing written),
+    as ``sigmavae eval`` exits."""
+    from ..run.stopping import StopRequested
+
+    try:
+        result = evaluation.run(folder / "checkpoints" / "last.ckpt", folder / "eval.json")
+    except StopRequested as stop:
+        print(f"sigmavae eval: {stop}; nothing written", file=sys.stderr)
+        return 128 + stop.signum
     print(result.markdown)
     print(f"wrote {', '.join(str(p) for p in result.files)}")
     return 0
@@ -454,25 +458,10 @@ def read_seconds(path: Path) -> float | None:
         return None
 
 
-def _unique(specs: Sequence[RunSpec]) -> list[RunSpec]:
+def unique_runs(specs: Sequence[RunSpec]) -> list[RunSpec]:
+    """``specs`` without repeats (one per run id, the first), in order."""
     seen: dict[str, RunSpec] = {}
     for spec in specs:
         seen.setdefault(spec.run_id, spec)
     return list(seen.values())
 
-
-def write_plan(store: RunStore, specs: Sequence[RunSpec],
-               settings: Callable[[RunSpec], EvalSettings], folder: Path) -> Path:
-    """``--plan``: every run's ``train.yaml`` in its run folder, and ``folder/commands.txt``
-    with one line per run (``sigmavae train ... && sigmavae eval ...``, what :meth:`RunStore.
-    execute` runs through the library) for a scheduler, e.g. a SLURM array:
-    ``sed -n "${SLURM_ARRAY_TASK_ID}p" commands.txt | bash``."""
-    folder.mkdir(parents=True, exist_ok=True)
-    lines = []
-    for spec in _unique(specs):
-        store.write_config(spec)
-        train, evaluate = store.commands(spec, Evaluation.of(spec, settings(spec)))
-        lines.append(f"sigmavae {shlex.join(train)} && sigmavae {shlex.join(evaluate)}")
-    path = folder / "commands.txt"
-    path.write_text("\n".join(lines) + "\n")
-    return path

@@ -9,6 +9,8 @@ Data of any range and shape: declare it, ``create("optimal_sigma", data_range="r
 ``"signed"`` for [-1, 1]; the default ``"unit"`` is [0, 1] images); mask padding with
 ``head(params, target=x, mask=m)``. Without a distribution object,
 ``nll, sigma = gaussian_nll(pred, target, mask=m)`` replaces ``F.mse_loss`` (:mod:`.functional`).
+A head with parameters of its own (``learned_sigma``) must be in the optimiser; it warns
+(:class:`SigmaNotOptimisedWarning`) when training leaves it out.
 
 See :mod:`sigmavae.likelihoods.base` for the conventions every head follows. Every head is
 registered by a decorator in its own module (:mod:`.registry`); the 8-bit bins are defined in
@@ -16,6 +18,7 @@ registered by a decorator in its own module (:mod:`.registry`); the 8-bit bins a
 """
 
 from ._location import DATA_RANGES, DataRange, DoubleSquashWarning
+from ._optimiser_check import SigmaNotOptimisedWarning
 from .base import (
     NUM_LEVELS,
     ImageLikelihood,
@@ -53,6 +56,7 @@ from .gaussian import (
     sigma_from_beta,
 )
 from .optimal import (
+    DEFAULT_MIN_SIGMA,
     PUBLIC_CODE_MIN_LOG_SIGMA,
     QUANTIZATION_SIGMA,
     REAL_MIN_SIGMA,
@@ -72,6 +76,7 @@ __all__ = [
     "DEFAULT_HEAD",
     "DEFAULT_MIN_DF",
     "DEFAULT_MIN_LOG_SIGMA",
+    "DEFAULT_MIN_SIGMA",
     "NUM_LEVELS",
     "PUBLIC_CODE_MIN_LOG_SIGMA",
     "QUANTIZATION_SIGMA",
@@ -96,6 +101,7 @@ __all__ = [
     "LogisticMixtureHead",
     "OptimalSigmaGaussian",
     "PerPixelSigmaGaussian",
+    "SigmaNotOptimisedWarning",
     "StudentTHead",
     "StudentTWithCdf",
     "UnitBernoulli",

@@ -212,7 +212,11 @@ class ImageLikelihood(Independent):
       entries where it is ``False`` contribute 0 to :meth:`log_prob` and
       :meth:`elementwise_log_prob` and are not checked (they may hold NaN padding); sampling,
       ``mean`` and the CDFs ignore it. :meth:`with_mask` gives a masked copy;
-    * :meth:`elementwise_log_prob` (nats per data dimension) and :meth:`elementwise_cdf`;
+    * :meth:`elementwise_log_prob` (nats per data dimension), :meth:`elementwise_cdf` and
+      :meth:`elementwise_icdf` (per data dimension; :meth:`cdf` and :meth:`icdf` of the whole
+      data point raise ``NotImplementedError`` saying so); :meth:`entropy` is summed over the
+      data dimensions like ``log_prob`` (the observed ones under a ``mask``), and ``mode`` is
+      the base's (the most probable intensity for heads over intensities);
     * :meth:`bin_log_mass` and :meth:`bin_cdf`: the probability of each 8-bit intensity bin and
       the CDF at its upper edge (:mod:`.bins`), whatever the head (continuous densities are
       integrated over the bins, mapped to ``[-1, 1]`` for ``signed`` data; distributions over
@@ -319,6 +323,47 @@ class ImageLikelihood(Independent):
         if self._validate_args:
             self._validate_sample(value)
         return self.base_dist.cdf(value)
+
+    def elementwise_icdf(self, value: torch.Tensor) -> torch.Tensor:
+        """The quantile of probability ``value`` per data dimension, shape ``(B, C, ...)``: the
+        base's ``icdf`` (data units; for a head over intensities the smallest intensity whose
+        CDF reaches ``value``, ``int64``). ``value`` lies in ``[0, 1]`` and broadcasts with the
+        data (checked under ``validate_args``). ``NotImplementedError`` (saying why) where the
+        base has no inverse CDF (Student-t)."""
+        if self._validate_args:
+            self._check_shape(value, "value")
+            if not isinstance(value, torch.Tensor) or not value.is_floating_point():
+                raise LikelihoodInputError("value must be a floating tensor of probabilities "
+                                           "in [0, 1]")
+            if not bool(((value >= 0) & (value <= 1)).all()):
+                raise LikelihoodInputError("value must hold probabilities in [0, 1]")
+        return self.base_dist.icdf(value)
+
+    # -- the torch.distributions contract for a whole data point ----------------------------------
+    def entropy(self) -> torch.Tensor:
+        """The entropy of each data point, shape ``(B,)``, nats summed over every data dimension
+        like :meth:`log_prob` (over the observed ones under a ``mask``): differential entropy
+        for continuous heads (data units), the entropy of the pmf for heads over intensities.
+        ``NotImplementedError`` where the element-wise base has none."""
+        entropy = self.base_dist.entropy()
+        if self.mask is not None:
+            entropy = torch.where(self.mask, entropy, 0)
+        return entropy.flatten(-len(self.event_shape)).sum(-1)
+
+    def cdf(self, value: torch.Tensor) -> torch.Tensor:
+        """Not provided for a whole data point: raises ``NotImplementedError`` saying why (use
+        :meth:`elementwise_cdf`)."""
+        raise NotImplementedError(
+            "cdf of a whole (C, ...) data point (the product of its per-dimension CDFs) is not "
+            "provided: it underflows for images, and torch's Independent has none; use "
+            "dist.elementwise_cdf(x) for P(X_d <= x_d) per dimension")
+
+    def icdf(self, value: torch.Tensor) -> torch.Tensor:
+        """Not defined for a multivariate event: raises ``NotImplementedError`` saying why (use
+        :meth:`elementwise_icdf`)."""
+        raise NotImplementedError(
+            "icdf of a (C, ...) data point is not defined (many points share a joint CDF "
+            "value); use dist.elementwise_icdf(q) for the quantiles per dimension")
 
     # -- the 8-bit bins -------------------------------------------------------------------------
     def intensities(self, value: torch.Tensor) -> torch.Tensor:

@@ -10,6 +10,8 @@ module: the discretised heads (:mod:`.discretized`), and through
 metrics.
 
 * :func:`bin_edges`, :func:`to_intensities`: the geometry;
+* :func:`level_chunks`, :func:`quantile_by_counting`: exact brute force over the 256 levels
+  (the mode, entropy and quantiles of distributions over intensities);
 * :func:`log_mass_from_cdf`, :func:`cdf_at_upper_edge`: the generic rule for any distribution
   with a ``cdf`` (the plain difference of CDFs at the edges);
 * :class:`Family`, :func:`discretized_log_prob`: the accurate rule for location-scale families
@@ -19,7 +21,7 @@ metrics.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -73,8 +75,49 @@ def to_intensities(value: torch.Tensor) -> torch.Tensor:
     return value
 
 
-# -- the generic rule: any distribution with a cdf on the [0, 1] scale -----------------------------
+#: A CDF as a function of its argument (element-wise, broadcasting).
 CdfFn = Callable[[torch.Tensor], torch.Tensor]
+
+
+# -- enumerating the 256 levels (exact mode, entropy and quantiles of pmfs over intensities) -------
+#: Values (elements times levels times mixture components) one chunk of an enumeration over the
+#: levels may hold: 32 MiB in float64. Small batches take all 256 levels in one piece, large ones
+#: a few levels at a time (at least one).
+LEVEL_BUDGET = 1 << 22
+
+
+def levels_per_chunk(elements: int, per_level: int = 1) -> int:
+    """How many levels to enumerate at once for ``elements`` data elements, each holding
+    ``per_level`` values per level (e.g. the components of a mixture): within
+    :data:`LEVEL_BUDGET`, between 1 and 256."""
+    return max(1, min(NUM_LEVELS, LEVEL_BUDGET // max(1, elements * per_level)))
+
+
+def level_chunks(like: torch.Tensor, chunk: int, stop: int = NUM_LEVELS) -> Iterator[torch.Tensor]:
+    """The intensities ``0..stop-1`` in consecutive pieces of at most ``chunk`` (at least one)
+    values, as 1-D tensors of the dtype and device of ``like``."""
+    step = max(1, chunk)
+    for start in range(0, stop, step):
+        yield torch.arange(start, min(start + step, stop), dtype=like.dtype, device=like.device)
+
+
+def quantile_by_counting(cdf_at: CdfFn, q: torch.Tensor, like: torch.Tensor,
+                         chunk: int) -> torch.Tensor:
+    """The quantile function of a distribution over intensities: for each probability ``q`` the
+    smallest intensity ``i`` with ``F(i) >= q``, i.e. the number of levels ``0..254`` whose CDF
+    is below ``q`` (``F(255) = 1``). ``cdf_at(levels)``: levels ``(n,)`` -> CDFs ``(..., n)``,
+    broadcasting with ``q[..., None]``; the result is ``int64`` intensities of the broadcast
+    shape. Exact (brute force over the levels, ``chunk`` at a time: :func:`levels_per_chunk`)."""
+    q = q.to(like.dtype).unsqueeze(-1)
+    count: torch.Tensor | None = None
+    for levels in level_chunks(like, chunk, stop=MAX_LEVEL):
+        below = (cdf_at(levels) < q).sum(-1)
+        count = below if count is None else count + below
+    assert count is not None
+    return count
+
+
+# -- the generic rule: any distribution with a cdf on the [0, 1] scale -----------------------------
 
 
 def cdf_at_upper_edge(cdf: CdfFn, intensities: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:

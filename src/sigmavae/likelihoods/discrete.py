@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch.distributions import Bernoulli, Distribution, constraints
 
+from . import bins
 from .base import NUM_LEVELS, ImageLikelihood, LikelihoodHead, ShapeLike, is_binary
 from .bounded_categorical import bounded_categorical_log_prob
 from .registry import register
@@ -46,6 +47,12 @@ class UnitBernoulli(Bernoulli):
         one_minus_p = torch.sigmoid(-self.logits)
         out = torch.where(value >= 1, torch.ones_like(one_minus_p), one_minus_p)
         return torch.where(value < 0, torch.zeros_like(out), out)
+
+    def icdf(self, value: torch.Tensor) -> torch.Tensor:
+        """The quantile of probability ``value`` in ``[0, 1]``: the smallest ``x`` in ``{0, 1}``
+        with ``P(X <= x) >= value``, i.e. 0 where ``value <= 1 - p``, else 1 (floats)."""
+        one_minus_p = torch.sigmoid(-self.logits)
+        return (value.to(self.logits.dtype) > one_minus_p).to(self.logits.dtype)
 
 
 @register("bernoulli", "Bernoulli with intensities in [0, 1] as targets (BCE; not a valid bound)")
@@ -174,6 +181,18 @@ class IntensityCategorical(Distribution):
         shape = torch.broadcast_shapes(index.shape, self.batch_shape)
         cum = cum.expand((*shape, NUM_LEVELS))
         return cum.gather(-1, index.expand(shape).unsqueeze(-1)).squeeze(-1)
+
+    def icdf(self, value: torch.Tensor) -> torch.Tensor:
+        """The quantile of probability ``value`` in ``[0, 1]``: the smallest intensity ``i``
+        with ``P(X <= i) >= value`` (``int64``), from the cumulative softmax."""
+        cum = self.probs.cumsum(-1)[..., :-1]  # F(0..254); F(255) = 1
+        return (cum < value.to(cum.dtype).unsqueeze(-1)).sum(-1)
+
+    def entropy(self) -> torch.Tensor:
+        """``-sum_i p_i log p_i`` over the 256 intensities, nats per element (as
+        ``torch.distributions.Categorical``; a level with ``p_i = 0`` contributes 0)."""
+        log_p = torch.log_softmax(self.logits, -1).clamp(min=torch.finfo(self.logits.dtype).min)
+        return -(log_p.exp() * log_p).sum(-1)
 
     @property
     def mean(self) -> torch.Tensor:
@@ -323,6 +342,25 @@ class BitwiseIntensity(Distribution):
         prefix = torch.cat([above[..., 1:], torch.ones_like(above[..., :1])], -1)
         less = (bits * prefix * p0).sum(-1)
         return (less + above[..., 0]).clamp(max=1.0)
+
+    def icdf(self, value: torch.Tensor) -> torch.Tensor:
+        """The quantile of probability ``value`` in ``[0, 1]``: the smallest intensity ``i`` with
+        ``P(X <= i) >= value`` (``int64``), counting the levels whose :meth:`cdf` is below
+        ``value`` (exact; a chunk of levels at a time, :func:`~.bins.levels_per_chunk`)."""
+
+        def cdf_at(levels: torch.Tensor) -> torch.Tensor:  # (n,) -> batch_shape + (n,)
+            shaped = levels.long().view(-1, *([1] * len(self.batch_shape)))
+            return self.cdf(shaped).movedim(0, -1)
+
+        elements = max(self.batch_shape.numel(), value.numel())
+        return bins.quantile_by_counting(cdf_at, value, self.logits,
+                                         bins.levels_per_chunk(elements, NUM_BITS))
+
+    def entropy(self) -> torch.Tensor:
+        """Nats per element: the sum of the 8 bits' Bernoulli entropies (the bits are independent
+        and determine the intensity one to one)."""
+        p = torch.sigmoid(self.logits)
+        return F.binary_cross_entropy_with_logits(self.logits, p, reduction="none").sum(-1)
 
     @property
     def mean(self) -> torch.Tensor:

@@ -23,14 +23,16 @@ log-CDF and log-survival function and how to compute the log-mass of a bin witho
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.distributions import Distribution, constraints
 
+from . import bins
 from ._location import MeanActivation, check_mean_activation
+from ._optimiser_check import OptimiserCheck, forward_watch, rearm, watch
 from .base import ImageLikelihood, LikelihoodHead, LikelihoodInputError, ShapeLike
 from .bins import (
     BIN_WIDTH,
@@ -63,7 +65,9 @@ class DiscretizedMixture(Distribution):
     Element-wise: ``loc`` and ``log_scale`` have shape ``batch_shape + (K,)`` (``loc`` on the
     [0, 1] scale), ``mixture_logits`` too, or ``None`` for ``K = 1``. ``log_prob`` is in nats per
     element, ``mean``/``variance`` in intensity units (exact sums over the 256 levels), ``cdf``
-    exact, ``sample`` returns ``int64`` intensities; ``expand`` views the parameters.
+    exact, ``sample`` returns ``int64`` intensities; ``expand`` views the parameters. ``mode``,
+    ``entropy`` (nats) and ``icdf`` are exact too, by enumerating the 256 levels (a chunk at a
+    time, within :data:`~.bins.LEVEL_BUDGET` values).
     """
 
     support = constraints.integer_interval(0, NUM_LEVELS - 1)
@@ -150,6 +154,55 @@ class DiscretizedMixture(Distribution):
         below = self._upper_edge_cdf(value.unsqueeze(-1)).squeeze(-1)
         return torch.where(value >= NUM_LEVELS - 1, torch.ones_like(below), below)
 
+    def icdf(self, value: torch.Tensor) -> torch.Tensor:
+        """The quantile of probability ``value`` in ``[0, 1]``: the smallest intensity ``i`` with
+        ``P(X <= i) >= value`` (``int64``; exact, counting the levels whose CDF is below it)."""
+        return bins.quantile_by_counting(self._upper_edge_cdf, value, self.loc,
+                                         chunk=self._levels_per_chunk())
+
+    def _levels_per_chunk(self) -> int:
+        """Levels enumerated at once (memory: :func:`~.bins.levels_per_chunk`)."""
+        return bins.levels_per_chunk(self.loc.numel() // self.loc.shape[-1], self.loc.shape[-1])
+
+    def _log_prob_at_levels(self, levels: torch.Tensor) -> torch.Tensor:
+        """``log P(X = i)`` for the intensities ``levels`` ``(n,)``: ``batch_shape + (n,)``."""
+        comp = discretized_log_prob(self.family, levels.unsqueeze(-1), self.loc.unsqueeze(-2),
+                                    self.log_scale.unsqueeze(-2))  # batch + (n, K)
+        log_w = self._log_weights()
+        if log_w is None:
+            return comp.squeeze(-1)
+        return torch.logsumexp(log_w.unsqueeze(-2) + comp, dim=-1)
+
+    @property
+    def mode(self) -> torch.Tensor:
+        """The most probable intensity (``int64``; the lowest one on a tie), found exactly by
+        scoring all 256 levels (a discretised mixture's mode need not be at a location)."""
+        best: torch.Tensor | None = None
+        arg: torch.Tensor | None = None
+        first = 0  # the intensity of the chunk's first level
+        for levels in bins.level_chunks(self.loc, self._levels_per_chunk()):
+            value, index = self._log_prob_at_levels(levels).max(-1)
+            index = index + first
+            first += levels.numel()
+            if best is None or arg is None:
+                best, arg = value, index
+                continue
+            better = value > best  # strictly: the lower level keeps a tie, as argmax does
+            best, arg = torch.where(better, value, best), torch.where(better, index, arg)
+        assert arg is not None
+        return arg
+
+    def entropy(self) -> torch.Tensor:
+        """``-sum_i P(i) log P(i)`` over the 256 intensities, nats per element: exact (a finite
+        sum; a discretised distribution has no closed form in its parameters, so the levels are
+        enumerated, a chunk at a time)."""
+        total = torch.zeros(self.batch_shape, dtype=self.loc.dtype, device=self.loc.device)
+        for levels in bins.level_chunks(self.loc, self._levels_per_chunk()):
+            log_p = self._log_prob_at_levels(levels)
+            p = log_p.exp()
+            total = total - torch.where(p > 0, p * log_p, torch.zeros_like(p)).sum(-1)
+        return total
+
     def _moments(self, second_moment: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
         """``E[X]`` and ``E[X^2]`` exactly, as ``sum_i P(X > i)`` and ``sum_i (2i+1) P(X > i)``
         over ``i = 0..254`` (``E[X^2]`` is ``None`` unless ``second_moment``: the mean alone,
@@ -225,7 +278,9 @@ class DiscretizedHead(LikelihoodHead):
       default ``min_log_scale="auto"`` is the paper's -6 here) with
       ``raw`` an ``nn.Parameter`` initialised at ``log(init_scale)``; ``init_scale = 0.1`` is
       the order of early reconstruction errors on [0, 1] data (``s = 1`` would make the initial
-      likelihood almost flat across the 256 bins);
+      likelihood almost flat across the 256 bins). The parameter belongs to the head, which must
+      be in the optimiser; as for ``learned_sigma`` the head warns
+      (:class:`~sigmavae.likelihoods.SigmaNotOptimisedWarning`) when it is not;
     * ``"optimal"``: the analytic continuous MLE of the shared-sigma Gaussian, ``sigma^2 = MSE``
       between the locations and ``x / 255`` (batch MSE in training, a running average in eval,
       all-reduced under torch.distributed: :class:`OptimalSigmaGaussian`, ``decay`` and
@@ -290,11 +345,18 @@ class DiscretizedHead(LikelihoodHead):
                 raise ValueError(f"{self.name}: init_scale must be positive, got {init_scale}")
             raw = _inverse_softclip(math.log(init_scale), min_log_scale, max_log_scale)
             self.raw_log_scale = nn.Parameter(torch.tensor(raw))
+            #: Whether an optimiser steps ``raw_log_scale`` (as for ``learned_sigma``).
+            self.optimiser_check = OptimiserCheck("raw_log_scale", "log-scale")
+            watch(self, "optimiser_check")
         if self.scale_mode == "optimal":
             self.optimal = OptimalSigmaGaussian(
                 scope="shared", decay=decay, train_sigma=train_sigma, min_log_sigma=None,
                 min_sigma=min_sigma, mean_activation="identity", validate_args=False,
             )
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        rearm(self, "optimiser_check")  # pickled or deep-copied: the hook is not live
 
     @property
     def train_bound_bias(self) -> str | None:
@@ -311,6 +373,7 @@ class DiscretizedHead(LikelihoodHead):
         if self.scale_mode == "fixed":
             return torch.tensor(self.fixed_log_scale, dtype=loc.dtype, device=loc.device)
         if self.scale_mode == "learned":
+            forward_watch(self, "optimiser_check")
             raw = self.raw_log_scale
         else:
             if target is not None:

@@ -29,11 +29,12 @@ evaluation (the optimal-sigma head's own code), or a learned log-sigma parameter
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import nn
 
+from ._optimiser_check import OptimiserCheck, forward_watch, rearm, watch
 from .base import LikelihoodInputError, align_mask
 from .optimal import (
     REAL_MIN_SIGMA,
@@ -101,7 +102,8 @@ def gaussian_nll(
     """``-log N(target; pred, sigma^2)`` per example, nats, and the sigma used (module doc).
 
     Args:
-        pred, target: ``(B, ...)``, the same shape; floats of any range.
+        pred: ``(B, ...)``, floats of any range.
+        target: the same shape as ``pred``.
         sigma: ``"optimal"`` (default unless ``log_sigma`` is given), a positive float, or a
             tensor of standard deviations broadcastable to the data.
         log_sigma: a tensor of log standard deviations (instead of ``sigma``), e.g. a learned
@@ -152,8 +154,11 @@ class GaussianNLL(nn.Module):
     eval mode the running average is used, so a test NLL uses a sigma fitted on training data.
     The statistic, its running average (saved in ``state_dict``) and its all-reduce are those of
     :class:`~sigmavae.likelihoods.OptimalSigmaGaussian` (on ``data_range="real"`` data, identity
-    mean). ``sigma="learned"``: a shared ``log_sigma`` ``nn.Parameter`` (``init_sigma``); a
-    float: a fixed sigma.
+    mean). ``sigma="learned"``: a shared ``log_sigma`` ``nn.Parameter`` (``init_sigma``), which
+    must be in the optimiser (``list(criterion.parameters())``; unlike most criteria this one
+    has parameters): like the ``learned_sigma`` head it warns once,
+    :class:`~sigmavae.likelihoods.SigmaNotOptimisedWarning`, when training leaves it unchanged;
+    a float: a fixed sigma.
 
     >>> crit = GaussianNLL()
     >>> nll, sigma = crit(pred, target, mask=m)        # (B,) nats, sigma used
@@ -182,6 +187,9 @@ class GaussianNLL(nn.Module):
                 if not (init_sigma > 0 and math.isfinite(init_sigma)):
                     raise ValueError(f"GaussianNLL: init_sigma must be > 0, got {init_sigma}")
                 self.log_sigma = nn.Parameter(torch.tensor(math.log(init_sigma)))
+                #: Whether an optimiser steps ``log_sigma`` (as for the learned_sigma head).
+                self.optimiser_check = OptimiserCheck("log_sigma", "log-sigma", "criterion")
+                watch(self, "optimiser_check")
             else:
                 raise ValueError(f"GaussianNLL: sigma must be 'optimal', 'learned' or a "
                                  f"positive float, got {sigma!r}")
@@ -191,6 +199,10 @@ class GaussianNLL(nn.Module):
                 raise ValueError(f"GaussianNLL: sigma must be a positive finite number, got "
                                  f"{sigma!r}")
             self.mode, self.fixed_sigma = "fixed", float(sigma)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        rearm(self, "optimiser_check")  # pickled or deep-copied: the hook is not live
 
     def forward(self, pred: torch.Tensor, target: torch.Tensor,
                 mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -205,6 +217,7 @@ class GaussianNLL(nn.Module):
             nll = _nll(p, t, log_sigma, m)
             return nll, _unbatch_sigma(log_sigma.exp(), squeezed)
         if self.log_sigma is not None:
+            forward_watch(self, "optimiser_check")
             return gaussian_nll(pred, target, log_sigma=self.log_sigma, mask=mask)
         return gaussian_nll(pred, target, sigma=self.fixed_sigma, mask=mask)
 

@@ -9,6 +9,7 @@ for data in the range they declare (``data_range``: ``"unit"`` [0, 1] by default
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import nn
@@ -20,6 +21,7 @@ from ._location import (
     check_data_range,
     resolve_mean_activation,
 )
+from ._optimiser_check import OptimiserCheck, forward_watch, rearm, watch
 from .base import ImageLikelihood, LikelihoodHead, effective_beta
 from .bins import FAMILIES, discretized_log_prob
 from .registry import register
@@ -135,6 +137,17 @@ class LearnedSigmaGaussian(GaussianMeanHead):
     """``learned_sigma``: one shared ``log sigma`` trained by gradient descent ("shared sigma-VAE").
 
     The paper finds no clipping is needed for a shared sigma; ``min_log_sigma`` can still be set.
+
+    **The head has a parameter of its own**, ``raw_log_sigma`` (an ``nn.Parameter``): it must be
+    in the optimiser, e.g. ``Adam(list(decoder.parameters()) + list(head.parameters()))``, or
+    the head as a submodule of the model (as our models and trainer have it). Left out, sigma
+    stays at ``init_sigma`` and the model is a beta-VAE with ``beta = 2 init_sigma^2``. The head
+    watches for that (:mod:`._optimiser_check`): when its log-sigma has received non-zero
+    gradients in ``head.optimiser_check.steps`` (50) training-mode backward passes and never
+    changed, it warns once with
+    :class:`~sigmavae.likelihoods.SigmaNotOptimisedWarning`. Eval mode, ``no_grad`` and a
+    frozen head (``head.requires_grad_(False)``) are never reported; silence it on purpose with
+    ``warnings.simplefilter("ignore", SigmaNotOptimisedWarning)``.
     """
 
 
@@ -152,8 +165,16 @@ class LearnedSigmaGaussian(GaussianMeanHead):
             raise ValueError(f"learned_sigma: init_sigma must be > 0, got {init_sigma}")
         self.raw_log_sigma = nn.Parameter(torch.tensor(math.log(init_sigma)))
         self.min_log_sigma = min_log_sigma
+        #: Whether an optimiser steps ``raw_log_sigma`` (see the class docstring).
+        self.optimiser_check = OptimiserCheck("raw_log_sigma", "log-sigma")
+        watch(self, "optimiser_check")
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        rearm(self, "optimiser_check")  # pickled or deep-copied: the hook is not live
 
     def log_sigma(self, mean: torch.Tensor, target: torch.Tensor | None) -> torch.Tensor:
+        forward_watch(self, "optimiser_check")
         return softclip(self.raw_log_sigma, self.min_log_sigma)
 
     @property

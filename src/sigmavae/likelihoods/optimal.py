@@ -67,13 +67,18 @@ DEFAULT_MIN_SIGMA: dict[str, float] = {"unit": QUANTIZATION_SIGMA, "signed": 2 *
                                        "real": REAL_MIN_SIGMA}
 
 
-class _RangeDefault(float):
-    """The default ``min_sigma``: equal to :data:`QUANTIZATION_SIGMA` (the value for ``unit``
-    data, so the option stays a plain number), read as :data:`DEFAULT_MIN_SIGMA` of the
-    declared ``data_range``. A number the user passes is used as it is."""
+def resolve_min_sigma(min_sigma: float | None, data_range: DataRange) -> float:
+    """The hard floor on an analytic sigma: ``min_sigma`` as given (a positive number, data
+    units), or for ``None`` the default of the declared data, :data:`DEFAULT_MIN_SIGMA`
+    ``[data_range]`` (8-bit rounding noise in the data's units; ``1e-6`` for ``real`` data)."""
+    if min_sigma is None:
+        return DEFAULT_MIN_SIGMA[check_data_range(data_range)]
+    if (isinstance(min_sigma, bool) or not isinstance(min_sigma, int | float)
+            or not 0.0 < min_sigma < math.inf):
+        raise ValueError(f"optimal sigma: min_sigma must be a positive number or None (the "
+                         f"default of data_range), got {min_sigma!r}")
+    return float(min_sigma)
 
-
-_MIN_SIGMA_DEFAULT = _RangeDefault(QUANTIZATION_SIGMA)
 #: The soft clip of the public sigma-VAE code, ``softclip(log_sigma, -6)``.
 PUBLIC_CODE_MIN_LOG_SIGMA = -6.0
 
@@ -146,9 +151,11 @@ class OptimalSigmaGaussian(LikelihoodHead):
         min_log_sigma: ``None`` (default: sigma is the exact MLE), or a soft lower bound on
             ``log sigma`` (Chua et al.'s soft clip); ``"public_code"`` = ``-6``, the behaviour
             of the public sigma-VAE code.
-        min_sigma: hard floor on sigma, > 0 (default: :data:`DEFAULT_MIN_SIGMA` of
-            ``data_range``, :data:`QUANTIZATION_SIGMA` for ``unit``); it matters only for
-            near-perfect reconstructions.
+        min_sigma: hard floor on sigma, > 0, in data units; ``None`` (default) resolves to
+            :data:`DEFAULT_MIN_SIGMA` of ``data_range`` (:func:`resolve_min_sigma`:
+            :data:`QUANTIZATION_SIGMA` for ``unit``, twice that for ``signed``,
+            :data:`REAL_MIN_SIGMA` for ``real``), kept as ``head.min_sigma``. It matters only
+            for near-perfect reconstructions.
         mean_activation: ``"sigmoid"``, ``"tanh"`` or ``"identity"`` on the decoder output; by
             default the one of ``data_range`` (``sigmoid`` for ``unit``).
         data_range: ``"unit"`` ([0, 1], default), ``"signed"`` ([-1, 1]) or ``"real"``.
@@ -167,15 +174,13 @@ class OptimalSigmaGaussian(LikelihoodHead):
         decay: float = 0.9,
         train_sigma: TrainSigma = "batch",
         min_log_sigma: float | Literal["public_code"] | None = None,
-        min_sigma: float = _MIN_SIGMA_DEFAULT,
+        min_sigma: float | None = None,
         mean_activation: ContinuousMeanActivation | None = None,
         validate_args: bool | None = None,
         data_range: DataRange = "unit",
     ) -> None:
         super().__init__(validate_args=validate_args)
         self.data_range = check_data_range(data_range)
-        if isinstance(min_sigma, _RangeDefault):
-            min_sigma = DEFAULT_MIN_SIGMA[data_range]
         if min_log_sigma == "public_code":
             min_log_sigma = PUBLIC_CODE_MIN_LOG_SIGMA
         if min_log_sigma is not None and (
@@ -184,10 +189,6 @@ class OptimalSigmaGaussian(LikelihoodHead):
             raise ValueError(
                 "optimal sigma: min_log_sigma must be a finite number, 'public_code' (= -6) "
                 f"or None, got {min_log_sigma!r}")
-        if (isinstance(min_sigma, bool) or not isinstance(min_sigma, int | float)
-                or not 0.0 < min_sigma < math.inf):
-            raise ValueError(f"optimal sigma: min_sigma must be a positive number, got "
-                             f"{min_sigma!r}")
         if scope not in SCOPES:
             raise ValueError(f"optimal sigma: scope must be one of {SCOPES}, got {scope!r}")
         if not 0.0 <= decay < 1.0:
@@ -200,7 +201,8 @@ class OptimalSigmaGaussian(LikelihoodHead):
         self.decay = decay
         self.train_sigma: TrainSigma = train_sigma
         self.min_log_sigma = None if min_log_sigma is None else float(min_log_sigma)
-        self.min_sigma = float(min_sigma)
+        #: The floor in force (``min_sigma`` as passed, or the default of ``data_range``).
+        self.min_sigma: float = resolve_min_sigma(min_sigma, self.data_range)
         self.mean_activation = resolve_mean_activation(mean_activation, data_range)
         # Running variance: a scalar (shared; per_image: the harmonic mean over images, the
         # value behind effective_beta) or a (C, *spatial) tensor (per_dim, sized on first use).

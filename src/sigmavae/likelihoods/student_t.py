@@ -16,7 +16,8 @@ import math
 
 import torch
 import torch.nn.functional as F
-from torch.distributions import StudentT
+from torch.distributions import Chi2, Distribution, StudentT
+from torch.distributions.utils import broadcast_all
 
 from ._location import (
     ContinuousMeanActivation,
@@ -143,7 +144,13 @@ class StudentTWithCdf(StudentT):
         validate_args: bool | None = None,
         log_scale: torch.Tensor | None = None,
     ) -> None:
-        super().__init__(df, loc, scale, validate_args=validate_args)
+        # torch's StudentT.__init__ builds its Chi2 (used by rsample) with the *global*
+        # validation default whatever validate_args says: with validation on, every call checked
+        # df (a device sync, and a graph break under torch.compile). Here it follows
+        # validate_args; the rest is torch's constructor.
+        self.df, self.loc, self.scale = broadcast_all(df, loc, scale)
+        self._chi2 = Chi2(self.df, validate_args=validate_args)
+        Distribution.__init__(self, self.df.size(), validate_args=validate_args)
         self.log_scale = self.scale.log() if log_scale is None else log_scale.expand_as(self.scale)
 
     def expand(self, batch_shape: ShapeLike,
@@ -168,6 +175,13 @@ class StudentTWithCdf(StudentT):
         if self._validate_args:
             self._validate_sample(value)
         return student_t_cdf(value, self.df, self.loc, self.scale, log_scale=self.log_scale)
+
+    def icdf(self, value: torch.Tensor) -> torch.Tensor:
+        """Not provided: raises ``NotImplementedError`` saying why."""
+        raise NotImplementedError(
+            "StudentT icdf: the inverse Student-t CDF (an inverse regularised incomplete beta) "
+            "has no closed form and is not implemented; invert cdf numerically, e.g. "
+            "scipy.stats.t.ppf(q, df, loc, scale)")
 
     def bin_log_mass(self, intensities: torch.Tensor, offset: float = 0.0,
                      width: float = 1.0) -> torch.Tensor:
@@ -211,7 +225,8 @@ class StudentTHead(LikelihoodHead):
     Args:
         df: a fixed number of degrees of freedom (> 0), or ``None`` to predict it per pixel.
         min_df: lower bound of the predicted ``df`` (> 0).
-        min_log_scale, max_log_scale: soft bounds on the log-scale (``None`` disables each).
+        min_log_scale: soft lower bound on the log-scale (``None`` disables it).
+        max_log_scale: soft upper bound on the log-scale (``None`` disables it).
         mean_activation: ``"sigmoid"``, ``"tanh"`` or ``"identity"`` for the locations; by
             default the one of ``data_range`` (``sigmoid`` for ``unit``).
         data_range: ``"unit"`` ([0, 1], default), ``"signed"`` ([-1, 1]) or ``"real"``.

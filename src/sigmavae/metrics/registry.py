@@ -101,7 +101,10 @@ class MetricOption:
             is a value (then it means "the metric decides", say how in ``help``).
         default: the value when the option is not given (checked against ``type``).
         help: one line for ``--help``: what the value is (``(default: ...)`` is appended).
-        ge, gt, le, lt: bounds of the value (of every item, for a list).
+        ge: lower bound of the value (of every item, for a list): value >= ge.
+        gt: strict lower bound: value > gt.
+        le: upper bound: value <= le.
+        lt: strict upper bound: value < lt.
         aliases: more flags of ``sigmavae eval`` (``("--samples",)``).
         metavar: the value's name in ``--help`` (default ``N`` for an integer, ``X`` a number).
     """

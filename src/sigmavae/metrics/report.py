@@ -255,7 +255,7 @@ def evaluate_checkpoint(
     split: str = "test", data_root: str | Path | None = None, limit: int | None = None,
     data_options: Mapping[str, Any] | None = None, batch_size: int = 256, seed: int = 0,
     device: str = "auto", out: str | Path | None = None,
-    log: Callable[[str], None] | None = None, tune_malloc: bool = True,
+    log: Callable[[str], None] | None = None, tune_malloc: bool = False,
     **metric_options: Any,
 ) -> CheckpointReport:
     """Evaluate a training checkpoint on a split of its data set: ``sigmavae eval``.
@@ -272,27 +272,39 @@ def evaluate_checkpoint(
     Args:
         checkpoint: a ``.ckpt`` written by the trainer.
         metrics: names (see :func:`parse_metrics`); ``None`` runs :func:`default_metrics`.
-        split, data_root, limit, data_options: which images.
-        batch_size, seed, device: how to run (``device``: cpu, cuda, cuda:N or auto).
+        split: the split of the run's data set to evaluate.
+        data_root: where that data set is (default: the run's).
+        limit: evaluate the first N images only.
+        data_options: data set options overriding the run's.
+        batch_size: images per batch.
+        seed: seed of the noise.
+        device: cpu, cuda, cuda:N or auto.
         out: where to write the JSON report (its folder is made), or ``None``.
         log: gets one progress line per metric.
         tune_malloc: on the CPU, set this process's glibc allocator thresholds as the trainer
-            does (:func:`sigmavae.run.tune_cpu_allocator`, process-wide): the metrics run
-            the networks on batch after batch of activation-sized blocks, and IWAE's 1000
-            samples per image ran about 30% faster with it on a 2-core CPU.
+            does (:func:`sigmavae.run.tune_cpu_allocator`; process-wide, for the rest of the
+            process, hence off unless asked; ``sigmavae eval`` asks): the metrics run the
+            networks on batch after batch of activation-sized blocks, and IWAE's 1000 samples
+            per image ran about 30% faster with it on a 2-core CPU.
         **metric_options: the metrics' options, as each metric declares them
             (:func:`metric_options`; ``sigmavae eval --help`` lists them): ``elbo_samples``,
             ``iwae_samples``, ``mi_data``, ``fid_features``, ``video_samples``, ...; checked
             against the declarations, the rest get their declared defaults.
 
+    SIGTERM and SIGINT stop it within seconds, wherever it is (loading, any metric's batches):
+    for the call, in the main thread, their handlers raise
+    :class:`~sigmavae.run.stopping.StopRequested` (:class:`~sigmavae.run.stopping.StopSignals`),
+    and nothing is written: no report, and the plots of metrics that had finished are removed.
+    A signal that comes while the finished report is being written lets the writing end.
+
     Raises:
         EvalOptionError: a bad argument, or an unknown metric option (before anything is read).
         CheckpointError, ConfigError, DataError, FeatureExtractorError: the checkpoint, its
             config, the data or the FID extractor cannot be used (one line each).
+        StopRequested: a stop signal came before the report was complete (``signum``).
     """
-    from ..data import load_dataset
-    from ..run import load_trained, tune_cpu_allocator
-    from .fid import check_fid_features
+    from ..run import tune_cpu_allocator
+    from ..run.stopping import StopRequested, StopSignals
 
     try:
         names = parse_metrics(metrics)
@@ -310,6 +322,52 @@ def evaluate_checkpoint(
     device = resolve_device(device)
     if tune_malloc and device == "cpu":
         tune_cpu_allocator()
+
+    plots = _plot_paths(out_path, names)
+    before = {p: _mtime(p) for p in plots.values() if p is not None}
+    with StopSignals() as stops:  # handlers for the call; while writing, a signal only waits
+        try:
+            with stops.interruptible("evaluation"):
+                report = _evaluate_checkpoint(checkpoint, names, options, plots, split=split,
+                                              data_root=data_root, limit=limit,
+                                              data_options=data_options, batch_size=batch_size,
+                                              seed=seed, device=device, log=log)
+        except StopRequested:
+            for path, mtime in before.items():  # a plot written by this call: not left alone
+                if _mtime(path) != mtime:
+                    path.unlink(missing_ok=True)
+            raise
+        result = CheckpointReport(report=report, markdown=render_markdown(report))
+        if out_path is not None:
+            result.files = list(write_report(report, out_path))
+            result.files += [p for p in plots.values() if p is not None and p.is_file()]
+    return result
+
+
+def _plot_paths(out: Path | None, names: Sequence[str]) -> dict[str, Path | None]:
+    """Where the calibration and video plots go (beside ``out``), for the metrics that make
+    them."""
+    def beside(metric: str, suffix: str) -> Path | None:
+        return out.with_name(out.stem + suffix) if out is not None and metric in names else None
+
+    return {"plot_path": beside("calibration", ".calibration.png"),
+            "video_plot_path": beside("video", ".video.png")}
+
+
+def _mtime(path: Path) -> int | None:
+    return path.stat().st_mtime_ns if path.is_file() else None
+
+
+def _evaluate_checkpoint(
+    checkpoint: str | Path, names: list[str], options: dict[str, Any],
+    plots: dict[str, Path | None], *, split: str, data_root: str | Path | None,
+    limit: int | None, data_options: Mapping[str, Any] | None, batch_size: int, seed: int,
+    device: str, log: Callable[[str], None] | None,
+) -> dict[str, Any]:
+    """The report of :func:`evaluate_checkpoint`, its arguments checked: load, evaluate."""
+    from ..data import load_dataset
+    from ..run import load_trained
+    from .fid import check_fid_features
 
     model, config = load_trained(checkpoint)
     if "fid" in names:  # a named extractor that cannot work: fail now, not after the others
@@ -329,16 +387,8 @@ def evaluate_checkpoint(
             match_sequence_length(vae, data.data_shape[0])
         except ValueError as err:
             raise EvalOptionError("data_option", f": {err}") from None
-    plot = video_plot = None
-    if out_path is not None and "calibration" in names:
-        plot = out_path.with_name(out_path.stem + ".calibration.png")
-    if out_path is not None and "video" in names:
-        video_plot = out_path.with_name(out_path.stem + ".video.png")
-    options |= {
-        "plot_path": None if plot is None else str(plot),
-        "video_plot_path": None if video_plot is None else str(video_plot),
-        "title": f"{config.data} {split} ({config.likelihood})",
-    }
+    options = options | {key: None if path is None else str(path) for key, path in plots.items()}
+    options["title"] = f"{config.data} {split} ({config.likelihood})"
     meta = {"checkpoint": str(checkpoint), "data": config.data, "split": split,
             "likelihood": config.likelihood, "device": str(device)}
     def validation_split() -> torch.Tensor:  # the run's own validation data, when asked for
@@ -347,10 +397,5 @@ def evaluate_checkpoint(
         n = config.val_subset or limit  # the run's validation examples, at most
         return (held.subset(n) if n else held).images
 
-    report = evaluate(model, data.images, names, options, batch_size=batch_size, seed=seed,
-                      device=device, meta=meta, log=log, held_out=validation_split)
-    result = CheckpointReport(report=report, markdown=render_markdown(report))
-    if out_path is not None:
-        result.files = list(write_report(report, out_path))
-        result.files += [p for p in (plot, video_plot) if p is not None and p.is_file()]
-    return result
+    return evaluate(model, data.images, names, options, batch_size=batch_size, seed=seed,
+                    device=device, meta=meta, log=log, held_out=validation_split)

@@ -38,10 +38,6 @@ from typing import Any, cast
 
 import numpy as np
 import torch
-from torchmetrics.functional.image import (
-    peak_signal_noise_ratio,
-    structural_similarity_index_measure,
-)
 
 from ..likelihoods.base import NUM_LEVELS
 from ..objective import (
@@ -82,6 +78,8 @@ def psnr_per_step(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     channels and pixels (frames ``(B, T, C, H, W)`` floats in [0, 1]; ``inf`` where equal)."""
     _check_pair(pred, target, "psnr_per_step")
     b, t = pred.shape[:2]
+    from torchmetrics.functional.image import peak_signal_noise_ratio  # ~3 s to import: on use
+
     values = peak_signal_noise_ratio(pred.flatten(0, 1), target.flatten(0, 1), data_range=1.0,
                                      reduction="none", dim=(1, 2, 3))
     return values.view(b, t)
@@ -95,6 +93,8 @@ def ssim_per_step(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     if h < SSIM_WINDOW or w < SSIM_WINDOW:
         raise ValueError(f"ssim_per_step: frames of {h}x{w} pixels are smaller than the "
                          f"{SSIM_WINDOW}x{SSIM_WINDOW} SSIM window")
+    from torchmetrics.functional.image import structural_similarity_index_measure  # on use
+
     _, full = structural_similarity_index_measure(
         pred.flatten(0, 1), target.flatten(0, 1), gaussian_kernel=True, sigma=SSIM_SIGMA,
         kernel_size=SSIM_WINDOW, data_range=1.0, reduction="none", return_full_image=True)

@@ -113,7 +113,9 @@ class SVGLP(nn.Module):
         g_dim: size of a frame's code (encoder output, predictor output).
         z_dim: size of ``z_t``, per predicted frame.
         rnn_size: hidden size of the three LSTMs.
-        predictor_layers, posterior_layers, prior_layers: LSTM cells of each.
+        predictor_layers: LSTM cells of the frame predictor.
+        posterior_layers: LSTM cells of the posterior.
+        prior_layers: LSTM cells of the learned prior.
         width: channels of the backbone's first stage (then 2x, 4x, 8x).
         skip_from: which frame's skip maps the decoder gets (module docstring).
         score_context: score the frames ``1 .. c-1`` too, as SVG's training loss does (the model

@@ -6,7 +6,8 @@ A field's type, its constraints and its help text sit together in its annotation
 
 and that one declaration is everything the other front ends use:
 
-* YAML files (:meth:`TrainConfig.from_yaml`): the keys are the field names;
+* YAML files (:meth:`TrainConfig.from_yaml`): the keys are the field names, the values read
+  as YAML 1.2 (:mod:`sigmavae.yaml12`: ``lr: 2e-3`` is a number);
 * ``sigmavae train``: :mod:`sigmavae.cli` makes one flag per field from :func:`settings`
   (``--epochs N``; ``--drop-last`` / ``--no-drop-last`` for a boolean; ``--likelihood-option
   KEY=VALUE``, repeatable, for a mapping), with the field's description as its help;
@@ -37,6 +38,7 @@ import yaml
 from pydantic import Field, TypeAdapter, ValidationError
 from pydantic.fields import FieldInfo
 
+from .. import yaml12
 from ..likelihoods import DEFAULT_HEAD
 from ..messages import first_line
 from ..objective import OBJECTIVES, ObjectiveVariant
@@ -150,9 +152,10 @@ class TrainConfig:
                     "fastest for the device: bf16-mixed + channels_last on CPUs with AMX or "
                     "avx512_bf16, bf16-mixed on a GPU, else 32-true; training.fastpath)")] \
         = "32-true"
-    speed_hint: Annotated[bool, Field(
+    speed_hint: Annotated[bool | None, Field(
         description="at 32-true on a device with a faster path, time a few steps of both at "
-                    "the start and print one line when auto would be faster")] = True
+                    "the start (remembered in ~/.cache/sigmavae) and print one line when auto "
+                    "would be faster; null: off in the library, on in sigmavae train")] = None
     data_on_device: Annotated[bool, Field(
         description="hold the data set on the training device")] = True
     channels_last: Annotated[bool, Field(
@@ -164,9 +167,10 @@ class TrainConfig:
         description="torch.compile mode with --compile: default, reduce-overhead (CUDA graphs "
                     "on a GPU: for launch-bound small models; with --drop-last and the data on "
                     "the device), max-autotune")] = "default"
-    tune_malloc: Annotated[bool, Field(
-        description="on a CPU, keep activation blocks in glibc's heap (run.allocator)")] \
-        = True
+    tune_malloc: Annotated[bool | None, Field(
+        description="on a CPU, keep activation blocks in glibc's heap (run.allocator; "
+                    "process-wide, for the rest of the process); null: off in the library, on "
+                    "in sigmavae train")] = None
     fused_adam: Annotated[bool, Field(
         description="torch's fused Adam kernel where available (training.optim)")] = True
     # -- outputs
@@ -226,12 +230,13 @@ class TrainConfig:
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> TrainConfig:
-        """Load a YAML mapping of field names to values (any subset; the rest default)."""
+        """Load a YAML mapping of field names to values (any subset; the rest default), read as
+        YAML 1.2 (:func:`sigmavae.yaml12.load`: ``2e-3`` is a number, ``yes`` a string)."""
         path = Path(path)
         if not path.is_file():
             raise ConfigError(f"config file {path} does not exist")
         try:
-            values = yaml.safe_load(path.read_text()) or {}
+            values = yaml12.load(path.read_text()) or {}
         except yaml.YAMLError as err:
             mark = getattr(err, "problem_mark", None)
             where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
@@ -244,6 +249,18 @@ class TrainConfig:
     def replace(self, **changes: Any) -> TrainConfig:
         """A copy with ``changes`` applied, checked like a new config."""
         return self.from_dict({**self.to_dict(), **changes})
+
+    def with_command_defaults(self) -> TrainConfig:
+        """This config with :data:`COMMAND_DEFAULTS` for the keys it leaves null: what
+        ``sigmavae train`` and ``sigmavae experiment`` run with (the library leaves them off)."""
+        unset = {k: v for k, v in COMMAND_DEFAULTS.items() if getattr(self, k) is None}
+        return self.replace(**unset) if unset else self
+
+
+#: What the command line uses for a key left null where the library uses off: the process-wide
+#: allocator setting and the start-up precision timing (it writes ~/.cache/sigmavae). A library
+#: user's ``Trainer(TrainConfig(...))`` changes nothing outside its run unless asked.
+COMMAND_DEFAULTS: dict[str, Any] = {"tune_malloc": True, "speed_hint": True}
 
 
 # -- the fields as data: what the CLI builds its flags from ---------------------------------------

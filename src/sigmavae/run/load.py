@@ -40,7 +40,7 @@ def load_trained(
             range (the message names the file).
     """
     state = TrainState.load(path, map_location=map_location)
-    config = _config(state.config, path)
+    config = stored_config(state.config, path)
     shape = tuple(state.data_shape)
     try:
         if model is None:
@@ -63,7 +63,13 @@ def load_trained(
     return model, config
 
 
-def _config(values: Any, path: str | Path) -> TrainConfig:
+def stored_config(values: Any, path: str | Path) -> TrainConfig:
+    """The ``config`` entry of checkpoint ``path`` as a checked :class:`TrainConfig`.
+
+    Raises:
+        CheckpointError: it is not a mapping, or lacks :data:`REQUIRED_CONFIG_KEYS`.
+        ConfigError: a key or value is invalid (the message names the file).
+    """
     if not isinstance(values, dict):
         raise CheckpointError(f"{path}: the checkpoint's 'config' is a {type(values).__name__}, "
                               "not a mapping of TrainConfig keys")

@@ -22,6 +22,7 @@ from torch import nn
 from ..messages import first_line
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .config import TrainConfig
+from .resume import fixed_changes, refusal
 
 #: The format this version writes: ``data_shape`` is the shape of one example, any rank.
 FORMAT = "sigmavae-checkpoint-v2"
@@ -210,8 +211,10 @@ def restore(path: str | Path, run: Resumable) -> LoopState:
 
     Raises:
         CheckpointError: an unreadable file or another format (:meth:`TrainState.load`), a
-            checkpoint for evaluation only, one for examples of another shape, or one whose
-            state does not fit ``run`` (another model or optimiser config).
+            checkpoint for evaluation only, one for examples of another shape, one whose
+            config differs from ``run``'s in a key a resume may not change
+            (:data:`~sigmavae.run.resume.CHANGEABLE_ON_RESUME`), or one whose state does not
+            fit ``run`` (another model or optimiser).
     """
     path = Path(path)
     saved = TrainState.load(path)
@@ -222,6 +225,9 @@ def restore(path: str | Path, run: Resumable) -> LoopState:
     if list(saved.data_shape) != list(run.data_shape):
         raise CheckpointError(f"cannot resume from {path}: it is for examples of shape "
                               f"{saved.data_shape}, the data has {list(run.data_shape)}")
+    changed = fixed_changes(saved.config, run.config)
+    if changed:  # the run it continues was another: its model, data, optimiser or seed
+        raise CheckpointError(f"cannot resume from {path} with {refusal(changed)}")
     rng: dict[str, Any] = saved.rng or {}
     try:
         run.model.load_state_dict(saved.model)

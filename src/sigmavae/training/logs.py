@@ -7,7 +7,8 @@ row is on disk as soon as it is logged (a crash loses no logged row; a watcher s
 and a resumed run keeps the rows up to the checkpoint's step and drops those after it (the
 resumed run logs them again). :func:`last_row` reads a file's last row back as values.
 :func:`tensorboard_logger` is Fabric's :class:`~lightning_fabric.loggers.TensorBoardLogger` on
-``tensorboard/``, purging the events after the resumed step.
+``tensorboard/``, purging the events after the resumed step; :func:`scalars` names a CSV row's
+numbers for it.
 """
 
 from __future__ import annotations
@@ -168,9 +169,26 @@ def tensorboard_logger(out: str | Path, resume_step: int) -> TensorBoardLogger |
         return None
 
 
-def scalars(prefix: str, row: Mapping[str, Any]) -> dict[str, float]:
-    """The numbers of ``row`` as ``prefix/key`` scalars (``step``/``epoch``, text, ``None``
-    left out): what TensorBoard gets of a CSV row."""
-    return {f"{prefix}/{k}": float(v) for k, v in row.items()
-            if k not in ("step", "epoch") and isinstance(v, int | float)
-            and not isinstance(v, bool)}
+def scalars(kind: str, row: Mapping[str, Any]) -> dict[str, float]:
+    """What TensorBoard gets of a CSV row: its numbers (``step``/``epoch``, text, ``None``
+    left out) as tags without doubled names. ``kind="step"``, a ``steps.csv`` row:
+    ``train/<column less its train_>`` (``train/loss``, ``train/neg_elbo``, ``train/sigma``,
+    ...). ``kind="epoch"``, an ``epochs.csv`` row: ``val/<column less its val_>`` for the
+    validation (``val/neg_elbo``, ``val/bits_per_dim``, ``val/seconds``), ``epoch/<column>``
+    for the rest (``epoch/train_loss``, ``epoch/sigma``, ``epoch/seconds``). The CSV columns
+    keep their names."""
+    if kind not in ("step", "epoch"):
+        raise ValueError(f"scalars: kind must be 'step' or 'epoch', got {kind!r}")
+    out = {}
+    for key, value in row.items():
+        if key in ("step", "epoch") or not isinstance(value, int | float) or isinstance(
+                value, bool):
+            continue
+        if kind == "step":
+            tag = f"train/{key.removeprefix('train_')}"
+        elif key.startswith("val_"):
+            tag = f"val/{key.removeprefix('val_')}"
+        else:
+            tag = f"epoch/{key}"
+        out[tag] = float(value)
+    return out

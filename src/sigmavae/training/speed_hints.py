@@ -1,11 +1,13 @@
 """The start-up speed hint's measurements, remembered per machine, model and batch shape.
 
-A ``32-true`` run on a device with a faster path (:func:`.fastpath.fast_path`) says how much
-faster ``--precision auto`` would train it, from a few timed steps of both on a copy of the model
-(:func:`.fastpath.measure_speedup`). For a heavy head that costs seconds at every start (the
-256-way categorical head: about 6 s on a 2-core CPU), and the factor depends only on the device,
-the torch build, the thread count, the model's architecture and the batch shape, not on the
-weights or the data. So it is measured once per such key and kept in
+A ``32-true`` run on a device with a faster path (:func:`.fastpath.fast_path`) that asks for it
+(``speed_hint``: on in ``sigmavae train``, off in the library, which then times nothing and
+writes no cache) says how much faster ``--precision auto`` would train it, from a few timed
+steps of both on a copy of the model (:func:`.fastpath.measure_speedup`). For a heavy head
+that costs seconds at every start (the 256-way categorical head: about 6 s on a 2-core CPU),
+and the factor depends only on the device, the torch build, the thread count, the model's
+architecture and the batch shape, not on the weights or the data. So it is measured once per
+such key and kept in
 ``$SIGMAVAE_CACHE/speed_hints.json`` (default ``~/.cache/sigmavae/speed_hints.json``): a JSON
 object ``{key: {"factor": float, "measured": ISO date, "device": str, "path": str}}``, written
 through a temporary file and :func:`os.replace`. The hint is advisory: a file that cannot be

@@ -11,6 +11,8 @@ the steps (logs, grids, curves, checkpoints, signals, console) :mod:`.callbacks`
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import math
 import time
 from collections.abc import Sequence
@@ -27,11 +29,12 @@ from ..run.allocator import tune_cpu_allocator
 from ..run.build import Examples
 from ..run.config import ConfigError, TrainConfig
 from ..run.state import LoopState, Resumable, TrainState, restore
+from ..run.stopping import StopRequested, StopSignals
 from .callbacks import RunInfo, default_callbacks
 from .logs import last_row
 from .optim import build_adam
 from .rows import BoundNotes, epoch_row, step_row
-from .setup import ModelSpec, load_examples, make_fabric, make_model
+from .setup import ModelSpec, RunFolderGuard, load_examples, make_fabric, make_model
 from .speed_hints import precision_line
 
 __all__ = ["NonFiniteLossError", "Trainer"]
@@ -46,19 +49,29 @@ class Trainer:
 
     Args:
         config: the run's settings.
-        train_data, val_data: the splits (an :class:`~sigmavae.data.ImageDataset`, anything with
-            a uint8 ``images`` tensor ``(N, *data_shape)``, or such a tensor: images
+        train_data: the training split (an :class:`~sigmavae.data.ImageDataset`, anything
+            with a uint8 ``images`` tensor ``(N, *data_shape)``, or such a tensor: images
             ``(N, C, H, W)`` or sequences ``(N, T, C, H, W)``); default: ``config``'s data set.
+        val_data: the validation split, the same kinds.
         model: a ready model following the model protocol (``head``, ``latent_dim``,
             ``data_shape``, ``forward(x, noise)``; see :mod:`sigmavae.objective`), or a function
             of the data shape that makes one; default: ``config``'s model and likelihood.
         callbacks: run after the config's :func:`~sigmavae.training.callbacks.default_callbacks`
             (see that module for the hooks).
+        overwrite: replace the run ``config.out`` holds, if any (its outputs are removed when
+            the run starts). Without it a folder holding a run is refused
+            (:class:`~sigmavae.run.RunExistsError`) unless ``fit`` resumes it; a folder another
+            process trains in always is (:class:`~sigmavae.run.RunLockedError`).
 
     Once :meth:`fit` has set up: ``fabric``, ``model`` (the plain module; ``wrapped`` is the
     one Fabric trains), ``optimizer``, ``batches``, ``train_data``, ``val_data``,
     ``data_shape``, ``precision``, ``channels_last`` and ``run`` (what callbacks read, a
     :class:`~sigmavae.training.callbacks.RunInfo`).
+
+    Library use changes nothing outside the run unless the config asks: ``tune_malloc`` and
+    ``speed_hint`` left null are off (``sigmavae train`` turns them on:
+    :meth:`TrainConfig.with_command_defaults`). SIGTERM/SIGINT stop the run within seconds
+    (:class:`~sigmavae.training.callbacks.StopOnSignal`, :meth:`interruptible`).
 
     Outputs in ``config.out`` (by the callbacks): ``checkpoints/last.ckpt``, ``epochs.csv``,
     ``steps.csv``, ``tensorboard/``, ``samples/``, ``reconstructions/``, ``curves.png``,
@@ -67,24 +80,38 @@ class Trainer:
 
     def __init__(self, config: TrainConfig, train_data: Examples | torch.Tensor | None = None,
                  val_data: Examples | torch.Tensor | None = None, *,
-                 model: ModelSpec | None = None, callbacks: Sequence[Any] = ()) -> None:
+                 model: ModelSpec | None = None, callbacks: Sequence[Any] = (),
+                 overwrite: bool = False) -> None:
         self.config = config
         self._data = (train_data, val_data)
         self._model_spec = model
         self._extra_callbacks = list(callbacks)
+        self._folder = RunFolderGuard(Path(config.out), overwrite)  # refusal, lock, overwrite
         self.out = Path(config.out)
         self.checkpoint_path = self.out / "checkpoints" / "last.ckpt"
         self.resumed_from: Path | None = None
-        self._stop_signal: int | None = None
+        self._stops = StopSignals()  # what was asked; which work may be abandoned
 
     @property
     def stop_signal(self) -> int | None:
         """The signal that asked the run to stop, or ``None``."""
-        return self._stop_signal
+        return self._stops.requested
 
     def request_stop(self, signum: int) -> None:
-        """Stop after the current step: checkpoint, then return from :meth:`fit`."""
-        self._stop_signal = signum
+        """Stop: after the current training step, or at once inside :meth:`interruptible`
+        work (validation, the grids); then checkpoint and return from :meth:`fit`."""
+        self._stops.request(signum)
+
+    def interruptible(self, phase: str) -> contextlib.AbstractContextManager[None]:
+        """A block (validation, a sample grid: work that changes nothing a checkpoint holds)
+        that a stop abandons at once: :meth:`request_stop`, called in it (by the signal
+        handler, between two bytecodes), raises :class:`~sigmavae.run.stopping.StopRequested`,
+        which :meth:`fit` handles as a stop after the last step. With several processes the
+        block runs to its end (an abandoned block would leave the other ranks waiting in its
+        all-reduce); the ranks then stop together."""
+        if self.fabric.world_size > 1:
+            return contextlib.nullcontext()
+        return self._stops.interruptible(phase)
 
     def checkpoint(self, state: LoopState, path: Path | None = None) -> Path:
         """Write the run's state (:meth:`TrainState.capture`) atomically to ``path`` (default
@@ -109,28 +136,68 @@ class Trainer:
             for epoch in range(state.epoch, self.config.epochs):
                 started = time.perf_counter()
                 if self.fit_loop(epoch, state):
-                    call("on_stop", trainer=self, state=state, signum=self._stop_signal)
-                    return {"interrupted": True, "signal": self._stop_signal, "step": state.step}
-                val_started = time.perf_counter()
-                report = self.val_loop()
-                val_seconds = time.perf_counter() - val_started
-                sums = self._all_reduced(state.epoch_sums)
-                row = epoch_row(epoch + 1, state.step, state.skipped, sums, report,
-                                self._head, self.run.bounds,
-                                seconds=time.perf_counter() - started, val_seconds=val_seconds)
-                state.epoch = epoch + 1
-                state.reset_epoch_sums()
-                call("on_train_epoch_end", trainer=self, state=state, row=row, report=report)
-                final = {**row, "val_report": report.as_dict()}
+                    return self._stopped(state)
+                try:
+                    final = self.end_epoch(epoch, state, started)
+                except StopRequested:  # in validation or a grid: the state of the last step
+                    return self._stopped(state)
+                if epoch + 1 < self.config.epochs and self._stop_agreed():
+                    return self._stopped(state)  # asked during the epoch's end
             if not final and state.epoch > 0:
                 # a finished run resumed (killed before its end): its last row, validated again
                 # (the same numbers: the validation noise is seeded)
                 last = last_row(self.out / "epochs.csv")
-                final = {**last, "val_report": self.val_loop().as_dict()} if last else {}
+                try:
+                    with self.interruptible("validation"):
+                        final = {**last, "val_report": self.val_loop().as_dict()} if last else {}
+                except StopRequested:
+                    return self._stopped(state)
             call("on_fit_end", trainer=self, final=final)
             return final
         finally:
             call("on_teardown", trainer=self)
+
+    def end_epoch(self, epoch: int, state: LoopState, started: float) -> dict[str, Any]:
+        """After the steps of ``epoch`` (from 0, begun at ``perf_counter()`` ``started``):
+        validate (:meth:`interruptible`: a stop abandons it, and the epoch's validation is then
+        not recorded; the checkpoint after its last step makes the resumed run validate it), the
+        epoch's row, the state moved on to the next epoch, ``on_train_epoch_end``. Returns the
+        row with ``val_report``."""
+        call = self.fabric.call
+        call("on_validation_start", trainer=self, state=state)
+        val_started = time.perf_counter()
+        with self.interruptible("validation"):
+            report = self.val_loop()
+        val_seconds = time.perf_counter() - val_started
+        sums = self._all_reduced(state.epoch_sums)
+        row = epoch_row(epoch + 1, state.step, state.skipped, sums, report,
+                        self._head, self.run.bounds,
+                        seconds=time.perf_counter() - started, val_seconds=val_seconds)
+        state.epoch = epoch + 1
+        state.reset_epoch_sums()
+        call("on_train_epoch_end", trainer=self, state=state, row=row, report=report)
+        return {**row, "val_report": report.as_dict()}
+
+    def _stopped(self, state: LoopState) -> dict[str, Any]:
+        """``on_stop`` (the checkpoint of ``state``, the console line) and what :meth:`fit`
+        returns after a stop."""
+        self.fabric.call("on_stop", trainer=self, state=state, signum=self.stop_signal)
+        return {"interrupted": True, "signal": self.stop_signal, "step": state.step}
+
+    def _stop_agreed(self) -> bool:
+        """Whether to stop now. One process: whether it was asked to. Several: whether any
+        was (one all-reduce of the signal, each step), so that every rank stops after the same
+        step and saves the same checkpoint; a scheduler's SIGTERM reaches the ranks at slightly
+        different moments, and a rank that stopped alone would leave the others waiting."""
+        asked = self._stops.requested
+        if self.fabric.world_size == 1:
+            return asked is not None
+        flag = torch.tensor([-1 if asked is None else asked], device=self.fabric.device)
+        agreed = int(cast(torch.Tensor, self.fabric.all_reduce(flag, reduce_op="max")).item())
+        if agreed < 0:
+            return False
+        self._stops.requested = agreed
+        return True
 
     def fit_loop(self, epoch: int, state: LoopState) -> bool:
         """The steps left in ``epoch``; ``True`` if a stop was requested."""
@@ -142,7 +209,11 @@ class Trainer:
             # resumed from a checkpoint taken after the epoch's last step, before its
             # validation: validate this epoch (iterating would start the next one)
             return False
-        for images in self.batches:
+        # exactly the batches left: the iterator is not asked for one more, which would move
+        # the batches on to the next epoch, so that a checkpoint taken after the last step and
+        # before validation (a stop in validation) says "this epoch's steps are done"
+        left = len(self.batches) - self.batches.position
+        for images in itertools.islice(self.batches, left):
             self.training_step(images, state)
             call("on_train_batch_end", trainer=self, state=state)
             if state.step % c.log_every_n_steps == 0:
@@ -150,7 +221,7 @@ class Trainer:
                                self._head, self.run.bounds)
                 state.window.zero_()
                 call("on_log_step", trainer=self, row=row)
-            if self._stop_signal is not None:
+            if self._stop_agreed():
                 return True
         return False
 
@@ -230,14 +301,15 @@ class Trainer:
         if self.out.exists() and not self.out.is_dir():
             raise ConfigError(f"config: out {self.out} exists and is not a folder; expected the "
                               "run's output folder")
+        self._folder.check(resume)  # a folder holding another run: refused before any work
         fabric, self.precision, self.channels_last = make_fabric(
-            c, [*default_callbacks(c), *self._extra_callbacks])
+            c, [*default_callbacks(c), *self._extra_callbacks, self._folder])
         self.fabric = fabric
         fabric.launch()
         # The loss scaler of 16-mixed (None at other precisions).
         self._grad_scaler: torch.amp.GradScaler | None = getattr(
             fabric.strategy.precision, "scaler", None)
-        if c.tune_malloc and fabric.device.type == "cpu":
+        if c.tune_malloc and fabric.device.type == "cpu":  # null: off (library default)
             tune_cpu_allocator()
         fabric.seed_everything(c.seed, verbose=False)
         self.train_data, self.val_data, self.data_shape = load_examples(
@@ -292,8 +364,9 @@ class Trainer:
             self.resumed_from = Path(resume)
         line = None
         if self.resumed_from is None and fabric.is_global_zero:
-            line = precision_line(c.precision, c.speed_hint, self.model,
+            line = precision_line(c.precision, bool(c.speed_hint), self.model,
                                   self.train_data.images[:c.batch_size], fabric.device)
+        self._folder.claim(fabric, c, self.resumed_from)  # locked from here to on_teardown
         self.run = RunInfo(
             config=c, out=self.out, checkpoint_path=self.checkpoint_path,
             resumed_from=self.resumed_from, fabric=fabric, model=self.model,

@@ -1,4 +1,9 @@
-"""Sample/reconstruction grids and training curves written as PNG files."""
+"""Sample/reconstruction grids and training curves written as PNG files.
+
+A grid is made (:func:`sample_grid`, :func:`reconstruction_grid`: the model's work, which a stop
+may abandon) apart from its writing (:func:`save_grid`: quick, so that a run stopped while
+drawing leaves no half-written PNG); ``save_*_grid`` do both.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +14,7 @@ from typing import cast
 
 import torch
 from torch import nn
-from torchvision.utils import save_image
+from torchvision.utils import make_grid, save_image
 
 from .. import objective
 from ..dataset_elbo import NOT_A_BOUND
@@ -26,10 +31,31 @@ def _frames(x: torch.Tensor) -> tuple[torch.Tensor, int | None]:
                      f"shape {tuple(x.shape)}")
 
 
-@torch.no_grad()
+def save_grid(grid: torch.Tensor, path: Path) -> Path:
+    """Write ``grid`` (float ``(3, H, W)`` in [0, 1], from :func:`sample_grid` or
+    :func:`reconstruction_grid`) as an image file (its type from the suffix); the folder is
+    made."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_image(grid, path)
+    return path
+
+
 def save_sample_grid(model: nn.Module, path: Path, n: int = 64, seed: int = 0,
                      context: torch.Tensor | None = None) -> Path:
-    """Decoder means of ``n`` prior samples (fixed seed: comparable across epochs); a sequence
+    """:func:`sample_grid` written to ``path``."""
+    return save_grid(sample_grid(model, n, seed, context), path)
+
+
+def save_reconstruction_grid(model: nn.Module, images: torch.Tensor, path: Path) -> Path:
+    """:func:`reconstruction_grid` written to ``path``."""
+    return save_grid(reconstruction_grid(model, images), path)
+
+
+@torch.no_grad()
+def sample_grid(model: nn.Module, n: int = 64, seed: int = 0,
+                context: torch.Tensor | None = None) -> torch.Tensor:
+    """Decoder means of ``n`` prior samples (fixed seed: comparable across epochs), as one
+    float ``(3, H, W)`` image in [0, 1] (``ceil(sqrt(n))`` a row, 1-pixel padding); a sequence
     model's samples are rows of frames. A conditional sequence model continues the first ``n``
     sequences of ``context`` (uint8 ``(N, T, C, H, W)``): each row is their given frames, then
     the sampled ones."""
@@ -49,15 +75,14 @@ def save_sample_grid(model: nn.Module, path: Path, n: int = 64, seed: int = 0,
     if given and context is not None:
         images = torch.cat([context[:, :given].float().cpu() / 255.0, images], dim=1)
     frames, per_row = _frames(images)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_image(frames, path, nrow=per_row or math.ceil(math.sqrt(n)), padding=1)
-    return path
+    return make_grid(frames, nrow=per_row or math.ceil(math.sqrt(n)), padding=1)
 
 
 @torch.no_grad()
-def save_reconstruction_grid(model: nn.Module, images: torch.Tensor, path: Path) -> Path:
-    """Rows alternate data and reconstructions (posterior mean -> decoder mean): 8 images a
-    row, or one sequence's frames a row."""
+def reconstruction_grid(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """Rows alternate the uint8 ``images`` and their reconstructions (posterior mean -> decoder
+    mean): 8 images a row, or one sequence's frames a row; one float ``(3, H, W)`` image in
+    [0, 1]."""
     was_training = model.training
     model.eval()
     try:
@@ -78,9 +103,7 @@ def save_reconstruction_grid(model: nn.Module, images: torch.Tensor, path: Path)
         rows = []
         for start in range(0, data.shape[0] - per_row + 1, per_row):
             rows += [data[start:start + per_row], recon[start:start + per_row]]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_image(torch.cat(rows), path, nrow=per_row, padding=1)
-    return path
+    return make_grid(torch.cat(rows), nrow=per_row, padding=1)
 
 
 def plot_curves(metrics_csv: Path, path: Path) -> Path | None:
