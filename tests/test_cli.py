@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 
 import pytest
 import torch
@@ -146,3 +147,16 @@ def test_help_lists_come_from_the_registries(capsys, monkeypatch):
     text = " ".join(capsys.readouterr().out.split())
     for names in (likelihoods.names(), model_names(), dataset_names(), METRICS.names()):
         assert ", ".join(names) in text, names
+
+
+def test_a_reader_that_leaves_early_gets_no_error(tmp_path):
+    """`sigmavae configs | head -1`: the pipe closes under the writer; no error line on stderr."""
+    import subprocess
+    import sys
+
+    script = (f"{shlex.quote(sys.executable)} -m sigmavae likelihoods | head -1; "
+              f"{shlex.quote(sys.executable)} -m sigmavae configs | head -1")
+    done = subprocess.run(["bash", "-c", script], capture_output=True, text=True, cwd=tmp_path,
+                          timeout=120)
+    assert done.stdout.count("\n") == 2
+    assert "error" not in done.stderr.lower(), done.stderr

@@ -4,6 +4,7 @@ configs."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Any, cast
@@ -406,7 +407,9 @@ def main(argv: list[str] | None = None) -> int:
     from .run.stopping import StopRequested
 
     try:
-        return args.func(args)
+        code = args.func(args)
+        sys.stdout.flush()  # a closed pipe shows here, not as a traceback at exit
+        return code
     except StopRequested as stop:  # (training handles its own: it checkpoints and returns)
         print(f"sigmavae {args.command}: {stop}; nothing written", file=sys.stderr)
         return 128 + stop.signum  # the shell convention for a process ended by a signal
@@ -418,6 +421,10 @@ def main(argv: list[str] | None = None) -> int:
             UsageError, ExperimentError, RunFolderError) as err:
         print(f"sigmavae {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `sigmavae configs | head`: the reader left; no error to report
+        # (Python's documented recipe: point stdout at devnull so the exit flush stays quiet)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, as a shell tool killed by SIGPIPE
     except OSError as err:  # the file system refused: permissions, a full disk, a missing folder
         where = f" {err.filename}" if err.filename else ""
         print(f"sigmavae {args.command}: error: cannot access{where}: "
