@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/sigmavae train --config demo-frey
+	$(BIN)/sigmavae train --config demo-frey --resume auto  # a second `make demo` says it is finished
 	$(BIN)/sigmavae eval runs/demo-frey/checkpoints/last.ckpt --out runs/demo-frey/test-report.json
 	@echo "samples: runs/demo-frey/samples/  reconstructions: runs/demo-frey/reconstructions/  curves: runs/demo-frey/curves.png"
 
