@@ -34,15 +34,6 @@ from sigmavae.data import load_dataset
 SHAPE = (1, 28, 20)
 
 
-def sigma_of(head: L.LikelihoodHead) -> float:
-    """The head's scalar sigma now (``LikelihoodHead.sigma`` is typed ``Tensor | None``: heads
-    without a scale have none)."""
-    sigma = head.sigma
-    if sigma is None:
-        raise ValueError(f"{head.name} has no sigma")
-    return float(sigma)
-
-
 class LitVAE(lightning.LightningModule):
     """An MLP VAE whose decoder outputs the parameters of ``self.head`` (learned sigma)."""
 
@@ -71,7 +62,7 @@ class LitVAE(lightning.LightningModule):
     def training_step(self, batch: list[torch.Tensor], batch_idx: int) -> torch.Tensor:
         loss = self.negative_elbo(batch[0]).mean()
         self.log("train_bound", loss, prog_bar=True)
-        self.log("sigma", sigma_of(self.head))
+        self.log("sigma", self.head.scalar_sigma())
         return loss
 
     def validation_step(self, batch: list[torch.Tensor], batch_idx: int) -> None:
@@ -117,7 +108,7 @@ def main(steps: int = 500, batch: int = 100, lr: float = 1e-3, sigma_lr: float =
     train_images = load_dataset("frey", "train").images
     val_images = load_dataset("frey", "val").images
     train, val = loaders(train_images, val_images, batch, seed)
-    initial = sigma_of(model.head)
+    initial = model.head.scalar_sigma()
     trainer = lightning.Trainer(
         max_steps=steps, accelerator="cpu", devices=1, default_root_dir=str(root),
         enable_checkpointing=False, logger=False, enable_progress_bar=False,
@@ -135,7 +126,7 @@ def main(steps: int = 500, batch: int = 100, lr: float = 1e-3, sigma_lr: float =
         z = mean + torch.randn_like(mean) * (0.5 * log_var).exp()
         recon = model.head.predict_mean(model.decoder(z))
         optimal = float((recon - x).pow(2).mean().sqrt())
-    sigma = sigma_of(model.head)
+    sigma = model.head.scalar_sigma()
     print(f"LightningModule VAE with a learned_sigma head on Frey faces in [0, 1] (x/255), "
           f"{len(train_images)} train / {len(val_images)} val images of 560 dims")
     print(f"lightning.Trainer ran {trainer.global_step} steps (batch {batch}) in {seconds:.1f} s")

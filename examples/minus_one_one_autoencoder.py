@@ -72,15 +72,6 @@ class Result:
     seconds: float
 
 
-def sigma_of(head: L.LikelihoodHead) -> float:
-    """The head's scalar sigma now (``LikelihoodHead.sigma`` is typed ``Tensor | None``: heads
-    without a scale have none)."""
-    sigma = head.sigma
-    if sigma is None:
-        raise ValueError(f"{head.name} has no sigma")
-    return float(sigma)
-
-
 @torch.no_grad()
 def evaluate(model: ConvVAE, head: L.LikelihoodHead, x: torch.Tensor) -> tuple[float, float, float]:
     """Mean negative ELBO of ``x`` (one posterior sample; ``head`` in eval mode): nats per image
@@ -127,15 +118,15 @@ def main(steps: int = 600, batch: int = 64, lr: float = 1e-3, seed: int = 0,
         opt.step()
         losses.append(float(loss.detach()))
         if step == 0:
-            first_sigma = sigma_of(head)
+            first_sigma = head.scalar_sigma()
         if step % log_every == 0 or step == steps - 1:
             print(f"  step {step:4d}  train -ELBO {losses[-1]:8.1f} nats/image  sigma "
-                  f"{sigma_of(head):.4f}")
+                  f"{head.scalar_sigma():.4f}")
     seconds = time.perf_counter() - start
     model.eval()
     head.eval()
     signed, unit, bits = evaluate(model, head, test)
-    sigma = sigma_of(head)
+    sigma = head.scalar_sigma()
     print(f"trained {steps} steps in {seconds:.1f} s")
     print(f"test -ELBO (eval mode, running sigma; one posterior sample), per image of {dims} dims:")
     print(f"  {signed:8.1f} nats  density of the data as scaled, [-1, 1]")

@@ -240,15 +240,6 @@ def make_heads() -> tuple[L.LikelihoodHead, L.LikelihoodHead]:
     return vector_head, image_head
 
 
-def sigma_of(head: L.LikelihoodHead) -> float:
-    """The head's scalar sigma now (``LikelihoodHead.sigma`` is typed ``Tensor | None``: heads
-    without a scale have none)."""
-    sigma = head.sigma
-    if sigma is None:
-        raise ValueError(f"{head.name} has no sigma")
-    return float(sigma)
-
-
 def negative_elbo(model: WorldModel, vector_head: L.LikelihoodHead,
                   image_head: L.LikelihoodHead, ep: Episodes) -> Bound:
     """The negative ELBO of each episode, nats: both decoders and the KL over its real steps."""
@@ -298,7 +289,7 @@ def main(steps: int = 300, batch: int = 8, min_len: int = 5, max_len: int = 12,
         losses.append(float(loss.detach()))
         if step % log_every == 0 or step == steps - 1:
             print(f"  step {step:4d}  train -ELBO {losses[-1]:10.1f} nats/episode  sigma vector "
-                  f"{sigma_of(vector_head):.4f}  image {sigma_of(image_head):.4f}")
+                  f"{vector_head.scalar_sigma():.4f}  image {image_head.scalar_sigma():.4f}")
     seconds = time.perf_counter() - start
 
     # Held-out episodes, heads in eval mode: the running sigmas fitted on training batches, so
@@ -312,7 +303,7 @@ def main(steps: int = 300, batch: int = 8, min_len: int = 5, max_len: int = 12,
         bound = negative_elbo(model, vector_head, image_head, test)
         err = (model(test).vector - test.obs)[test.mask]  # (real steps, 7)
     rmse = err.pow(2).mean(0).sqrt()
-    sv, si = sigma_of(vector_head), sigma_of(image_head)
+    sv, si = vector_head.scalar_sigma(), image_head.scalar_sigma()
     lengths = test.lengths
     steps_total = int(lengths.sum())
     print(f"trained {steps} steps in {seconds:.1f} s")

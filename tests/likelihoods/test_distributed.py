@@ -18,6 +18,15 @@ from sigmavae.training.fastpath import FastPath, measure_speedup
 NAMES = ("optimal_sigma", "optimal_sigma_per_dim", "optimal_sigma_per_image")
 
 
+def _two_processes(worker, prefix: str) -> list[dict]:
+    """Run ``worker(rank, 2, init_file, out_dir)`` on two gloo processes; what each rank saved
+    as ``out_dir/{prefix}{rank}.pt``."""
+    with tempfile.TemporaryDirectory() as tmp:
+        mp.spawn(worker, args=(2, os.path.join(tmp, "init"), tmp), nprocs=2, join=True)
+        return [torch.load(os.path.join(tmp, f"{prefix}{r}.pt"), weights_only=True)
+                for r in range(2)]
+
+
 def _global_batch():
     g = torch.Generator().manual_seed(123)
     x = torch.rand(12, 3, 4, 5, generator=g, dtype=torch.float64)
@@ -58,10 +67,7 @@ def _worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
 
 def test_two_process_optimal_sigma_equals_single_process():
     x, params = _global_batch()
-    with tempfile.TemporaryDirectory() as tmp:
-        mp.spawn(_worker, args=(2, os.path.join(tmp, "init"), tmp), nprocs=2, join=True)
-        ranks = [torch.load(os.path.join(tmp, f"rank{r}.pt"), weights_only=True)
-                 for r in range(2)]
+    ranks = _two_processes(_worker, "rank")
     for name in NAMES:
         sigma, loss, grad, running = _run(x, params, name)
         for rank, res in enumerate(ranks):
@@ -100,10 +106,7 @@ def _probe_worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
 
 
 def test_a_timing_probe_on_one_rank_issues_no_collective():
-    with tempfile.TemporaryDirectory() as tmp:
-        mp.spawn(_probe_worker, args=(2, os.path.join(tmp, "init"), tmp), nprocs=2, join=True)
-        ranks = [torch.load(os.path.join(tmp, f"probe{r}.pt"), weights_only=True)
-                 for r in range(2)]
+    ranks = _two_processes(_probe_worker, "probe")
     assert ranks[0]["inside"] is False and ranks[0]["after"] is True
     assert ranks[0]["factor"] > 0
     assert [r["sum"] for r in ranks] == [2.0, 2.0]
@@ -156,10 +159,7 @@ def _masked_worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
 
 def test_two_process_masked_optimal_sigma_equals_single_process():
     x, params, mask = _masked_global_batch()
-    with tempfile.TemporaryDirectory() as tmp:
-        mp.spawn(_masked_worker, args=(2, os.path.join(tmp, "init"), tmp), nprocs=2, join=True)
-        ranks = [torch.load(os.path.join(tmp, f"masked{r}.pt"), weights_only=True)
-                 for r in range(2)]
+    ranks = _two_processes(_masked_worker, "masked")
     for name in NAMES:
         one = _run_masked(x, params, mask, name)
         assert bool(torch.isfinite(one["grad"]).all()) and bool(torch.isfinite(one["loss"]))
@@ -226,10 +226,7 @@ def _check_worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
 
 
 def test_the_optimiser_check_under_ddp_warns_only_without_the_head():
-    with tempfile.TemporaryDirectory() as tmp:
-        mp.spawn(_check_worker, args=(2, os.path.join(tmp, "init"), tmp), nprocs=2, join=True)
-        ranks = [torch.load(os.path.join(tmp, f"check{r}.pt"), weights_only=True)
-                 for r in range(2)]
+    ranks = _two_processes(_check_worker, "check")
     for r in ranks:
         assert r["warned_True"] == 0 and r["warned_False"] == 1
         assert float(r["sigma_False"]) == 1.0 and float(r["sigma_True"]) != 1.0

@@ -62,3 +62,10 @@ def test_a_head_registered_by_decorator_gets_its_name_and_works_everywhere():
     finally:
         HEADS.unregister("toy_laplace")
     assert "toy_laplace" not in likelihoods.names()
+
+
+def test_scalar_sigma_is_the_sigma_as_a_float_and_refuses_a_head_without_one():
+    head = likelihoods.create("fixed_sigma", sigma=0.25)
+    assert head.scalar_sigma() == pytest.approx(0.25) and isinstance(head.scalar_sigma(), float)
+    with pytest.raises(ValueError, match="bernoulli: this head has no sigma"):
+        likelihoods.create("bernoulli").scalar_sigma()

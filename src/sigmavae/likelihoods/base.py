@@ -673,6 +673,15 @@ class LikelihoodHead(nn.Module):
         """A scalar summary of the head's scale in its current state (``None`` if it has none)."""
         return None
 
+    def scalar_sigma(self) -> float:
+        """:attr:`sigma` as a Python float, for logs and prints (a head whose ``sigma`` is
+        ``None`` raises ``ValueError`` naming the head: it has no scale to show)."""
+        sigma = self.sigma
+        if sigma is None:
+            raise ValueError(f"{self.name}: this head has no sigma (only the Gaussian-family, "
+                             "Student-t and discretised heads have a scale)")
+        return float(sigma)
+
     @property
     def effective_beta(self) -> torch.Tensor | None:
         """``2 sigma^2``, the KL weight of the equivalent beta-VAE (``None`` without a sigma;
