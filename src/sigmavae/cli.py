@@ -210,7 +210,7 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def _sample(args: argparse.Namespace) -> int:
-    from .run import load_trained
+    from .run import load_model
     from .training.visuals import save_sample_grid
 
     if args.n < 1:
@@ -218,7 +218,7 @@ def _sample(args: argparse.Namespace) -> int:
     if args.seed < 0:
         raise UsageError(f"--seed must be >= 0, got {args.seed}")
     _check_output_file(Path(args.out), "--out", IMAGE_SUFFIXES)
-    model, config = load_trained(args.checkpoint)
+    model, config = load_model(args.checkpoint)  # or a run folder, or an export folder
     given = objective.context_frames(cast(objective.Model, model))
     if given:
         return _sample_video(args, model, config, given)
@@ -326,7 +326,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "markdown summary beside it (.md, also printed); the calibration plot goes "
                     "to OUT_STEM.calibration.png. Numbers are in nats/image (summed over data "
                     "dimensions) and bits/dim; invalid bounds are reported as n/a with the reason.")
-    e.add_argument("checkpoint")
+    e.add_argument("checkpoint", help="a checkpoint file, a run folder (its "
+                   "checkpoints/last.ckpt) or an exported model folder (sigmavae export)")
     e.add_argument("--metrics", default="default",
                    help=f"comma-separated: {', '.join(METRICS.names())}; 'all'; 'default' "
                         f"(= {','.join(default_metrics())})")
@@ -349,7 +350,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("sample", help="a grid of prior samples from a checkpoint (video "
                                       "models: continuations of test sequences)")
-    s.add_argument("checkpoint")
+    s.add_argument("checkpoint", help="a checkpoint file, a run folder or an exported model "
+                   "folder")
     s.add_argument("--n", type=int, default=64,
                    help="images in the grid (video models: test sequences continued)")
     s.add_argument("--seed", type=int, default=0)

@@ -274,3 +274,24 @@ def test_save_pretrained_of_a_float64_discrete_model(tmp_path: Path):
     description = json.loads((tmp_path / "m" / "config.json").read_text())
     assert description["data_scaling"] == "discrete mass on 8-bit intensities 0..255"
     assert description["trained"] == {}
+
+
+def test_eval_and_sample_take_an_export_folder_or_a_run_folder(run: Path, exported: Path,
+                                                               tmp_path: Path, capsys):
+    """A downloaded export is used as a checkpoint is: `sigmavae eval` gives the same ELBO for
+    the export folder, the run folder and the checkpoint file; `sigmavae sample` draws from it."""
+    from sigmavae.metrics.report import evaluate_checkpoint
+
+    values = []
+    for source in (run / "checkpoints" / "last.ckpt", run, exported):
+        report = evaluate_checkpoint(source, ["elbo"], limit=16, elbo_samples=1, device="cpu")
+        values.append(report.report["metrics"]["elbo"]["single_sample"]["neg_elbo_nats_per_image"])
+    assert values[0] == pytest.approx(values[1], abs=0) and values[0] == pytest.approx(values[2])
+    out = tmp_path / "grid.png"
+    assert main(["sample", str(exported), "--n", "4", "--out", str(out)]) == 0 and out.is_file()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["sample", str(empty), "--out", str(tmp_path / "x.png")]) == 2
+    assert capsys.readouterr().err.strip().endswith(
+        "is a folder with neither model.safetensors (an exported model) nor "
+        "checkpoints/last.ckpt (a run); give one of these or a checkpoint file")

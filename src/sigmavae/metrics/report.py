@@ -366,10 +366,10 @@ def _evaluate_checkpoint(
 ) -> dict[str, Any]:
     """The report of :func:`evaluate_checkpoint`, its arguments checked: load, evaluate."""
     from ..data import load_dataset
-    from ..run import load_trained
+    from ..run import load_model
     from .fid import check_fid_features
 
-    model, config = load_trained(checkpoint)
+    model, config = load_model(checkpoint)  # a checkpoint, a run folder or an export folder
     if "fid" in names:  # a named extractor that cannot work: fail now, not after the others
         check_fid_features(options["fid_features"], cast(Model, model).data_shape)
     if "fvd" in names:

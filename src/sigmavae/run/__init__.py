@@ -12,7 +12,13 @@ from .allocator import tune_cpu_allocator
 from .build import Examples, TensorExamples, as_examples, build_vae, data_shape, load_splits
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .config import ConfigError, TrainConfig, settings
-from .export import ExportError, export_checkpoint, load_pretrained, save_pretrained
+from .export import (
+    ExportError,
+    export_checkpoint,
+    load_model,
+    load_pretrained,
+    save_pretrained,
+)
 from .folder import RunExistsError, RunFolderError, clear_run, next_version, run_outputs
 from .load import load_trained
 from .lock import RunLock, RunLockedError
@@ -46,6 +52,7 @@ __all__ = [
     "data_shape",
     "export_checkpoint",
     "load_checkpoint",
+    "load_model",
     "load_pretrained",
     "load_splits",
     "load_trained",

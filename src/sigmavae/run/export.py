@@ -394,6 +394,26 @@ def load_pretrained(folder: str | Path, map_location: str | torch.device = "cpu"
     return model, config
 
 
+def load_model(source: str | Path, map_location: str = "cpu") -> tuple[nn.Module, TrainConfig]:
+    """The model (eval mode) and config of any trained-model source: an export folder
+    (:func:`load_pretrained`), a run folder (its ``checkpoints/last.ckpt``) or a checkpoint
+    file (:func:`~sigmavae.run.load_trained`). What ``sigmavae eval`` and ``sigmavae sample``
+    accept.
+
+    Raises:
+        ExportError / CheckpointError: ``source`` is none of these, or cannot be read (one line
+            naming it).
+    """
+    folder = Path(source)
+    if folder.is_dir() and (folder / WEIGHTS_FILE).is_file():
+        return load_pretrained(folder, map_location=map_location)
+    if folder.is_dir() and not (folder / "checkpoints" / "last.ckpt").is_file():
+        raise ExportError(f"{folder} is a folder with neither {WEIGHTS_FILE} (an exported "
+                          "model) nor checkpoints/last.ckpt (a run); give one of these or a "
+                          "checkpoint file")
+    return load_trained(checkpoint_of(source), map_location=map_location)
+
+
 def _mismatch(path: Path, config: TrainConfig, model: nn.Module,
               weights: dict[str, torch.Tensor], err: RuntimeError) -> str:
     """One line: the entries the file lacks, adds, or has in another shape."""
