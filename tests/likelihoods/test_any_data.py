@@ -435,3 +435,34 @@ def test_the_discretised_optimal_scale_honours_the_mask():
     want = (sq.sum() / mask.unsqueeze(-1).expand_as(sq).sum()).sqrt()
     torch.testing.assert_close(dist.sigma, want, rtol=1e-12, atol=0)
     assert float(dist.log_prob(x)[2]) == 0.0
+
+
+@pytest.mark.parametrize("name", ["per_pixel_sigma", "student_t"])
+def test_layout_params_of_a_sequence_decoder_matches_the_per_step_route(name):
+    """(B, T, k*D) decoder outputs through ``layout_params`` give, per sequence, the sum of the
+    per-step log-densities computed with the steps flattened into the batch (B*T, k*D), masks
+    included; scipy gives the same Gaussian value."""
+    torch.manual_seed(0)
+    b, t, d = 3, 5, 4
+    head = create(name, data_range="real")
+    k = head.params_per_channel()
+    x = torch.randn(b, t, d) * 3
+    out = torch.randn(b, t, k * d)
+    mask = torch.arange(t) < torch.tensor([5, 2, 1])[:, None]
+    seq = head(head.layout_params(out), target=x, mask=mask).log_prob(x)
+    per_step = head(out.flatten(0, 1), target=x.flatten(0, 1), mask=mask.flatten())
+    expected = per_step.log_prob(x.flatten(0, 1)).view(b, t).sum(1)
+    torch.testing.assert_close(seq, expected)
+    if name == "per_pixel_sigma":
+        dist = head(head.layout_params(out), target=x)
+        loc, scale = dist.mean, dist.stddev
+        ref = stats.norm(loc.numpy(), scale.numpy()).logpdf(x.numpy()).sum(axis=(1, 2))
+        np.testing.assert_allclose(dist.log_prob(x).numpy(), ref, rtol=1e-5)
+        assert torch.equal(loc[:, :, 0], head.mean_location(out[:, :, 0]))  # first mean
+
+
+def test_layout_params_refuses_a_size_that_is_not_k_groups():
+    head = create("per_pixel_sigma", data_range="real")
+    with pytest.raises(LikelihoodInputError, match="not a multiple of the head's 2"):
+        head.layout_params(torch.randn(2, 3, 5))
+    assert head.layout_params(torch.randn(2, 4, 3), dim=1).shape == (2, 4, 3)  # already laid out

@@ -511,6 +511,28 @@ class LikelihoodHead(nn.Module):
             raise LikelihoodInputError(f"channels must be a positive int, got {channels!r}")
         return self.params_per_channel() * channels
 
+    def layout_params(self, params: torch.Tensor, dim: int = -1) -> torch.Tensor:
+        """The head's layout from a decoder output whose ``k = params_per_channel()``
+        parameters per data entry are stacked along ``dim`` instead of dimension 1.
+
+        For data ``(B, T, D)`` (sequences of vectors) a decoder naturally ends in ``(B, T, k*D)``
+        (``[means | log-sigmas]`` along the last axis); the head wants the parameters stacked
+        along dimension 1, ``(B, k*T, D)``. ``params``: ``(..., k*N, ...)`` with the ``k``
+        groups of ``N`` parameter-major along ``dim`` (group ``j``'s ``N`` entries together);
+        returns ``(B, k*C, ...)`` for data of the shape ``params`` has with ``N`` at ``dim``.
+        A one-parameter head (``k = 1``) returns ``params`` as it is.
+        """
+        k = self.params_per_channel()
+        dim = dim % params.dim()
+        if k == 1 or dim == 1:
+            return params
+        if params.shape[dim] % k:
+            raise LikelihoodInputError(
+                f"{self.name}: params has {params.shape[dim]} entries along dim {dim}, not a "
+                f"multiple of the head's {k} parameters per data entry")
+        grouped = params.unflatten(dim, (k, params.shape[dim] // k))  # (..., k, N, ...)
+        return grouped.movedim(dim, 1).flatten(1, 2)                  # (B, k*C, ...)
+
     def prepare_target(self, images: torch.Tensor) -> torch.Tensor:
         """Convert a ``uint8`` batch ``(B, C, ...)`` to the data this head models.
 
