@@ -189,7 +189,8 @@ EVAL_CASES = [
      _write("text.ckpt", "not a checkpoint\n")),
     (["eval", "r.ckpt"], "checkpoint r.ckpt is not a PyTorch checkpoint file",
      _write("r.ckpt", bytes(range(7, 256)) * 8)),
-    (["eval", "adir"], "checkpoint adir is a directory, not a checkpoint file",
+    (["eval", "adir"], "adir is a folder with neither model.safetensors (an exported model) "
+     "nor checkpoints/last.ckpt (a run)",
      _write("adir/keep", "x")),
     (["sample", "empty.ckpt"], "checkpoint empty.ckpt is empty (0 bytes)",
      _write("empty.ckpt", b"")),

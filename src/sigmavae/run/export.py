@@ -411,7 +411,9 @@ def load_model(source: str | Path, map_location: str = "cpu") -> tuple[nn.Module
         raise ExportError(f"{folder} is a folder with neither {WEIGHTS_FILE} (an exported "
                           "model) nor checkpoints/last.ckpt (a run); give one of these or a "
                           "checkpoint file")
-    return load_trained(checkpoint_of(source), map_location=map_location)
+    if folder.is_dir():
+        return load_trained(folder / "checkpoints" / "last.ckpt", map_location=map_location)
+    return load_trained(source, map_location=map_location)  # its own "does not exist" line
 
 
 def _mismatch(path: Path, config: TrainConfig, model: nn.Module,
