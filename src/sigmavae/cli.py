@@ -401,6 +401,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; a user error is one line on stderr and exit status 2."""
     args = build_parser().parse_args(argv)
+    args.argv = list(argv) if argv is not None else sys.argv[1:]  # what a report shows as run
     from .experiments.presets import ExperimentError
     from .likelihoods import LikelihoodInputError
     from .metrics.fid import FeatureExtractorError

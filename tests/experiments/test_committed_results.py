@@ -50,3 +50,20 @@ def test_each_committed_report_is_rebuilt_from_the_records(rebuilt, name):
 def test_the_index_is_rebuilt_from_the_records(rebuilt):
     assert rebuilt.index is not None
     assert rebuilt.index.read_text() == (RESULTS / "README.md").read_text()
+
+
+def test_the_report_shows_the_command_main_was_given(tmp_path, monkeypatch):
+    """``main(argv)`` from another program: the report's command is ``argv``, not the caller's
+    own ``sys.argv``."""
+    from sigmavae.cli import main
+
+    monkeypatch.setenv("SIGMAVAE_SHARED_DATA", str(tmp_path / "no-data"))
+    monkeypatch.setenv("SIGMAVAE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr("sys.argv", ["some-caller", "--its-own-flag"])
+    argv = ["experiment", "variance-convergence", "--preset", "paper-length", "--collect",
+            "--runs-dir", str(RECORDS), "--out", str(tmp_path / "out")]
+    assert main(argv) == 0
+    report = (tmp_path / "out" / "variance-convergence" / "report.md").read_text()
+    assert (f"Command: `sigmavae experiment variance-convergence --preset paper-length "
+            f"--runs-dir {RECORDS} --out {tmp_path / 'out'}`") in report
+    assert "--its-own-flag" not in report

@@ -221,6 +221,13 @@ def test_a_plan_refuses_paths_that_would_not_travel(tmp_path):
                         plan=True, log=lambda m: None)
 
 
+def test_records_are_refused_where_no_run_is_evaluated(tmp_path):
+    for mode in ("plan", "prepare"):
+        with pytest.raises(ExperimentError, match=f"--records rec: --{mode} evaluates no run"):
+            run_experiments("beta-sweep", out=tmp_path, records="rec", log=lambda m: None,
+                            **{mode: True})
+
+
 def _labelled_folder(root: Path) -> Path:
     """Two classes of 24 tiny RGB images each (a labelled image folder)."""
     from PIL import Image

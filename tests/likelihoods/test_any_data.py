@@ -15,9 +15,11 @@ from scipy import stats
 
 from sigmavae.likelihoods import (
     DoubleSquashWarning,
+    GaussianNLL,
     LikelihoodInputError,
     align_mask,
     create,
+    gaussian_nll,
     names,
 )
 from sigmavae.options import OptionError
@@ -466,3 +468,71 @@ def test_layout_params_refuses_a_size_that_is_not_k_groups():
     with pytest.raises(LikelihoodInputError, match="not a multiple of the head's 2"):
         head.layout_params(torch.randn(2, 3, 5))
     assert head.layout_params(torch.randn(2, 4, 3), dim=1).shape == (2, 4, 3)  # already laid out
+
+
+def test_per_dim_shared_over_time_is_each_features_mle_over_batch_and_steps():
+    """``shared_dims=(1,)`` on ``(B, T, D)``: one sigma per feature, the MLE over every
+    observed (example, step) of that feature (scipy's ``norm.fit`` with the mean fixed), and a
+    running estimate that survives sequences of another length."""
+    head = _head("optimal_sigma_per_dim", "real", decay=0.5, shared_dims=(1,))
+    g = torch.Generator().manual_seed(3)
+    scales = torch.tensor([0.01, 1.0, 30.0], dtype=torch.float64)  # features of unlike scale
+    x = torch.randn(5, 7, 3, generator=g, dtype=torch.float64) * scales
+    mean = torch.zeros_like(x)
+    mask = torch.arange(7) < torch.tensor([7, 3, 5, 1, 6])[:, None]  # (B, T): lengths
+    dist = head(mean, target=torch.where(mask[..., None], x, torch.nan), mask=mask)
+    assert tuple(dist.sigma.shape) == (1, 3)
+    for d in range(3):
+        _, fitted = stats.norm.fit(x[..., d][mask].numpy(), floc=0.0)
+        assert math.isclose(float(dist.sigma[0, d]), fitted, rel_tol=1e-10)
+    first = head.running_var.clone()
+    # a batch of 11 steps updates the same three running values, and eval uses them
+    y = torch.randn(2, 11, 3, generator=g, dtype=torch.float64) * scales
+    head(torch.zeros_like(y), target=y)
+    want = 0.5 * first + 0.5 * y.pow(2).mean((0, 1), keepdim=True)[0]
+    torch.testing.assert_close(head.running_var, want.to(head.running_var.dtype))
+    head.eval()
+    out = head(torch.zeros(1, 4, 3, dtype=torch.float64))
+    torch.testing.assert_close(out.sigma, want.sqrt().to(out.sigma.dtype))
+
+
+def test_per_dim_without_shared_dims_says_what_to_do_when_the_length_changes():
+    head = _head("optimal_sigma_per_dim", "real")
+    head(torch.zeros(2, 5, 3), target=torch.randn(2, 5, 3))
+    with pytest.raises(LikelihoodInputError, match=r"shape \(5, 3\) but these data's has shape "
+                                                   r"\(4, 3\).*shared_dims=\(1,\)"):
+        head(torch.zeros(2, 4, 3), target=torch.randn(2, 4, 3))
+    head.eval()
+    with pytest.raises(LikelihoodInputError, match="shared_dims"):
+        head(torch.zeros(2, 4, 3))
+
+
+def test_shared_dims_per_channel_of_images_and_in_the_functional_form():
+    g = torch.Generator().manual_seed(4)
+    x = torch.rand(6, 3, 4, 5, generator=g, dtype=torch.float64)
+    pred = torch.rand(6, 3, 4, 5, generator=g, dtype=torch.float64)
+    nll, sigma = gaussian_nll(pred, x, scope="per_dim", shared_dims=(-2, -1))
+    per_channel = (x - pred).pow(2).mean((0, 2, 3)).sqrt()
+    torch.testing.assert_close(sigma.flatten(), per_channel)
+    want = -torch.distributions.Normal(pred, per_channel.view(3, 1, 1)).log_prob(x).sum((1, 2, 3))
+    torch.testing.assert_close(nll, want)
+    crit = GaussianNLL(scope="per_dim", shared_dims=[-2, -1])
+    torch.testing.assert_close(crit(pred, x)[1], sigma)
+
+
+@pytest.mark.parametrize("bad", [(0,), 1, ("time",), (True,)])
+def test_bad_shared_dims_are_refused(bad):
+    # (the registry's option check names the type; the head itself names the meaning)
+    with pytest.raises(ValueError, match="shared_dims must be"):
+        create("optimal_sigma_per_dim", shared_dims=bad)
+
+
+def test_shared_dims_belong_to_the_per_dim_scope():
+    with pytest.raises(ValueError, match="shared_dims is an option of scope 'per_dim'"):
+        create("optimal_sigma", shared_dims=(1,))
+    with pytest.raises(ValueError, match="shared_dims is an option of sigma='optimal'"):
+        GaussianNLL("learned", shared_dims=(1,))
+    head = create("optimal_sigma_per_dim", shared_dims=(3,), data_range="real")
+    with pytest.raises(LikelihoodInputError, match="names dimension 3, but the data have 2"):
+        head(torch.zeros(2, 4, 3), target=torch.zeros(2, 4, 3))
+    assert "shared_dims=(3,)" in repr(head)

@@ -95,6 +95,42 @@ def test_running_average_and_eval_mode():
     assert int(head.num_batches_tracked) == 3
 
 
+@pytest.mark.parametrize("name", ["optimal_sigma", "optimal_sigma_per_image",
+                                  "optimal_sigma_per_dim"])
+def test_a_batch_scored_again_inside_running_frozen_is_counted_once(name):
+    head = _head(name, decay=0.5)
+    x0, m0 = _batch(0)
+    head(m0, target=x0)
+    x1, m1 = _batch(1)
+    once = head(m1, target=x1)
+    expected = head.running_var.clone()
+    with head.running_frozen() as same:
+        assert same is head
+        with head.running_frozen():  # nested: still frozen after the inner block
+            pass
+        again = head(m1, target=x1)
+    # the same batch sigma as the step's own call, and the running estimate untouched
+    torch.testing.assert_close(again.sigma, once.sigma, rtol=0, atol=0)
+    torch.testing.assert_close(head.running_var, expected, rtol=0, atol=0)
+    assert int(head.num_batches_tracked) == 2 and head.running_updates
+    head(m1, target=x1)  # outside the block the batch counts again
+    assert int(head.num_batches_tracked) == 3
+    assert not torch.equal(head.running_var, expected)
+
+
+def test_running_frozen_reaches_a_discretised_heads_optimal_scale():
+    head = create("discretized_logistic", scale="optimal").double()
+    x = torch.randint(0, 256, (4, 3, 5, 5)).double()
+    params = torch.randn(4, 3, 5, 5, dtype=torch.float64)
+    head(params, target=x)
+    tracked = int(head.optimal.num_batches_tracked)
+    with head.running_frozen():
+        head(params, target=x)
+    assert int(head.optimal.num_batches_tracked) == tracked
+    with create("learned_sigma").running_frozen():  # no running estimate: nothing to freeze
+        pass
+
+
 def test_train_sigma_running_uses_previous_estimate():
     head = _head("optimal_sigma", decay=0.0, train_sigma="running")
     x0, m0 = _batch(0)

@@ -54,7 +54,10 @@ def add_parser(subparsers: Any, key_values: Any) -> None:
 
 
 def run(args: argparse.Namespace, key_values: Any) -> int:
-    shown = [a for a in sys.argv[1:] if a not in ("--plan", "--collect", "--prepare")]
+    # the arguments parsed (main(argv) passes its own list; the console script, sys.argv)
+    given = getattr(args, "argv", None)
+    given = sys.argv[1:] if given is None else given
+    shown = [a for a in given if a not in ("--plan", "--collect", "--prepare")]
     command = "sigmavae " + " ".join(shlex.quote(a) for a in shown) if shown else None
     try:
         _run(args, key_values, command)

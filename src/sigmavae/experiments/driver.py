@@ -106,6 +106,10 @@ def run_experiments(
                                    ("--collect", collect)) if on]
     if len(modes) > 1:
         raise ExperimentError(f"{' and '.join(modes)} exclude each other")
+    if records is not None and (plan or prepare):
+        # a plan's runs and --prepare evaluate nothing here: no record would ever be written
+        raise ExperimentError(f"--records {records}: {modes[0]} evaluates no run, so it writes "
+                              "no records; give --records when the runs are run or collected")
     if jobs < 1:
         raise ExperimentError(f"--jobs must be >= 1, got {jobs}")
     asked = names if isinstance(names, str) else " ".join(names)

@@ -236,6 +236,10 @@ bash -c "$line"
 # skipped and started ones (a task out of time) go on from their checkpoints.
 # Edit the resources for your cluster: a line that starts with ##SBATCH is off. No device is
 # named: each run uses a GPU where it finds one, else the CPU.
+# At --time SLURM sends SIGTERM to every process of the task and SIGKILL KillWait seconds
+# later (30 by default): the training saves its checkpoint on SIGTERM (seconds for these
+# models) and the next submission goes on from it. The epoch's checkpoints are atomic, so a
+# SIGKILL mid-save loses at most the epoch in progress, never the run.
 #SBATCH --job-name=sigmavae-@name
 #SBATCH --array=0-@last
 #SBATCH --time=@time

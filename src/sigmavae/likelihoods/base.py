@@ -26,10 +26,11 @@ every head:
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import math
-from collections.abc import Callable, Sequence
-from typing import ClassVar, Literal
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, ClassVar, Literal
 
 import torch
 from torch import nn
@@ -703,6 +704,32 @@ class LikelihoodHead(nn.Module):
             raise ValueError(f"{self.name}: this head has no sigma (only the Gaussian-family, "
                              "Student-t and discretised heads have a scale)")
         return float(sigma)
+
+    @contextlib.contextmanager
+    def running_frozen(self) -> Iterator[LikelihoodHead]:
+        """Within this block, training-mode calls leave the head's running estimates as they
+        are (the optimal-sigma heads' running variance, also inside a discretised head with
+        ``scale="optimal"``); sigma is still the batch's MSE, as in any training call.
+
+        Every training-mode call updates the running sigma that evaluation uses, so scoring
+        the same batch twice in one step (a diagnostic, a second loss on the same data) would
+        count it twice::
+
+            dist = head(params, target=x)                 # the step's call: updates it once
+            with head.running_frozen():
+                again = head(params.detach(), target=x)   # leaves it alone
+
+        A head without running estimates is unaffected. Nesting is allowed."""
+        # (duck-typed: the optimal-sigma heads, which import this module, carry the flag)
+        holders: list[Any] = [m for m in self.modules() if hasattr(m, "running_updates")]
+        before = [m.running_updates for m in holders]
+        for m in holders:
+            m.running_updates = False
+        try:
+            yield self
+        finally:
+            for m, was in zip(holders, before, strict=True):
+                m.running_updates = was
 
     @property
     def effective_beta(self) -> torch.Tensor | None:

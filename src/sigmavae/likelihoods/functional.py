@@ -29,6 +29,7 @@ evaluation (the optimal-sigma head's own code), or a learned log-sigma parameter
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any, Literal
 
 import torch
@@ -42,6 +43,7 @@ from .optimal import (
     OptimalSigmaGaussian,
     Scope,
     TrainSigma,
+    check_shared_dims,
     masked_variance,
 )
 from .special import HALF_LOG_2PI
@@ -98,6 +100,7 @@ def gaussian_nll(
     mask: torch.Tensor | None = None,
     scope: Scope = "shared",
     min_sigma: float = REAL_MIN_SIGMA,
+    shared_dims: Sequence[int] = (),
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``-log N(target; pred, sigma^2)`` per example, nats, and the sigma used (module doc).
 
@@ -113,6 +116,8 @@ def gaussian_nll(
             out of the optimal sigma; they may hold anything, NaN included.
         scope: for ``"optimal"``: ``"shared"``, ``"per_image"`` or ``"per_dim"``.
         min_sigma: floor of the optimal sigma (default ``1e-6``, data units).
+        shared_dims: ``per_dim`` only: data dimensions the sigma is shared over as well
+            (``(1,)``: one sigma per feature of ``(B, T, D)`` sequences).
 
     Returns:
         ``(nll, sigma)``: ``nll`` ``(B,)`` nats; ``sigma`` detached, broadcastable to ``pred``.
@@ -127,11 +132,12 @@ def gaussian_nll(
         log_sigma = log_sigma.to(pred.dtype) if log_sigma.dtype != pred.dtype else log_sigma
     elif sigma is None or (isinstance(sigma, str) and sigma == "optimal"):
         _check_scope(scope)
+        shared_dims = check_shared_dims(shared_dims, scope)
         if not (isinstance(min_sigma, int | float) and 0.0 < min_sigma < math.inf):
             raise ValueError(f"gaussian_nll: min_sigma must be a positive number, got "
                              f"{min_sigma!r}")
         with torch.no_grad():
-            var, _ = masked_variance(pred.detach(), target, mask, scope)
+            var, _ = masked_variance(pred.detach(), target, mask, scope, shared_dims)
             log_sigma = 0.5 * var.clamp_min(min_sigma**2).log()
     elif isinstance(sigma, torch.Tensor):
         log_sigma = sigma.to(pred.dtype).log()
@@ -172,17 +178,22 @@ class GaussianNLL(nn.Module):
         train_sigma: TrainSigma = "batch",
         min_sigma: float = REAL_MIN_SIGMA,
         init_sigma: float = 1.0,
+        shared_dims: Sequence[int] = (),
     ) -> None:
         super().__init__()
         self.mode: str
         self.optimal: OptimalSigmaGaussian | None = None
         self.log_sigma: nn.Parameter | None = None
         self.fixed_sigma: float | None = None
+        if shared_dims and sigma != "optimal":
+            raise ValueError(f"GaussianNLL: shared_dims is an option of sigma='optimal' with "
+                             f"scope='per_dim', not of sigma={sigma!r}")
         if isinstance(sigma, str):
             if sigma == "optimal":
                 self.optimal = OptimalSigmaGaussian(
                     scope=scope, decay=decay, train_sigma=train_sigma, min_sigma=min_sigma,
-                    data_range="real", mean_activation="identity", validate_args=False)
+                    shared_dims=shared_dims, data_range="real", mean_activation="identity",
+                    validate_args=False)
             elif sigma == "learned":
                 if not (init_sigma > 0 and math.isfinite(init_sigma)):
                     raise ValueError(f"GaussianNLL: init_sigma must be > 0, got {init_sigma}")

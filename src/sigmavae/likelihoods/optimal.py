@@ -7,12 +7,16 @@ Given the decoder means, the maximum-likelihood variance is the mean squared err
 * ``per_image`` (``optimal_sigma_per_image``): one variance per image, computed from that image
   itself; because the test image sets its own variance this is **not** a valid bound;
 * ``per_dim`` (``optimal_sigma_per_dim``): one variance per data dimension ``(C, H, W)``,
-  averaged over the batch.
+  averaged over the batch; ``shared_dims`` names data dimensions it is shared over as well:
+  ``shared_dims=(1,)`` gives one sigma per feature of ``(B, T, D)`` sequences (shared over time,
+  so the length may change from batch to batch), ``shared_dims=(-2, -1)`` one per channel of
+  ``(B, C, H, W)`` images.
 
 In training mode the current batch's MSE is used (the paper), or, with ``train_sigma="running"``,
 the running estimate from previous batches (App. C: removes the bias of fitting sigma and
 evaluating the bound on the same batch). Every training call updates an exponential running
-average (``decay``), which eval mode uses, so test bounds use a sigma fitted on training data.
+average (``decay``), which eval mode uses, so test bounds use a sigma fitted on training data;
+calls inside ``with head.running_frozen():`` leave it alone (a batch scored twice in one step).
 Under torch.distributed the squared errors and counts are all-reduced first, so N processes
 compute exactly the sigma of one process holding the concatenated batch.
 
@@ -40,6 +44,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Sequence
 from typing import ClassVar, Literal
 
 import torch
@@ -87,9 +92,36 @@ SCOPES: tuple[str, ...] = ("shared", "per_image", "per_dim")
 TrainSigma = Literal["batch", "running"]
 
 
+def check_shared_dims(shared_dims: Sequence[int], scope: str = "per_dim") -> tuple[int, ...]:
+    """``shared_dims`` as a tuple of ints (validated; only the ``per_dim`` scope has them)."""
+    if isinstance(shared_dims, int | str) or not all(
+            isinstance(d, int) and not isinstance(d, bool) and d != 0 for d in shared_dims):
+        raise ValueError("optimal sigma: shared_dims must be a list of data dimensions (1 = the "
+                         "first after the batch, negative from the end; 0 is the batch), got "
+                         f"{shared_dims!r}")
+    if shared_dims and scope != "per_dim":
+        raise ValueError(f"optimal sigma: shared_dims is an option of scope 'per_dim' (one sigma "
+                         f"per data dimension); scope {scope!r} has none")
+    return tuple(shared_dims)
+
+
+def per_dim_axes(ndim: int, shared_dims: Sequence[int] = ()) -> tuple[int, ...]:
+    """The axes a ``per_dim`` variance of ``ndim``-dimensional ``(B, ...)`` data averages over:
+    the batch and ``shared_dims`` (resolved against ``ndim``)."""
+    axes = {0}
+    for d in shared_dims:
+        axis = d if d > 0 else ndim + d
+        if not 1 <= axis < ndim:
+            raise LikelihoodInputError(
+                f"optimal sigma: shared_dims {tuple(shared_dims)} names dimension {d}, but the "
+                f"data have {ndim - 1} data dimensions after the batch")
+        axes.add(axis)
+    return tuple(sorted(axes))
+
+
 def masked_variance(
     mean: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None,
-    scope: Scope = "shared",
+    scope: Scope = "shared", shared_dims: Sequence[int] = (),
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """The maximum-likelihood variance of ``target`` around ``mean`` over the scope's axes: the
     mean squared error, over the observed entries only when ``mask`` is given.
@@ -101,10 +133,13 @@ def masked_variance(
     so N processes get the variance of one process with the concatenated batch; ``per_image``
     is each example's own.
 
+    ``shared_dims`` (``per_dim`` only): data dimensions averaged over as well, kept with size 1.
+
     Returns ``(var, observed)``: ``var`` broadcastable to the data (``()``, ``(B, 1, ...)`` or
-    ``(C, ...)``; gradients flow through it), and ``observed`` (``None`` without a mask),
-    a ``bool`` tensor of ``var``'s shape, false where nothing was observed; ``var`` there is the
-    batch's shared masked MSE (a finite stand-in: those entries are masked out).
+    ``(C, ...)``, with 1 at ``shared_dims``; gradients flow through it), and ``observed``
+    (``None`` without a mask), a ``bool`` tensor of ``var``'s shape, false where nothing was
+    observed; ``var`` there is the batch's shared masked MSE (a finite stand-in: those entries
+    are masked out).
     """
     if mask is None:
         squared = (target - mean).pow(2)
@@ -113,7 +148,9 @@ def masked_variance(
         if scope == "shared":
             total, count = squared.sum(), squared.numel()
         else:
-            total, count = squared.sum(0), squared.shape[0]
+            axes = per_dim_axes(squared.dim(), shared_dims)
+            total = squared.sum(axes, keepdim=True)[0]  # (C, ...), 1 at the shared axes
+            count = math.prod(squared.shape[a] for a in axes)
         if is_distributed():
             count_t = all_reduce_sum(torch.tensor(float(count), device=squared.device))
             return all_reduce_sum(total) / count_t, None
@@ -131,7 +168,8 @@ def masked_variance(
     if scope == "shared":
         sums, counts = sq.sum(), weight.sum()
     else:
-        sums, counts = sq.sum(0), weight.sum(0)
+        axes = per_dim_axes(sq.dim(), shared_dims)
+        sums, counts = sq.sum(axes, keepdim=True)[0], weight.sum(axes, keepdim=True)[0]
     sums, counts = all_reduce_sum(sums), all_reduce_sum(counts)
     seen = counts > 0
     var = sums / counts.clamp_min(1.0)
@@ -148,6 +186,9 @@ class OptimalSigmaGaussian(LikelihoodHead):
         decay: running-average decay per training batch, in ``[0, 1)``; the first batch
             initialises the average.
         train_sigma: ``"batch"`` (paper) or ``"running"`` (App. C bias fix).
+        shared_dims: ``per_dim`` only: data dimensions (1 = the first after the batch,
+            negative from the end) the per-dimension sigma is shared over as well, e.g.
+            ``(1,)``: one sigma per feature of ``(B, T, D)`` sequences of any length.
         min_log_sigma: ``None`` (default: sigma is the exact MLE), or a soft lower bound on
             ``log sigma`` (Chua et al.'s soft clip); ``"public_code"`` = ``-6``, the behaviour
             of the public sigma-VAE code.
@@ -178,6 +219,7 @@ class OptimalSigmaGaussian(LikelihoodHead):
         mean_activation: ContinuousMeanActivation | None = None,
         validate_args: bool | None = None,
         data_range: DataRange = "unit",
+        shared_dims: Sequence[int] = (),
     ) -> None:
         super().__init__(validate_args=validate_args)
         self.data_range = check_data_range(data_range)
@@ -198,6 +240,7 @@ class OptimalSigmaGaussian(LikelihoodHead):
                 f"optimal sigma: train_sigma must be 'batch' or 'running', got {train_sigma!r}"
             )
         self.scope: Scope = scope
+        self.shared_dims = check_shared_dims(shared_dims, scope)
         self.decay = decay
         self.train_sigma: TrainSigma = train_sigma
         self.min_log_sigma = None if min_log_sigma is None else float(min_log_sigma)
@@ -210,6 +253,8 @@ class OptimalSigmaGaussian(LikelihoodHead):
         self.num_batches_tracked: torch.Tensor
         self.register_buffer("running_var", torch.ones(()) if scope != "per_dim" else torch.ones(0))
         self.register_buffer("num_batches_tracked", torch.zeros((), dtype=torch.long))
+        #: Whether training-mode calls update the running variance (:meth:`running_frozen`).
+        self.running_updates = True
 
     @property
     def name(self) -> str:  # type: ignore[override]
@@ -252,7 +297,7 @@ class OptimalSigmaGaussian(LikelihoodHead):
         Returns a tensor broadcastable to ``target``: ``()``, ``(B, 1, ...)`` or ``(C, ...)``.
         Gradients flow through it (at the unclipped optimum they vanish: d NLL / d sigma = 0).
         """
-        return masked_variance(mean, target, mask, self.scope)[0]
+        return masked_variance(mean, target, mask, self.scope, self.shared_dims)[0]
 
     def _summary_var(self, var: torch.Tensor,
                      observed: torch.Tensor | None = None) -> torch.Tensor:
@@ -270,11 +315,14 @@ class OptimalSigmaGaussian(LikelihoodHead):
 
     @torch.no_grad()
     def _update_running(self, var: torch.Tensor, observed: torch.Tensor | None = None) -> None:
+        if not self.running_updates:  # inside running_frozen(): a second look at a batch
+            return
         summary = self._summary_var(var, observed).to(
             self.running_var.dtype if self.running_var.numel() else torch.float32)
         if self.running_var.shape != summary.shape:  # per_dim: sized on first use
+            if self.num_batches_tracked > 0:
+                raise LikelihoodInputError(self._shape_changed(summary.shape))
             self.running_var = torch.ones_like(summary)
-            self.num_batches_tracked.zero_()
         # Tensor ops only, no data-dependent Python branches, so torch.compile traces the step
         # in one graph. A non-finite batch (the trainer skips its step) leaves the average alone.
         finite = torch.isfinite(summary).all()
@@ -297,12 +345,19 @@ class OptimalSigmaGaussian(LikelihoodHead):
                 f"{self.name}: no running estimate of sigma yet; train the head first (in "
                 "training mode sigma is the batch MSE and needs target=x)"
             )
-        if self.scope == "per_dim" and self.running_var.shape != mean.shape[1:]:
-            raise LikelihoodInputError(
-                f"{self.name}: the running per-dimension variance has shape "
-                f"{tuple(self.running_var.shape)} but the data has shape {tuple(mean.shape[1:])}"
-            )
+        if self.scope == "per_dim":
+            axes = per_dim_axes(mean.dim(), self.shared_dims)
+            wanted = tuple(1 if a in axes else n for a, n in enumerate(mean.shape))[1:]
+            if self.running_var.shape != wanted:
+                raise LikelihoodInputError(self._shape_changed(wanted))
         return self.running_var.to(mean.dtype, copy=True)
+
+    def _shape_changed(self, shape: Sequence[int]) -> str:
+        hint = ("" if self.shared_dims else "; for data whose size changes (a sequence's "
+                "length) share sigma over that dimension, e.g. shared_dims=(1,) for (B, T, D)")
+        return (f"{self.name}: the running per-dimension variance has shape "
+                f"{tuple(self.running_var.shape)} but these data's has shape {tuple(shape)}"
+                + hint)
 
     def variance(self, mean: torch.Tensor, target: torch.Tensor | None = None,
                  mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -321,7 +376,7 @@ class OptimalSigmaGaussian(LikelihoodHead):
                 f"{self.name}: in {mode} sigma is the MSE against the data, so call "
                 "head(params, target=x)"
             )
-        var, observed = masked_variance(mean, target, mask, self.scope)
+        var, observed = masked_variance(mean, target, mask, self.scope, self.shared_dims)
         if self.training:
             if self.train_sigma == "running" and self.num_batches_tracked > 0:
                 running = self._running_var_for(mean)
@@ -388,6 +443,7 @@ class OptimalSigmaGaussian(LikelihoodHead):
             f"{super().extra_repr()}, scope={self.scope!r}, decay={self.decay}, "
             f"train_sigma={self.train_sigma!r}, min_log_sigma={self.min_log_sigma}, "
             f"min_sigma={self.min_sigma:.4g}"
+            + (f", shared_dims={self.shared_dims}" if self.shared_dims else "")
         )
 
 
