@@ -1,0 +1,55 @@
+"""The API reference's Griffe extension (tools/griffe_sphinx_roles.py): Sphinx roles in the
+docstrings become the code spans Sphinx would show, and nothing else changes."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def roles():
+    spec = importlib.util.spec_from_file_location("griffe_sphinx_roles",
+                                                  ROOT / "tools" / "griffe_sphinx_roles.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("text, want", [
+    (":class:`~sigmavae.run.Trainer`", "`Trainer`"),
+    (":func:`.driver.run_experiments`", "`driver.run_experiments`"),
+    (":meth:`LikelihoodHead.scalar_sigma`", "`LikelihoodHead.scalar_sigma`"),
+    (":data:`QUANTIZATION_SIGMA` = 1/(255 sqrt(12))", "`QUANTIZATION_SIGMA` = 1/(255 sqrt(12))"),
+    (":py:attr:`the floor <min_sigma>`", "`the floor`"),
+    ("see :mod:`sigmavae.yaml12` and :exc:`ValueError`.",
+     "see `sigmavae.yaml12` and `ValueError`."),
+])
+def test_each_role_becomes_what_sphinx_shows(roles, text, want):
+    assert roles.to_markdown(text) == want
+
+
+def test_text_without_roles_is_left_alone(roles):
+    text = "``sigma^2 = MSE``: a `code` span, a [link][x.y], key: value, and :notarole:`x`"
+    assert roles.to_markdown(text) == text
+
+
+def test_no_docstring_of_the_package_keeps_a_role_once_loaded(roles):
+    import griffe  # the docs extra (part of dev): what `make docs` uses
+    package = griffe.load("sigmavae", search_paths=[ROOT / "src"],
+                          extensions=griffe.load_extensions(roles.SphinxRoles))
+    left = []
+
+    def visit(obj):
+        if obj.docstring is not None and roles.ROLE.search(obj.docstring.value):
+            left.append(obj.path)
+        for member in obj.members.values():
+            if not member.is_alias:
+                visit(member)
+
+    visit(package)
+    assert left == []
