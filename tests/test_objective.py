@@ -13,7 +13,7 @@ from torch.distributions import Independent, Normal
 
 from sigmavae import likelihoods, objective
 from sigmavae.metrics import elbo_per_image, evaluate_elbo, iwae_per_image
-from sigmavae.metrics.iwae import _image_noise
+from sigmavae.metrics.iwae import importance_noise
 from sigmavae.models import (
     MODELS,
     ModelOutput,
@@ -186,7 +186,7 @@ def test_sequence_model_gets_the_head_per_frame_summed_over_frames(head: str) ->
     assert objective.per_frame(model, images).shape == (15, 1, 4, 4)
     # the same IWAE and ELBO code as for images: K = 1 is the ELBO integrand at the same noise
     bounds = iwae_per_image(model, images, samples=8, ks=[1, 8], seed=0, batch_size=16)
-    first = torch.stack([_image_noise(0, i, 8, model.latent_dim, torch.Generator())[0]
+    first = torch.stack([importance_noise(0, i, 8, model.latent_dim, torch.Generator())[0]
                          for i in range(5)])  # the first of each image's 8 draws
     with torch.no_grad():
         log_w = log_importance_weights(model, images, first)

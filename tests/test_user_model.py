@@ -30,7 +30,7 @@ from sigmavae.metrics import (
 from sigmavae.metrics import active_units as au_metric
 from sigmavae.metrics import iwae as iwae_metric
 from sigmavae.metrics import mutual_info as mi_metric
-from sigmavae.metrics.iwae import _image_noise, iwae_from_weights
+from sigmavae.metrics.iwae import importance_noise, iwae_from_weights
 from sigmavae.models import MODELS, VAE, ModelOutput, build_model, register_model
 from sigmavae.objective import elbo_terms, posterior_decoder, reconstruct, sample
 from sigmavae.objective import log_importance_weights as objective_log_w
@@ -148,7 +148,7 @@ def test_user_model_iwae_through_the_public_api() -> None:
     log_w = log_importance_weights(model, images, 64, seed=2, batch_size=50)
     assert log_w.shape == (12, 64) and log_w.dtype == torch.float64
     # K = 1 with image i's first draw is the single-sample ELBO integrand at that noise
-    first = torch.stack([_image_noise(2, i, 64, model.latent_dim, torch.Generator())[0]
+    first = torch.stack([importance_noise(2, i, 64, model.latent_dim, torch.Generator())[0]
                          for i in range(12)])  # the first of each image's 64 draws
     with torch.no_grad():
         terms = elbo_terms(model, images, noise=first)

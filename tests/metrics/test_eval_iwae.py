@@ -19,7 +19,7 @@ from sigmavae.metrics import (
     log_importance_weights,
 )
 from sigmavae.metrics import iwae as iwae_metric
-from sigmavae.metrics.iwae import _image_noise, default_ks, iwae_from_weights
+from sigmavae.metrics.iwae import default_ks, importance_noise, iwae_from_weights
 from sigmavae.objective import elbo_terms, posterior_decoder
 
 
@@ -111,7 +111,7 @@ def test_float64_one_sample_iwae_is_the_single_sample_elbo_with_the_same_noise(f
     double = copy.deepcopy(frey_model).double()
     log_w = log_importance_weights(double, images, 1, seed=4)[:, 0]
     generator = torch.Generator()
-    noise = torch.cat([_image_noise(4, i, 1, double.latent_dim, generator)
+    noise = torch.cat([importance_noise(4, i, 1, double.latent_dim, generator)
                        for i in range(images.shape[0])])
     with torch.no_grad():
         terms = elbo_terms(double, images, noise=noise)  # the ELBO path

@@ -12,7 +12,7 @@ from torch.distributions import Normal, kl_divergence
 
 from sigmavae import likelihoods
 from sigmavae.metrics import evaluate
-from sigmavae.metrics.iwae import _image_noise, iwae_per_image
+from sigmavae.metrics.iwae import importance_noise, iwae_per_image
 from sigmavae.models import HierarchicalVAE, build_hierarchical_vae, build_model
 from sigmavae.models.hierarchical import gaussian_kl
 from sigmavae.objective import elbo_terms, log_importance_weights, reconstruct, sample
@@ -111,7 +111,7 @@ def test_iwae_with_one_sample_is_the_elbo_at_the_same_noise() -> None:
     # L_64 uses the same first draw: logsumexp(w) - log 64 >= w_1 - log 64.
     assert (bounds[64] >= bounds[1] - math.log(64) - 1e-6).all()
     # K = 1 with image i's first draw is the single-sample ELBO at that noise.
-    noise = torch.stack([_image_noise(0, i, 1, model.latent_dim, torch.Generator())[0]
+    noise = torch.stack([importance_noise(0, i, 1, model.latent_dim, torch.Generator())[0]
                          for i in range(4)]).float()
     with torch.no_grad():
         elbo = elbo_terms(model, images, noise=noise)

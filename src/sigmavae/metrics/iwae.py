@@ -37,10 +37,12 @@ from ._common import (
 from .registry import MetricOption, register_metric
 
 
-def _image_noise(seed: int, index: int, samples: int, latent_dim: int,
+def importance_noise(seed: int, index: int, samples: int, latent_dim: int,
                  generator: torch.Generator) -> torch.Tensor:
-    """The standard-normal draws of image ``index`` ``(samples, latent_dim)`` float64: the same
-    whatever the batching."""
+    """The standard-normal draws behind the importance samples of image ``index`` (its place in
+    the evaluated split), ``(samples, latent_dim)`` float64: a function of ``seed`` and
+    ``index`` only, so the bound of an image is the same whatever the batching (tests rebuild a
+    model's importance weights from it)."""
     generator.manual_seed(iwae_image_seed(seed, index))
     return torch.randn(samples, latent_dim, generator=generator, dtype=torch.float64)
 
@@ -65,7 +67,7 @@ def log_importance_weights(
     device = device or model_device(model)
     n = images.shape[0]
     generator = torch.Generator()
-    noise = torch.cat([_image_noise(seed, first_index + i, samples, model.latent_dim, generator)
+    noise = torch.cat([importance_noise(seed, first_index + i, samples, model.latent_dim, generator)
                        for i in range(n)])  # (B * K, L), image-major
     log_w = torch.empty(n * samples, dtype=torch.float64)
     images = images.to(device)
