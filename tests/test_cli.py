@@ -71,6 +71,13 @@ def test_listing_commands(capsys):
     assert "frey" in capsys.readouterr().out
     assert main(["data", "svhn"]) == 0
     assert "train_32x32.mat" in capsys.readouterr().out
+    assert main(["likelihoods", "student_t"]) == 0
+    assert "  df (a number or None; default None)\n      a fixed number of degrees" in (
+        capsys.readouterr().out)
+    assert main(["likelihoods", "nosuch"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("sigmavae likelihoods: error: unknown likelihood 'nosuch'; choose "
+                          "one of: bernoulli,") and err.count("\n") == 1
 
 
 def test_train_and_eval_the_hierarchical_model(tmp_path, capsys):

@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 import pytest
 
-from sigmavae.options import OptionError, check_options, describe_type
+from sigmavae.options import (
+    OptionError,
+    args_section,
+    check_options,
+    describe_options,
+    describe_type,
+    plain_text,
+)
 
 if TYPE_CHECKING:
     from collections import OrderedDict  # only for the unresolvable annotation below
@@ -54,3 +62,49 @@ def test_unresolvable_annotations_check_names_only():
     assert check_options("mine", user_factory, {"n": "x"}) == {"n": "x"}
     with pytest.raises(OptionError, match="unknown option m"):
         check_options("mine", user_factory, {"m": 1})
+
+
+class _Base:
+    """A base.
+
+    Args:
+        size: how many (inherited
+            text, two lines).
+    """
+
+    def __init__(self, size: int = 1, dims: Sequence[int] = ()) -> None:
+        """Args:
+        dims: the dimensions, from ``__init__``'s own docstring.
+        """
+
+
+class _Child(_Base):
+    """A child whose constructor is its base's.
+
+    Args:
+        size: the child's own words win.
+
+    Returns:
+        nothing that is an option.
+    """
+
+
+def test_options_are_described_from_the_docstrings_of_the_class_and_its_bases():
+    described = describe_options(_Child)
+    assert [(o.name, o.type, o.default) for o in described] == [
+        ("size", "an integer", "1"), ("dims", "a list of integers", "()")]
+    assert described[0].text == "the child's own words win."
+    assert described[1].text == "the dimensions, from ``__init__``'s own docstring."
+    assert describe_options(_Base)[0].text == "how many (inherited text, two lines)."
+    assert describe_options(functools.partial(_Base, size=2))[0].name == "dims"
+
+
+def test_args_sections_and_plain_text():
+    doc = ("Summary.\n\nArgs:\n    a, b: shared words\n        go on.\n    c (int): typed.\n"
+           "\nRaises:\n    X: no.")
+    assert args_section(doc) == {"a": "shared words go on.", "b": "shared words go on.",
+                                 "c": "typed."}
+    assert args_section("No sections here.") == {}
+    assert plain_text("``x`` of :class:`~a.b.C` and :func:`.d.e`") == "x of C and d.e"
+    assert describe_type(Sequence[int]) == "a list of integers"
+    assert describe_type(tuple[int, ...]) == "a list of integers"

@@ -14,6 +14,7 @@ import yaml
 from . import __version__, likelihoods, objective, yaml12
 from .data import DataError, dataset_names, describe_dataset
 from .messages import first_line
+from .options import OptionError
 
 #: File types ``sigmavae sample --out`` can write (PIL's writers for these suffixes).
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
@@ -288,6 +289,12 @@ def _configs(args: argparse.Namespace) -> int:
 
 
 def _likelihoods(args: argparse.Namespace) -> int:
+    if args.name:  # one head: its options, their types, defaults and meaning
+        try:
+            print(likelihoods.describe(args.name))
+        except OptionError as err:
+            raise UsageError(str(err)) from None
+        return 0
     for name in likelihoods.names():
         print(f"{name:24s} {likelihoods.summary(name)}")
     return 0
@@ -389,7 +396,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("name", nargs="?", help="print this config's YAML")
     c.set_defaults(func=_configs)
 
-    h = sub.add_parser("likelihoods", help="list the decoder likelihood heads")
+    h = sub.add_parser("likelihoods", help="list the decoder likelihood heads, or one head's "
+                                           "options")
+    h.add_argument("name", nargs="?", help="a head: print its options (types, defaults, "
+                                           "meaning) for --likelihood-option")
     h.set_defaults(func=_likelihoods)
 
     from .experiments.command import add_parser as add_experiment_parser

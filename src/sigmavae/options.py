@@ -8,8 +8,11 @@ option and what it takes, instead of a ``TypeError`` from deep inside a construc
 
 from __future__ import annotations
 
+import collections.abc
+import dataclasses
 import functools
 import inspect
+import re
 import types
 import typing
 from collections.abc import Callable, Iterable
@@ -21,6 +24,22 @@ from pydantic import TypeAdapter, ValidationError
 
 class OptionError(ValueError):
     """An option name or value that the factory does not take (one line, names both)."""
+
+
+def _options_of(factory: Callable[..., Any], internal: Iterable[str] = (),
+                ) -> tuple[Callable[..., Any], dict[str, inspect.Parameter]]:
+    """The function whose signature holds ``factory``'s options, and those parameters (less
+    ``self``, ``internal`` ones and a partial's fixed keywords)."""
+    target, fixed = factory, set(internal)
+    if isinstance(factory, functools.partial):
+        target, fixed = factory.func, fixed | set(factory.keywords)
+    function = target.__init__ if inspect.isclass(target) else target
+    parameters = {
+        name: p for name, p in inspect.signature(function).parameters.items()
+        if name != "self" and name not in fixed
+        and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+    }
+    return function, parameters
 
 
 def check_options(what: str, factory: Callable[..., Any], options: dict[str, Any],
@@ -36,15 +55,7 @@ def check_options(what: str, factory: Callable[..., Any], options: dict[str, Any
     Raises:
         OptionError: an unknown option, or a value of the wrong type.
     """
-    target, fixed = factory, set(internal)
-    if isinstance(factory, functools.partial):
-        target, fixed = factory.func, fixed | set(factory.keywords)
-    function = target.__init__ if inspect.isclass(target) else target
-    parameters = {
-        name: p for name, p in inspect.signature(function).parameters.items()
-        if name != "self" and name not in fixed
-        and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
-    }
+    function, parameters = _options_of(factory, internal)
     unknown = sorted(set(options) - set(parameters))
     if unknown:
         valid = ", ".join(parameters) or "none"
@@ -91,13 +102,87 @@ def describe_type(hint: Any) -> str:
         return " or ".join(dict.fromkeys(describe_type(arg) for arg in args))
     if origin is typing.Literal:
         return " or ".join(repr(arg) for arg in typing.get_args(hint))
-    if origin is tuple:
-        return f"a list of {len(typing.get_args(hint))} values"
+    args = typing.get_args(hint)
+    if origin is tuple and not (len(args) == 2 and args[1] is Ellipsis):
+        return f"a list of {len(args)} values"
+    if origin in (tuple, list, collections.abc.Sequence):
+        return f"a list of {_PLURAL.get(args[0], 'values') if args else 'values'}"
     return _TYPE_WORDS.get(hint, str(hint))
 
 
 _TYPE_WORDS: dict[Any, str] = {float: "a number", int: "an integer", bool: "True or False",
                                str: "a string", Path: "a path", type(None): "None"}
+_PLURAL: dict[Any, str] = {float: "numbers", int: "integers", str: "strings", Path: "paths"}
+
+
+@dataclasses.dataclass(frozen=True)
+class OptionDoc:
+    """One option of a factory, for people: its name, type in words, default and meaning."""
+
+    name: str
+    type: str
+    default: str
+    text: str
+
+
+def describe_options(factory: Callable[..., Any],
+                     internal: Iterable[str] = ()) -> list[OptionDoc]:
+    """The options of ``factory`` in signature order, each with its type in words
+    (:func:`describe_type`), its default (``repr``; ``"required"`` without one) and the text its
+    docstring's Google-style ``Args:`` section gives it (``""`` where it gives none)."""
+    function, parameters = _options_of(factory, internal)
+    try:
+        hints = typing.get_type_hints(function)
+    except Exception:
+        hints = {}
+    owner = factory.func if isinstance(factory, functools.partial) else factory
+    texts: dict[str, str] = {}
+    # a class's own Args first, then its bases' (an inherited constructor's options)
+    for source in [*(inspect.getmro(owner) if inspect.isclass(owner) else [owner]), function]:
+        for name, text in args_section(inspect.getdoc(source) or "").items():
+            texts.setdefault(name, text)
+    return [OptionDoc(name, describe_type(hints[name]) if name in hints else "any value",
+                      "required" if p.default is p.empty else repr(p.default),
+                      texts.get(name, ""))
+            for name, p in parameters.items()]
+
+
+def plain_text(text: str) -> str:
+    """Docstring markup read as plain text: ``code`` and Sphinx roles (``:class:`~a.B```) as
+    the words they show."""
+    text = re.sub(r":\w+:`~?\.*([^`]+)`", lambda m: m.group(1).rsplit(".", 1)[-1]
+                  if m.group(0).split("`")[1].startswith("~") else m.group(1), text)
+    return text.replace("``", "")
+
+
+def args_section(docstring: str) -> dict[str, str]:
+    """``name -> text`` from the ``Args:`` section of a (dedented) Google-style docstring, each
+    entry's continuation lines joined into one line."""
+    entries: dict[str, list[str]] = {}
+    lines = iter(docstring.splitlines())
+    for line in lines:
+        if line.strip() in ("Args:", "Arguments:", "Parameters:"):
+            break
+    else:
+        return {}
+    indent: int | None = None
+    current: list[str] = []
+    for line in lines:
+        if not line.strip():
+            continue
+        depth, text = len(line) - len(line.lstrip()), line.strip()
+        indent = depth if indent is None else indent
+        if depth < indent or (depth == indent and re.fullmatch(r"[A-Z][\w ]*:", text)):
+            break  # the next section (Returns:, Raises:, ...)
+        head, colon, rest = text.partition(":")
+        if depth == indent and colon and re.fullmatch(r"\w+(\s*,\s*\w+)*(\s*\(.*\))?", head):
+            current = [n.strip() for n in head.split("(")[0].split(",")]
+            for name in current:
+                entries[name] = [rest.strip()] if rest.strip() else []
+        else:
+            for name in current:
+                entries[name].append(text)
+    return {name: " ".join(words) for name, words in entries.items()}
 
 
 def _accepts(hint: Any, kind: type) -> bool:

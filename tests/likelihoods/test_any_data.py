@@ -17,6 +17,7 @@ from sigmavae.likelihoods import (
     DoubleSquashWarning,
     GaussianNLL,
     LikelihoodInputError,
+    OptimalSigmaGaussian,
     align_mask,
     create,
     gaussian_nll,
@@ -528,8 +529,10 @@ def test_bad_shared_dims_are_refused(bad):
 
 
 def test_shared_dims_belong_to_the_per_dim_scope():
-    with pytest.raises(ValueError, match="shared_dims is an option of scope 'per_dim'"):
+    with pytest.raises(ValueError, match="unknown option shared_dims"):  # not listed there
         create("optimal_sigma", shared_dims=(1,))
+    with pytest.raises(ValueError, match="shared_dims is an option of scope 'per_dim'"):
+        OptimalSigmaGaussian(scope="shared", shared_dims=(1,))
     with pytest.raises(ValueError, match="shared_dims is an option of sigma='optimal'"):
         GaussianNLL("learned", shared_dims=(1,))
     head = create("optimal_sigma_per_dim", shared_dims=(3,), data_range="real")

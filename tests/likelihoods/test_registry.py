@@ -69,3 +69,29 @@ def test_scalar_sigma_is_the_sigma_as_a_float_and_refuses_a_head_without_one():
     assert head.scalar_sigma() == pytest.approx(0.25) and isinstance(head.scalar_sigma(), float)
     with pytest.raises(ValueError, match="bernoulli: this head has no sigma"):
         likelihoods.create("bernoulli").scalar_sigma()
+
+
+def test_every_option_of_every_head_says_what_it_means():
+    """`sigmavae likelihoods NAME` reads each option's meaning from the head's docstring
+    (`Args:`): a new option without one fails here."""
+    from sigmavae.likelihoods.registry import INTERNAL_OPTIONS
+    from sigmavae.options import describe_options
+
+    undocumented = [f"{name}.{option.name}" for name in likelihoods.names()
+                    for option in describe_options(HEADS.get(name), INTERNAL_OPTIONS)
+                    if not option.text]
+    assert undocumented == []
+
+
+def test_describe_lists_a_heads_options_with_type_default_and_meaning():
+    text = likelihoods.describe("optimal_sigma_per_dim")
+    assert text.startswith("optimal_sigma_per_dim: Gaussian, analytic sigma per data dimension")
+    assert "  shared_dims (a list of integers; default ())\n" in text
+    assert "  decay (a number; default 0.9)\n      running-average decay" in text
+    assert "``" not in text and ":data:" not in text  # docstring markup read as plain text
+    # an option fixed by the registered name is not offered
+    assert "shared_dims" not in likelihoods.describe("optimal_sigma")
+    assert "scope" not in likelihoods.describe("optimal_sigma_per_dim").split("\n", 1)[1]
+    assert likelihoods.describe("bernoulli").endswith("options: none")
+    with pytest.raises(OptionError, match="unknown likelihood 'nosuch'; choose one of"):
+        likelihoods.describe("nosuch")

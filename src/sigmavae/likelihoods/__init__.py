@@ -63,7 +63,7 @@ from .optimal import (
     OptimalSigmaGaussian,
     masked_variance,
 )
-from .registry import create, names, register, summary
+from .registry import create, describe, names, register, summary
 from .softclip import DEFAULT_MIN_LOG_SIGMA, softclip
 from .student_t import DEFAULT_MIN_DF, StudentTHead, StudentTWithCdf, student_t_cdf
 
@@ -112,6 +112,7 @@ __all__ = [
     "categorical_log_prob",
     "check_data",
     "create",
+    "describe",
     "discretized_log_prob",
     "effective_beta",
     "gaussian_nll",

@@ -241,6 +241,13 @@ class CategoricalHead(LikelihoodHead):
 
     ``mean``, ``variance``, ``cdf`` and ``sample`` (and :meth:`predict_mean`) always materialise
     the full ``(B, C, *spatial, 256)`` softmax.
+
+    Args:
+        log_prob_fn: a function ``f(logits (..., 256), x (...)) -> (...)`` computing the log
+            probabilities instead (library use only; not with ``memory``/``chunk_pixels``).
+        memory: ``"bounded"`` (default: chunked, memory ``O(chunk_pixels * 256)``) or
+            ``"plain"`` (one shot).
+        chunk_pixels: data elements per chunk of ``"bounded"`` (default: by device and size).
     """
 
     data_kind = "intensity"

@@ -296,6 +296,19 @@ class DiscretizedHead(LikelihoodHead):
     continuous noise, ``s * family.std``: ``s`` for the Gaussian, ``s * pi / sqrt(3)`` for the
     logistic. Hence ``effective_beta = 2 sigma^2`` is the beta of the Gaussian beta-VAE whose noise
     has the same variance, comparable across heads. ``scale`` is ``s`` itself.
+
+    Args:
+        scale: ``"learned"`` (default), ``"optimal"`` (the MSE's analytic scale) or a
+            number: a fixed scale ``s`` > 0.
+        init_scale: ``"learned"``: the scale ``s`` before training (default 0.1).
+        min_log_scale: soft lower bound on ``log s``: ``"auto"`` (default: -6 when learned,
+            none when optimal), ``"public_code"`` (-6), a number, or ``None`` (none).
+        max_log_scale: soft upper bound on ``log s`` (``None``, default: none).
+        decay: ``"optimal"``: running-average decay per training batch, in ``[0, 1)``.
+        train_sigma: ``"optimal"``: ``"batch"`` (paper) or ``"running"`` (App. C bias fix).
+        min_sigma: ``"optimal"``: hard floor on the noise's standard deviation (default: 8-bit
+            rounding noise, 1 / (255 sqrt(12))).
+        mean_activation: ``"sigmoid"`` (default) or ``"identity"`` on the locations.
     """
 
     data_kind = "intensity"
@@ -468,6 +481,12 @@ class LogisticMixtureHead(LikelihoodHead):
     ``[min_log_scale, max_log_scale]``). Each channel has its own mixture, independent of the
     other channels given ``z`` (App. D: no autoregressive coupling, no mean-adjusting
     coefficients). ``sigma`` is ``None``.
+
+    Args:
+        components: ``K``, the logistics per pixel/channel (default 10, >= 1).
+        min_log_scale: soft lower bound on each log-scale (default -6; ``None`` disables it).
+        max_log_scale: soft upper bound on each log-scale (``None``, default: none).
+        mean_activation: ``"sigmoid"`` (default) or ``"identity"`` on the locations.
     """
 
     data_kind = "intensity"

@@ -48,7 +48,14 @@ class BinnedNormal(Normal):
 
 
 class GaussianMeanHead(LikelihoodHead):
-    """Shared machinery for Gaussian heads whose decoder outputs only the mean (1 channel each)."""
+    """Shared machinery for Gaussian heads whose decoder outputs only the mean (1 channel each).
+
+    Args:
+        mean_activation: ``"sigmoid"``, ``"tanh"`` or ``"identity"`` on the decoder output; by
+            default the one of ``data_range``.
+        data_range: the data's range: ``"unit"`` ([0, 1], default), ``"signed"`` ([-1, 1]) or
+            ``"real"`` (any values; identity mean).
+    """
 
     data_kind = "unit"
 
@@ -100,6 +107,10 @@ class FixedSigmaGaussian(GaussianMeanHead):
     The beta-VAE loss ``SSE + beta * KL`` is, up to a factor and a constant, the ELBO of this head
     with ``sigma = sqrt(beta / 2)`` (paper, Eq. 4); pass either ``sigma`` or ``beta``.
     The reported bound includes the ``D log sigma`` term, so it is a valid ELBO.
+
+    Args:
+        sigma: the standard deviation, > 0, in data units.
+        beta: instead of ``sigma``: the beta of ``SSE + beta KL`` (``sigma = sqrt(beta / 2)``).
     """
 
 
@@ -148,6 +159,10 @@ class LearnedSigmaGaussian(GaussianMeanHead):
     :class:`~sigmavae.likelihoods.SigmaNotOptimisedWarning`. Eval mode, ``no_grad`` and a
     frozen head (``head.requires_grad_(False)``) are never reported; silence it on purpose with
     ``warnings.simplefilter("ignore", SigmaNotOptimisedWarning)``.
+
+    Args:
+        init_sigma: sigma before training, > 0, in data units (1: the unit-variance Gaussian).
+        min_log_sigma: a soft lower bound on ``log sigma`` (``None``, default: none).
     """
 
 
@@ -190,6 +205,14 @@ class PerPixelSigmaGaussian(LikelihoodHead):
     ``[min_log_sigma, max_log_sigma]`` (Chua et al.; the paper uses ``min_log_sigma = -6``).
     Pass ``min_log_sigma=None`` to disable clipping; the paper (Sec. 5.3) shows training then
     often diverges.
+
+    Args:
+        min_log_sigma: soft lower bound on each predicted ``log sigma`` (default -6, the
+            paper's; ``None`` disables it).
+        max_log_sigma: soft upper bound on each predicted ``log sigma`` (``None``: none).
+        mean_activation: ``"sigmoid"``, ``"tanh"`` or ``"identity"`` on the predicted means; by
+            default the one of ``data_range``.
+        data_range: ``"unit"`` ([0, 1], default), ``"signed"`` ([-1, 1]) or ``"real"``.
     """
 
     data_kind = "unit"

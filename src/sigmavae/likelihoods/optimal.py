@@ -447,11 +447,12 @@ class OptimalSigmaGaussian(LikelihoodHead):
         )
 
 
+# (shared_dims is fixed where it means nothing, so it is not listed as their option)
 register("optimal_sigma", "Gaussian, analytic sigma^2 = batch MSE, shared (optimal sigma-VAE)")(
-    functools.partial(OptimalSigmaGaussian, scope="shared")
+    functools.partial(OptimalSigmaGaussian, scope="shared", shared_dims=())
 )
 register("optimal_sigma_per_image", "Gaussian, analytic sigma per image (not a valid bound)")(
-    functools.partial(OptimalSigmaGaussian, scope="per_image")
+    functools.partial(OptimalSigmaGaussian, scope="per_image", shared_dims=())
 )
 register("optimal_sigma_per_dim", "Gaussian, analytic sigma per data dimension (batch average)")(
     functools.partial(OptimalSigmaGaussian, scope="per_dim")

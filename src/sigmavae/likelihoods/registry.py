@@ -10,10 +10,11 @@ decorator (the one place the name is written; a head class gets it as its ``name
 from __future__ import annotations
 
 import importlib
+import textwrap
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from ..options import OptionError, check_options
+from ..options import OptionError, check_options, describe_options, plain_text
 from ..registry import Registry
 from .base import LikelihoodHead
 
@@ -59,6 +60,27 @@ def names() -> list[str]:
 def summary(name: str) -> str:
     """One line saying what head ``name`` is."""
     return HEADS.summary(name)
+
+
+def describe(name: str) -> str:
+    """Head ``name`` for people: its summary, then each option with its type, default and
+    meaning (from the head's docstring), as ``sigmavae likelihoods NAME`` prints it.
+
+    Raises:
+        OptionError: an unknown name (listing the known ones).
+    """
+    factory = HEADS.get(name)
+    lines = [f"{name}: {summary(name)}"]
+    options = describe_options(factory, internal=INTERNAL_OPTIONS)
+    if not options:
+        return "\n".join([*lines, "options: none"])
+    lines.append("options (--likelihood-option KEY=VALUE; likelihood_options: in a config):")
+    for option in options:
+        lines.append(f"  {option.name} ({option.type}; default {option.default})")
+        if option.text:
+            lines.extend(textwrap.wrap(plain_text(option.text), width=92,
+                                       initial_indent="      ", subsequent_indent="      "))
+    return "\n".join(lines)
 
 
 def create(name: str, **options: Any) -> LikelihoodHead:
