@@ -74,6 +74,10 @@ def test_listing_commands(capsys):
     assert main(["likelihoods", "student_t"]) == 0
     assert "  df (a number or None; default None)\n      a fixed number of degrees" in (
         capsys.readouterr().out)
+    assert main(["models"]) == 0
+    assert "hierarchical" in capsys.readouterr().out
+    assert main(["models", "hierarchical"]) == 0
+    assert "  stages (an integer; default 3)\n" in capsys.readouterr().out
     assert main(["likelihoods", "nosuch"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("sigmavae likelihoods: error: unknown likelihood 'nosuch'; choose "

@@ -1,5 +1,5 @@
-"""The ``sigmavae`` command line: train | eval | sample | export | data | likelihoods |
-configs."""
+"""The ``sigmavae`` command line: train | eval | sample | export | data | models | likelihoods |
+configs | experiment."""
 
 from __future__ import annotations
 
@@ -288,6 +288,20 @@ def _configs(args: argparse.Namespace) -> int:
     return 0
 
 
+def _models(args: argparse.Namespace) -> int:
+    from .models import MODELS, describe_model
+
+    if args.name:  # one model: its options, their types, defaults and meaning
+        try:
+            print(describe_model(args.name))
+        except OptionError as err:
+            raise UsageError(str(err)) from None
+        return 0
+    for name in MODELS.names():
+        print(f"{name:14s} {MODELS.summary(name)}")
+    return 0
+
+
 def _likelihoods(args: argparse.Namespace) -> int:
     if args.name:  # one head: its options, their types, defaults and meaning
         try:
@@ -396,6 +410,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("name", nargs="?", help="print this config's YAML")
     c.set_defaults(func=_configs)
 
+    m = sub.add_parser("models", help="list the models, or one model's options")
+    m.add_argument("name", nargs="?", help="a model: print its options (types, defaults, "
+                                           "meaning) for --model-option")
+    m.set_defaults(func=_models)
     h = sub.add_parser("likelihoods", help="list the decoder likelihood heads, or one head's "
                                            "options")
     h.add_argument("name", nargs="?", help="a head: print its options (types, defaults, "

@@ -13,6 +13,7 @@ import dataclasses
 import functools
 import inspect
 import re
+import textwrap
 import types
 import typing
 from collections.abc import Callable, Iterable
@@ -129,7 +130,9 @@ def describe_options(factory: Callable[..., Any],
                      internal: Iterable[str] = ()) -> list[OptionDoc]:
     """The options of ``factory`` in signature order, each with its type in words
     (:func:`describe_type`), its default (``repr``; ``"required"`` without one) and the text its
-    docstring's Google-style ``Args:`` section gives it (``""`` where it gives none)."""
+    docstring's Google-style ``Args:`` section gives it (``""`` where it gives none): the
+    class's and its bases', or the function's and then that of the class it is annotated to
+    return (a builder passing its options on to a constructor)."""
     function, parameters = _options_of(factory, internal)
     try:
         hints = typing.get_type_hints(function)
@@ -138,13 +141,33 @@ def describe_options(factory: Callable[..., Any],
     owner = factory.func if isinstance(factory, functools.partial) else factory
     texts: dict[str, str] = {}
     # a class's own Args first, then its bases' (an inherited constructor's options)
-    for source in [*(inspect.getmro(owner) if inspect.isclass(owner) else [owner]), function]:
+    returned = hints.get("return")
+    sources = [*(inspect.getmro(owner) if inspect.isclass(owner) else [owner]), function,
+               *([returned] if inspect.isclass(returned) else [])]
+    for source in sources:
         for name, text in args_section(inspect.getdoc(source) or "").items():
             texts.setdefault(name, text)
     return [OptionDoc(name, describe_type(hints[name]) if name in hints else "any value",
                       "required" if p.default is p.empty else repr(p.default),
                       texts.get(name, ""))
             for name, p in parameters.items()]
+
+
+def options_text(title: str, factory: Callable[..., Any], internal: Iterable[str],
+                 how: str) -> str:
+    """``title``, then each option of ``factory`` (:func:`describe_options`) with its type,
+    default and meaning as plain text wrapped for a terminal; ``how`` says how to pass one
+    (e.g. ``"--model-option KEY=VALUE"``). What ``sigmavae likelihoods NAME`` prints."""
+    options = describe_options(factory, internal)
+    if not options:
+        return f"{title}\noptions: none"
+    lines = [title, f"options ({how}):"]
+    for option in options:
+        lines.append(f"  {option.name} ({option.type}; default {option.default})")
+        if option.text:
+            lines.extend(textwrap.wrap(plain_text(option.text), width=92,
+                                       initial_indent="      ", subsequent_indent="      "))
+    return "\n".join(lines)
 
 
 def plain_text(text: str) -> str:

@@ -10,11 +10,10 @@ decorator (the one place the name is written; a head class gets it as its ``name
 from __future__ import annotations
 
 import importlib
-import textwrap
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from ..options import OptionError, check_options, describe_options, plain_text
+from ..options import OptionError, check_options, options_text
 from ..registry import Registry
 from .base import LikelihoodHead
 
@@ -69,18 +68,8 @@ def describe(name: str) -> str:
     Raises:
         OptionError: an unknown name (listing the known ones).
     """
-    factory = HEADS.get(name)
-    lines = [f"{name}: {summary(name)}"]
-    options = describe_options(factory, internal=INTERNAL_OPTIONS)
-    if not options:
-        return "\n".join([*lines, "options: none"])
-    lines.append("options (--likelihood-option KEY=VALUE; likelihood_options: in a config):")
-    for option in options:
-        lines.append(f"  {option.name} ({option.type}; default {option.default})")
-        if option.text:
-            lines.extend(textwrap.wrap(plain_text(option.text), width=92,
-                                       initial_indent="      ", subsequent_indent="      "))
-    return "\n".join(lines)
+    return options_text(f"{name}: {summary(name)}", HEADS.get(name), INTERNAL_OPTIONS,
+                        "--likelihood-option KEY=VALUE; likelihood_options: in a config")
 
 
 def create(name: str, **options: Any) -> LikelihoodHead:

@@ -7,7 +7,14 @@ Every model follows the protocol of :mod:`sigmavae.objective` (``forward(x, nois
 from ..objective import ELBOTerms, ModelOutput, PosteriorUnavailable, prepare_batch
 from .conv import ConvDecoder, ConvEncoder, build_conv_vae
 from .hierarchical import HierarchicalVAE, build_hierarchical_vae
-from .registry import MODELS, build_model, check_model_options, model_names, register_model
+from .registry import (
+    MODELS,
+    build_model,
+    check_model_options,
+    describe_model,
+    model_names,
+    register_model,
+)
 from .svg import SVGLP, build_svg
 from .vae import VAE, kl_to_standard_normal
 
@@ -26,6 +33,7 @@ __all__ = [
     "build_model",
     "build_svg",
     "check_model_options",
+    "describe_model",
     "kl_to_standard_normal",
     "model_names",
     "prepare_batch",

@@ -104,7 +104,12 @@ def build_conv_vae(
     latent_dim: int = 20,
     channels: tuple[int, int, int] = (32, 64, 128),
 ) -> VAE:
-    """The paper's small conv VAE for images ``(C, H, W)`` (H, W >= 4) with likelihood ``head``."""
+    """The paper's small conv VAE for images ``(C, H, W)`` (H, W >= 4) with likelihood ``head``.
+
+    Args:
+        latent_dim: size of the latent vector ``z`` (App. B: 20).
+        channels: the encoder's three conv layers' channels (the decoder mirrors them).
+    """
     c, h, w = image_shape
     if c < 1 or h < 4 or w < 4:
         raise ValueError(f"conv VAE needs images of shape (C, H, W) with H, W >= 4, got "

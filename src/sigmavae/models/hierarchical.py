@@ -243,6 +243,7 @@ def build_hierarchical_vae(
         latent_dim: latent channels of every stochastic layer (each layer is ``latent_dim`` x
             its stage's resolution: for 32x32 images and 3 stages, 16x16, 8x8 and 4x4).
         layers: stochastic layers in all, split evenly over ``stages`` resolution stages.
+        stages: resolution stages, each halving the image size (``layers`` must be a multiple).
         width: channels of the deterministic paths.
     """
     c, h, w = image_shape

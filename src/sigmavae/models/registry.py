@@ -18,7 +18,7 @@ from typing import Any
 from torch import nn
 
 from ..likelihoods import LikelihoodHead
-from ..options import OptionError, check_options
+from ..options import OptionError, check_options, options_text
 from ..registry import Registry
 
 ModelBuilder = Callable[..., nn.Module]
@@ -60,6 +60,18 @@ def build_model(name: str, image_shape: tuple[int, ...], head: LikelihoodHead,
         return MODELS.get(name)(image_shape, head, **options)
     except (TypeError, ValueError) as err:  # a value the builder refuses
         raise OptionError(f"model {name!r}: {err}") from err
+
+
+def describe_model(name: str) -> str:
+    """Model ``name`` for people: its summary, then each option with its type, default and
+    meaning (from the builder's docstring), as ``sigmavae models NAME`` prints it.
+
+    Raises:
+        OptionError: an unknown name (listing the known ones).
+    """
+    return options_text(f"{name}: {MODELS.summary(name)}", MODELS.get(name),
+                        INTERNAL_PARAMETERS, "--model-option KEY=VALUE; model_options: in a "
+                        "config")
 
 
 def check_model_options(name: str, options: dict[str, Any]) -> dict[str, Any]:
