@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import textwrap
 from pathlib import Path
 from typing import Any, cast
 
@@ -269,8 +270,9 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _data(args: argparse.Namespace) -> int:
-    if args.name:
-        print(describe_dataset(args.name))
+    if args.name:  # one paragraph, wrapped for a terminal (paths and names kept whole)
+        print(textwrap.fill(describe_dataset(args.name), width=92, break_on_hyphens=False,
+                            break_long_words=False))
         return 0
     for name in dataset_names():
         print(f"{name:12s} {describe_dataset(name).split(': ')[0]}")
