@@ -124,17 +124,22 @@ def _masked_global_batch():
     return x.masked_fill(~mask.unsqueeze(-1), float("nan")), params, mask
 
 
-def _run_masked(x, params, mask, name):
+#: The masked cases: each scope, and per_dim shared over time (one sigma per feature).
+MASKED_CASES = {name: (name, {}) for name in NAMES} | {
+    "per_feature": ("optimal_sigma_per_dim", {"shared_dims": (1,)})}
+
+
+def _run_masked(x, params, mask, name, **options):
     """Two training steps of a masked head on real data; the second step's sigma, mean NLL and
     its gradient, the running variance, and the functional optimal NLL and sigma."""
-    head = create(name, decay=0.9, data_range="real").double()
+    head = create(name, decay=0.9, data_range="real", **options).double()
     head(params - 1.0, target=x, mask=mask)  # a first step: the running average moves
     params = params.clone().requires_grad_(True)
     d = head(params, target=x, mask=mask)
     loss = -d.log_prob(x).mean()
     loss.backward()
     scope = name.removeprefix("optimal_sigma").removeprefix("_") or "shared"
-    nll, fn_sigma = gaussian_nll(params.detach(), x, mask=mask, scope=scope)
+    nll, fn_sigma = gaussian_nll(params.detach(), x, mask=mask, scope=scope, **options)
     return {"sigma": d.sigma.detach(), "loss": loss.detach(), "grad": params.grad,
             "running": head.running_var.clone(), "nll": nll, "fn_sigma": fn_sigma}
 
@@ -146,12 +151,12 @@ def _masked_worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
         x, params, mask = _masked_global_batch()
         shard = slice(rank * 6, (rank + 1) * 6)
         results = {}
-        for name in NAMES:
-            r = _run_masked(x[shard], params[shard], mask[shard], name)
+        for case, (name, options) in MASKED_CASES.items():
+            r = _run_masked(x[shard], params[shard], mask[shard], name, **options)
             r["grad"] /= world
             dist.all_reduce(r["loss"])
             r["loss"] /= world
-            results[name] = r
+            results[case] = r
         torch.save(results, os.path.join(out_dir, f"masked{rank}.pt"))
     finally:
         dist.destroy_process_group()
@@ -160,11 +165,13 @@ def _masked_worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
 def test_two_process_masked_optimal_sigma_equals_single_process():
     x, params, mask = _masked_global_batch()
     ranks = _two_processes(_masked_worker, "masked")
-    for name in NAMES:
-        one = _run_masked(x, params, mask, name)
+    for case, (name, options) in MASKED_CASES.items():
+        one = _run_masked(x, params, mask, name, **options)
         assert bool(torch.isfinite(one["grad"]).all()) and bool(torch.isfinite(one["loss"]))
+        if case == "per_feature":
+            assert tuple(one["sigma"].shape) == (1, 3)
         for rank, res in enumerate(ranks):
-            r = res[name]
+            r = res[case]
             shard = slice(rank * 6, (rank + 1) * 6)
             per_example = name == "optimal_sigma_per_image"
             for key in ("sigma", "fn_sigma"):
