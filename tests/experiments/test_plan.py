@@ -228,6 +228,24 @@ def test_records_are_refused_where_no_run_is_evaluated(tmp_path):
                             **{mode: True})
 
 
+def test_only_plans_the_runs_of_the_rows_asked_for(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    outcome = run_experiments("beta-sweep", preset="quick", seeds=2, plan=True, out="p",
+                              only=["learned_sigma", "optimal_sigma"], log=lambda m: None)
+    lines = _lines(tmp_path / "p")
+    assert len(lines) == 4 == outcome.plan.runs  # 2 rows x 2 seeds, not 7 x 2
+    assert all("learned_sigma-s" in line or "optimal_sigma-s" in line for line in lines)
+    with pytest.raises(ExperimentError, match=r"--only gaussian: gaussian is not a row; the "
+                                              r"rows of beta-sweep: beta_vae_0.001, "):
+        run_experiments("beta-sweep", preset="quick", plan=True, out="q", only=["gaussian"],
+                        log=lambda m: None)
+    with pytest.raises(ExperimentError, match="--only: no rows given"):
+        run_experiments("beta-sweep", preset="quick", plan=True, out="q", only=[],
+                        log=lambda m: None)
+    with pytest.raises(ExperimentError, match="--only: --collect trains nothing"):
+        run_experiments("beta-sweep", collect=True, only=["gaussian"], log=lambda m: None)
+
+
 def _labelled_folder(root: Path) -> Path:
     """Two classes of 24 tiny RGB images each (a labelled image folder)."""
     from PIL import Image

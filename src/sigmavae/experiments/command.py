@@ -50,6 +50,10 @@ def add_parser(subparsers: Any, key_values: Any) -> None:
     p.add_argument("--records", metavar="DIR",
                    help="also copy each evaluated run's small files (no checkpoints) into "
                         "DIR/<run id>/; --collect --runs-dir DIR rebuilds the reports from them")
+    p.add_argument("--only", metavar="ROWS",
+                   help="train (or plan) only the runs of these table rows, comma-separated "
+                        "(the row column of runs.csv, e.g. gaussian,optimal_sigma); the "
+                        "report is still written from every finished run")
     p.set_defaults(func=lambda args: run(args, key_values))
 
 
@@ -73,4 +77,6 @@ def _run(args: argparse.Namespace, key_values: Any, command: str | None) -> None
         data=args.data, data_root=args.data_root,
         data_options=key_values(args.data_option, "--data-option"), jobs=args.jobs,
         plan=args.plan, collect=args.collect, prepare=args.prepare, command=command,
-        records=args.records)
+        records=args.records,
+        only=None if args.only is None else [r.strip() for r in args.only.split(",")
+                                             if r.strip()])

@@ -75,7 +75,7 @@ def run_experiments(
     data: str | None = None, data_root: str | None = None,
     data_options: dict[str, Any] | None = None, jobs: int = 1, plan: bool = False,
     collect: bool = False, prepare: bool = False, command: str | None = None,
-    records: str | Path | None = None,
+    records: str | Path | None = None, only: Sequence[str] | None = None,
     log: Callable[[str], None] = lambda m: print(m, flush=True),
 ) -> Outcome:
     """Run (or ``plan``, ``prepare`` or ``collect``) the experiments ``names`` and write their
@@ -101,11 +101,17 @@ def run_experiments(
         records: copy each evaluated run's small files (configs, metrics, step logs, sample
             grid; no checkpoints) into ``records/<run id>/`` after its report is written, so
             that ``collect`` with ``runs_dir=records`` rebuilds the reports from them alone.
+        only: train (or plan) only the runs of these table rows (the ``row`` column of
+            ``runs.csv``, e.g. ``["gaussian", "optimal_sigma"]``); the reports are still
+            written from every finished run, the others counted as not finished.
     """
     modes = [flag for flag, on in (("--plan", plan), ("--prepare", prepare),
                                    ("--collect", collect)) if on]
     if len(modes) > 1:
         raise ExperimentError(f"{' and '.join(modes)} exclude each other")
+    if only is not None and (collect or prepare):
+        raise ExperimentError(f"--only: {modes[0]} trains nothing; give --only when the runs "
+                              "are run or planned")
     if records is not None and (plan or prepare):
         # a plan's runs and --prepare evaluate nothing here: no record would ever be written
         raise ExperimentError(f"--records {records}: {modes[0]} evaluates no run, so it writes "
@@ -166,6 +172,8 @@ def run_experiments(
     contexts = {e.name: Context(chosen, own, store, out / e.name, requested_seeds=seeds)
                 for e in experiments
                 for own in [{r: d for r, d in datas.items() if r in e.roles}]}
+    if only is not None:
+        _check_rows(only, {s.row for e in experiments for s in e.runs(contexts[e.name])}, asked)
 
     def with_features(ctx: Context, results: Results) -> None:
         # what the evaluations used, as each wrote it into its record (so that a report
@@ -190,7 +198,8 @@ def run_experiments(
                                 mi_data=chosen.mi_data, elbo_samples=chosen.elbo_samples,
                                 fid_features=planned[data.key])
 
-        specs = unique_runs([s for e in experiments for s in e.runs(contexts[e.name])])
+        specs = unique_runs([s for e in experiments for s in e.runs(contexts[e.name])
+                             if only is None or s.row in only])
         runs = [PlannedRun(s, Evaluation.of(s, planned_settings(s))) for s in specs]
         arguments = _experiment_arguments(asked, chosen, seeds, data, data_root, data_options)
         outcome.plan = write_plan(out, runs, arguments, chosen, jobs)
@@ -200,8 +209,10 @@ def run_experiments(
         ctx = contexts[experiment.name]
         specs = experiment.runs(ctx)
         if not collect:
-            log(f"experiment {experiment.name}: {len(specs)} runs")
-            store.execute(specs, settings, jobs)
+            chosen_runs = [s for s in specs if only is None or s.row in only]
+            log(f"experiment {experiment.name}: {len(chosen_runs)} runs"
+                + (f" (--only: {len(specs)} in the report)" if only is not None else ""))
+            store.execute(chosen_runs, settings, jobs)
         results = Results(store, specs)
         with_features(ctx, results)
         section = experiment.analyse(ctx, results)
@@ -222,6 +233,18 @@ def run_experiments(
                                     command)
         log(f"experiment: wrote {outcome.index}")
     return outcome
+
+
+def _check_rows(only: Sequence[str], rows: set[str], asked: str) -> None:
+    """Every ``--only`` row is a row of the experiments asked for."""
+    listed = f"the rows of {asked}: {', '.join(sorted(rows))}"
+    if not only:
+        raise ExperimentError(f"--only: no rows given; {listed}")
+    unknown = [row for row in only if row not in rows]
+    if unknown:
+        raise ExperimentError(f"--only {','.join(only)}: {', '.join(unknown)} "
+                              f"{'is not a row' if len(unknown) == 1 else 'are not rows'}; "
+                              f"{listed}")
 
 
 def _check_plan_paths(runs_dir: str | Path | None, data_root: str | None) -> None:
