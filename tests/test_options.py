@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -108,3 +108,4 @@ def test_args_sections_and_plain_text():
     assert plain_text("``x`` of :class:`~a.b.C` and :func:`.d.e`") == "x of C and d.e"
     assert describe_type(Sequence[int]) == "a list of integers"
     assert describe_type(tuple[int, ...]) == "a list of integers"
+    assert describe_type(Callable[[int], int] | None) == "a function (from Python only) or None"

@@ -149,6 +149,7 @@ def test_readme_links_work_outside_the_repository():
     relative = [t for t in targets if not re.match(r"https?://|#|mailto:", t)]
     assert not relative, f"relative links in README.md: {relative}"
     for target in targets:
-        if target.startswith(REPOSITORY + "/blob/main/"):
-            local = ROOT / target.removeprefix(REPOSITORY + "/blob/main/").split("#")[0]
-            assert local.exists(), f"README links to {target}, not in the repository"
+        for prefix in (REPOSITORY + "/blob/main/", REPOSITORY + "/raw/main/"):  # page, image
+            if target.startswith(prefix):
+                local = ROOT / target.removeprefix(prefix).split("#")[0]
+                assert local.exists(), f"README links to {target}, not in the repository"

@@ -104,6 +104,8 @@ def describe_type(hint: Any) -> str:
     if origin is typing.Literal:
         return " or ".join(repr(arg) for arg in typing.get_args(hint))
     args = typing.get_args(hint)
+    if origin is collections.abc.Callable:
+        return "a function (from Python only)"
     if origin is tuple and not (len(args) == 2 and args[1] is Ellipsis):
         return f"a list of {len(args)} values"
     if origin in (tuple, list, collections.abc.Sequence):
