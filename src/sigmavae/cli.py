@@ -290,30 +290,30 @@ def _configs(args: argparse.Namespace) -> int:
     return 0
 
 
+def _list_or_describe(name: str | None, names: list[str], summary: Any, describe: Any) -> int:
+    """``sigmavae models`` / ``likelihoods``: each name with its summary, or (``name`` given)
+    one entry's options with their types, defaults and meaning."""
+    if name:
+        try:
+            print(describe(name))
+        except OptionError as err:  # an unknown name: one line listing the known ones
+            raise UsageError(str(err)) from None
+        return 0
+    width = max(map(len, names)) + 2
+    for each in names:
+        print(f"{each:{width}s} {summary(each)}")
+    return 0
+
+
 def _models(args: argparse.Namespace) -> int:
     from .models import MODELS, describe_model
 
-    if args.name:  # one model: its options, their types, defaults and meaning
-        try:
-            print(describe_model(args.name))
-        except OptionError as err:
-            raise UsageError(str(err)) from None
-        return 0
-    for name in MODELS.names():
-        print(f"{name:14s} {MODELS.summary(name)}")
-    return 0
+    return _list_or_describe(args.name, MODELS.names(), MODELS.summary, describe_model)
 
 
 def _likelihoods(args: argparse.Namespace) -> int:
-    if args.name:  # one head: its options, their types, defaults and meaning
-        try:
-            print(likelihoods.describe(args.name))
-        except OptionError as err:
-            raise UsageError(str(err)) from None
-        return 0
-    for name in likelihoods.names():
-        print(f"{name:24s} {likelihoods.summary(name)}")
-    return 0
+    return _list_or_describe(args.name, likelihoods.names(), likelihoods.summary,
+                             likelihoods.describe)
 
 
 def build_parser() -> argparse.ArgumentParser:
