@@ -131,6 +131,22 @@ def test_running_frozen_reaches_a_discretised_heads_optimal_scale():
         pass
 
 
+def test_the_criterion_freezes_its_running_sigma_too():
+    from sigmavae.likelihoods import GaussianNLL
+
+    crit = GaussianNLL(decay=0.5)
+    x, mean = _batch(0)
+    crit(mean, x)
+    before = crit.optimal.running_var.clone()
+    with crit.running_frozen():
+        crit(mean + 0.3, x)
+    torch.testing.assert_close(crit.optimal.running_var, before, rtol=0, atol=0)
+    crit(mean + 0.3, x)
+    assert not torch.equal(crit.optimal.running_var, before)
+    with GaussianNLL("learned").running_frozen():
+        pass
+
+
 def test_train_sigma_running_uses_previous_estimate():
     head = _head("optimal_sigma", decay=0.0, train_sigma="running")
     x0, m0 = _batch(0)

@@ -28,6 +28,7 @@ evaluation (the optimal-sigma head's own code), or a learned log-sigma parameter
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Sequence
 from typing import Any, Literal
@@ -231,6 +232,14 @@ class GaussianNLL(nn.Module):
             forward_watch(self, "optimiser_check")
             return gaussian_nll(pred, target, log_sigma=self.log_sigma, mask=mask)
         return gaussian_nll(pred, target, sigma=self.fixed_sigma, mask=mask)
+
+    def running_frozen(self) -> contextlib.AbstractContextManager[Any]:
+        """Within this block training-mode calls leave the running sigma as it is (a batch
+        scored a second time in one step; as ``LikelihoodHead.running_frozen``). Without a
+        running estimate (learned or fixed sigma) it changes nothing."""
+        if self.optimal is None:
+            return contextlib.nullcontext(self)
+        return self.optimal.running_frozen()
 
     @property
     def sigma(self) -> torch.Tensor:
