@@ -47,6 +47,10 @@ def add_parser(subparsers: Any, key_values: Any) -> None:
                         "cache and train the FID feature classifier (a plan's first step)")
     p.add_argument("--collect", action="store_true",
                    help="only build the reports from the finished runs (reads no data)")
+    p.add_argument("--status", action="store_true",
+                   help="only say where the runs stand: each run's state (evaluated, training "
+                        "now, stopped at epoch k, to run) and the training time left, from the "
+                        "finished runs' times (reads no data, writes nothing)")
     p.add_argument("--records", metavar="DIR",
                    help="also copy each evaluated run's small files (no checkpoints) into "
                         "DIR/<run id>/; --collect --runs-dir DIR rebuilds the reports from them")
@@ -76,7 +80,8 @@ def _run(args: argparse.Namespace, key_values: Any, command: str | None) -> None
         args.name, preset=args.preset, out=args.out, runs_dir=args.runs_dir, seeds=args.seeds,
         data=args.data, data_root=args.data_root,
         data_options=key_values(args.data_option, "--data-option"), jobs=args.jobs,
-        plan=args.plan, collect=args.collect, prepare=args.prepare, command=command,
+        plan=args.plan, collect=args.collect, prepare=args.prepare, status=args.status,
+        command=command,
         records=args.records,
         only=None if args.only is None else [r.strip() for r in args.only.split(",")
                                              if r.strip()])

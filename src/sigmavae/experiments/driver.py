@@ -30,6 +30,7 @@ from .presets import (
     user_data,
     with_seeds,
 )
+from .progress import describe_progress
 from .report import write_index, write_report
 from .runs import EvalSettings, Evaluation, RunSpec, RunStore, unique_runs
 from .stats import NOT_RUN
@@ -76,6 +77,7 @@ def run_experiments(
     data_options: dict[str, Any] | None = None, jobs: int = 1, plan: bool = False,
     collect: bool = False, prepare: bool = False, command: str | None = None,
     records: str | Path | None = None, only: Sequence[str] | None = None,
+    status: bool = False,
     log: Callable[[str], None] = lambda m: print(m, flush=True),
 ) -> Outcome:
     """Run (or ``plan``, ``prepare`` or ``collect``) the experiments ``names`` and write their
@@ -101,18 +103,20 @@ def run_experiments(
         records: copy each evaluated run's small files (configs, metrics, step logs, sample
             grid; no checkpoints) into ``records/<run id>/`` after its report is written, so
             that ``collect`` with ``runs_dir=records`` rebuilds the reports from them alone.
+        status: only say where the runs stand (:mod:`.progress`): each run's state, the epochs
+            a started one has done, the training time left; reads no data, writes nothing.
         only: train (or plan) only the runs of these table rows (the ``row`` column of
             ``runs.csv``, e.g. ``["gaussian", "optimal_sigma"]``); the reports are still
             written from every finished run, the others counted as not finished.
     """
     modes = [flag for flag, on in (("--plan", plan), ("--prepare", prepare),
-                                   ("--collect", collect)) if on]
+                                   ("--collect", collect), ("--status", status)) if on]
     if len(modes) > 1:
         raise ExperimentError(f"{' and '.join(modes)} exclude each other")
-    if only is not None and (collect or prepare):
+    if only is not None and (collect or prepare or status):
         raise ExperimentError(f"--only: {modes[0]} trains nothing; give --only when the runs "
                               "are run or planned")
-    if records is not None and (plan or prepare):
+    if records is not None and (plan or prepare or status):
         # a plan's runs and --prepare evaluate nothing here: no record would ever be written
         raise ExperimentError(f"--records {records}: {modes[0]} evaluates no run, so it writes "
                               "no records; give --records when the runs are run or collected")
@@ -140,7 +144,7 @@ def run_experiments(
     roles = sorted({r for e in experiments for r in e.roles})
     # --collect and --plan read no data: the data are named, never extracted or read
     datas = _data_for(chosen, roles, data, data_root, dict(data_options or {}),
-                      prepare=not (collect or plan))
+                      prepare=not (collect or plan or status))
     classifier_roles = {r for e in experiments if e.classifier_fid for r in e.roles}
     classifier_data = {d.key: d for r, d in datas.items() if r in classifier_roles}
     features: dict[str, tuple[str, str]] = {}
@@ -186,6 +190,9 @@ def run_experiments(
             ctx.fid_features = {d.label: feature[1] for d in ctx.data.values()
                                 for feature in [features_of(d.key)] if feature}
 
+    if status:
+        _log_status(experiments, contexts, store, jobs, log)
+        return outcome
     if plan:
         planned: dict[str, str] = {}  # data key -> the plan's --fid-features
 
@@ -233,6 +240,19 @@ def run_experiments(
                                     command)
         log(f"experiment: wrote {outcome.index}")
     return outcome
+
+
+def _log_status(experiments: Sequence[Experiment], contexts: dict[str, Context],
+                store: RunStore, jobs: int, log: Callable[[str], None]) -> None:
+    """``--status``: each experiment's runs, then (for several) all of them once."""
+    everything: list[RunSpec] = []
+    for experiment in experiments:
+        specs = unique_runs(experiment.runs(contexts[experiment.name]))
+        everything += specs
+        log(f"experiment {experiment.name}: " + "\n".join(describe_progress(store, specs, jobs)))
+    if len(experiments) > 1:
+        lines = describe_progress(store, unique_runs(everything), jobs)
+        log(f"all of them: {lines[0]}\n{lines[-1]}")
 
 
 def _check_rows(only: Sequence[str], rows: set[str], asked: str) -> None:

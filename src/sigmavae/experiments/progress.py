@@ -1,0 +1,158 @@
+"""``sigmavae experiment NAME --status``: where a long reproduction stands, read from the run
+folders alone (no data, no training): each run's state, the epochs a started run has done, and
+the training time left, estimated from the runs that have finished.
+
+A run is *evaluated* (its report numbers exist), *trained* (waiting for its evaluation),
+*training now* (a process holds its folder's lock), *stopped* (it has epochs or a checkpoint but
+no process trains it: the next run of the command goes on from its checkpoint) or *to run*.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import socket
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from ..run.lock import RunLock
+from .runs import RunSpec, RunStore, read_seconds
+
+EVALUATED, TRAINED, TRAINING, STOPPED, TO_RUN = (
+    "evaluated", "trained", "training now", "stopped", "to run")
+
+
+@dataclass(frozen=True)
+class RunProgress:
+    """One run's state; ``epochs_done`` of ``epochs`` (``None`` where the config is unknown)
+    and its training seconds (finished runs only)."""
+
+    spec: RunSpec
+    state: str
+    epochs_done: int
+    epochs: int | None
+    train_seconds: float | None
+
+    @property
+    def fraction_left(self) -> float:
+        """The part of its training still to do, in [0, 1]."""
+        if self.state in (EVALUATED, TRAINED):
+            return 0.0
+        if not self.epochs:
+            return 1.0
+        return max(0.0, 1.0 - self.epochs_done / self.epochs)
+
+
+def run_progress(store: RunStore, spec: RunSpec) -> RunProgress:
+    """The state of ``spec``'s run in ``store`` (reads its folder; takes no lock)."""
+    folder = store.folder(spec)
+    status = store.status(spec)
+    epochs_done = _rows(folder / "epochs.csv")
+    if status in ("evaluated", "trained"):
+        state = EVALUATED if status == "evaluated" else TRAINED
+    elif _trained_now(folder):
+        state = TRAINING
+    elif status == "started" or epochs_done:
+        state = STOPPED
+    else:
+        state = TO_RUN
+    return RunProgress(spec, state, epochs_done, _epochs(folder, spec),
+                       read_seconds(folder / "train_seconds.txt"))
+
+
+def describe_progress(store: RunStore, specs: Sequence[RunSpec], jobs: int) -> list[str]:
+    """Lines for people: a count per state, each run that is not evaluated with its state and
+    epochs, and the training time left at ``jobs`` runs at once, estimated from the finished
+    runs' training times (of the same head where one has finished, else of all of them)."""
+    runs = [run_progress(store, s) for s in specs]
+    counts = {state: sum(r.state == state for r in runs)
+              for state in (EVALUATED, TRAINED, TRAINING, STOPPED, TO_RUN)}
+    lines = [f"{len(runs)} runs: " + ", ".join(f"{n} {state}" for state, n in counts.items()
+                                               if n)]
+    for run in runs:
+        if run.state != EVALUATED:
+            done = (f", epoch {run.epochs_done} of {run.epochs}" if run.epochs
+                    and run.state in (TRAINING, STOPPED) else "")
+            lines.append(f"  {run.spec.run_id}  {run.spec.label}, seed {run.spec.seed}: "
+                         f"{run.state}{done}")
+    left, guessed = _seconds_left(runs, _finished_times(store))
+    if left is None:
+        lines.append("time left: unknown until a run in this runs folder has finished training")
+    elif left > 0:
+        hours = left / max(1, min(jobs, sum(r.fraction_left > 0 for r in runs))) / 3600
+        guess = (f"; {guessed} run(s) of a head with no finished run counted at the median "
+                 "run's time, though a heavy head costs more" if guessed else "")
+        lines.append(f"training left: about {hours:.1f} h at {jobs} run(s) at once "
+                     f"({left / 3600:.1f} run-hours, from the training times of the finished "
+                     f"runs in this runs folder{guess}; evaluations come on top)")
+    return lines
+
+
+def _finished_times(store: RunStore) -> list[tuple[str | None, float]]:
+    """``(head, training seconds)`` of every run in ``store`` that has finished training."""
+    times = []
+    for train_seconds in sorted(store.root.glob("*/train_seconds.txt")):
+        seconds = read_seconds(train_seconds)
+        config = train_seconds.parent / "train.yaml"
+        if seconds and config.is_file():
+            head = (yaml.safe_load(config.read_text()) or {}).get("likelihood")
+            times.append((head, seconds))
+    return times
+
+
+def _seconds_left(runs: Sequence[RunProgress], finished: Sequence[tuple[str | None, float]],
+                  ) -> tuple[float | None, int]:
+    """Training seconds still to do (``None`` when nothing has finished to estimate from) and
+    how many of the runs left had no finished run of their head to go by."""
+    if not finished:
+        return (None if any(r.fraction_left for r in runs) else 0.0), 0
+    everyone = statistics.median(seconds for _, seconds in finished)
+    total, guessed = 0.0, 0
+    for run in runs:
+        if run.fraction_left:
+            same = [seconds for head, seconds in finished
+                    if head == run.spec.train.get("likelihood")]
+            guessed += not same
+            total += run.fraction_left * (statistics.median(same) if same else everyone)
+    return total, guessed
+
+
+def _trained_now(folder: Path) -> bool:
+    """Whether a live process holds the run folder's lock, from the note in its lock file
+    (process and host). The lock itself is not tried: a look that took it for an instant could
+    refuse a training that starts at that instant. A lock file left by a killed process names a
+    process that is gone; one from another host is taken as live (it cannot be checked here)."""
+    note = RunLock(folder).owner()
+    if not note or not isinstance(note.get("pid"), int):
+        return False
+    if note.get("host") != socket.gethostname():
+        return True
+    try:
+        os.kill(note["pid"], 0)  # signal 0: does the process exist (no signal is sent)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, as another user's
+        return True
+    return True
+
+
+def _rows(path: Path) -> int:
+    if not path.is_file():
+        return 0
+    with path.open(newline="") as f:
+        return sum(1 for _ in csv.DictReader(f))
+
+
+def _epochs(folder: Path, spec: RunSpec) -> int | None:
+    """The epochs the run trains for: its spec's, else its written ``train.yaml``'s."""
+    epochs = spec.train.get("epochs")
+    if epochs is None and (folder / "train.yaml").is_file():
+        epochs = (yaml.safe_load((folder / "train.yaml").read_text()) or {}).get("epochs")
+    return int(epochs) if isinstance(epochs, int) else None
+
+
+__all__ = ["RunProgress", "describe_progress", "run_progress"]
