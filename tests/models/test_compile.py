@@ -15,14 +15,20 @@ from sigmavae.objective import elbo_terms
 SHAPE = (3, 28, 28)
 
 
+#: Heads by name, and the per-channel optimal sigma (per_dim shared over the image's H and W).
+NAMES = [*likelihoods.names(), "optimal_sigma_per_channel"]
+
+
 def _model(name: str) -> torch.nn.Module:
     options = {"beta": 0.01} if name == "fixed_sigma" else {}
+    if name == "optimal_sigma_per_channel":
+        name, options = "optimal_sigma_per_dim", {"shared_dims": (-2, -1)}
     model = build_conv_vae(SHAPE, likelihoods.create(name, **options))
     model.head.validate_args = False  # what the trainer does: uint8 batches are valid as built
     return model
 
 
-@pytest.mark.parametrize("name", likelihoods.names())
+@pytest.mark.parametrize("name", NAMES)
 def test_training_step_has_no_graph_breaks(name: str) -> None:
     torch._dynamo.reset()
     torch.manual_seed(0)
@@ -36,7 +42,8 @@ def test_training_step_has_no_graph_breaks(name: str) -> None:
     assert explained.graph_count == 1
 
 
-@pytest.mark.parametrize("name", ["optimal_sigma", "optimal_sigma_per_dim"])
+@pytest.mark.parametrize("name", ["optimal_sigma", "optimal_sigma_per_dim",
+                                  "optimal_sigma_per_channel"])
 def test_compiled_steps_match_eager(name: str) -> None:
     """Three Adam steps, eager vs compiled (aot_eager: Dynamo + AOTAutograd, no C++ build), give
     the same losses, parameters and running variance; a non-finite batch is skipped by both."""

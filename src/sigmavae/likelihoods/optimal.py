@@ -150,7 +150,7 @@ def masked_variance(
         else:
             axes = per_dim_axes(squared.dim(), shared_dims)
             total = squared.sum(axes, keepdim=True)[0]  # (C, ...), 1 at the shared axes
-            count = math.prod(squared.shape[a] for a in axes)
+            count = math.prod([squared.shape[a] for a in axes])  # (a list: compile traces it)
         if is_distributed():
             count_t = all_reduce_sum(torch.tensor(float(count), device=squared.device))
             return all_reduce_sum(total) / count_t, None
@@ -320,9 +320,10 @@ class OptimalSigmaGaussian(LikelihoodHead):
         summary = self._summary_var(var, observed).to(
             self.running_var.dtype if self.running_var.numel() else torch.float32)
         if self.running_var.shape != summary.shape:  # per_dim: sized on first use
-            if self.num_batches_tracked > 0:
+            if self.running_var.numel():  # (shapes only: no tensor value decides, for compile)
                 raise LikelihoodInputError(self._shape_changed(summary.shape))
             self.running_var = torch.ones_like(summary)
+            self.num_batches_tracked.zero_()
         # Tensor ops only, no data-dependent Python branches, so torch.compile traces the step
         # in one graph. A non-finite batch (the trainer skips its step) leaves the average alone.
         finite = torch.isfinite(summary).all()
