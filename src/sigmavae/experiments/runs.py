@@ -366,10 +366,20 @@ def _stop_passed_on(pool: ProcessPoolExecutor) -> Iterator[list[int]]:
             signal.signal(signum, old)
 
 
+#: Stop signals a worker received while idle (no job's own handlers installed).
+_IDLE_STOPS: list[int] = []
+
+
 def _init_worker(threads: int) -> None:
     import torch
 
     torch.set_num_threads(threads)
+    # An idle worker must outlive a stop signal: dying would break the pool and leave the
+    # parent waiting in its shutdown. It records the signal instead; a job that starts after
+    # one is not begun, and a running job's own handlers (the trainer's, the evaluation's)
+    # take over while it runs and give these back when it ends.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda signum, frame: _IDLE_STOPS.append(signum))
 
 
 def train_command(folder: Path) -> list[str]:
@@ -419,6 +429,9 @@ def run_job(folder: str, evaluation: Evaluation | None) -> float:
     """
     run = Path(folder)
     what = "training" if evaluation is None else "evaluation"
+    if _IDLE_STOPS:  # stopped between jobs: this one is not begun
+        raise ExperimentError(f"run {run.name}: {what} not started: stopped by signal "
+                              f"{_IDLE_STOPS[-1]}")
     log = run / ("train.log" if evaluation is None else "eval.log")
     command = (train_command(run) if evaluation is None
                else evaluation.command(run / "checkpoints" / "last.ckpt", run / "eval.json"))
