@@ -30,7 +30,7 @@ from .presets import (
     user_data,
     with_seeds,
 )
-from .progress import describe_progress
+from .progress import describe_progress, finished_times
 from .report import write_index, write_report
 from .runs import EvalSettings, Evaluation, RunSpec, RunStore, unique_runs
 from .stats import NOT_RUN
@@ -246,12 +246,14 @@ def _log_status(experiments: Sequence[Experiment], contexts: dict[str, Context],
                 store: RunStore, jobs: int, log: Callable[[str], None]) -> None:
     """``--status``: each experiment's runs, then (for several) all of them once."""
     everything: list[RunSpec] = []
+    finished = finished_times(store)  # the run folders' times, read once for every experiment
     for experiment in experiments:
         specs = unique_runs(experiment.runs(contexts[experiment.name]))
         everything += specs
-        log(f"experiment {experiment.name}: " + "\n".join(describe_progress(store, specs, jobs)))
+        log(f"experiment {experiment.name}: "
+            + "\n".join(describe_progress(store, specs, jobs, finished)))
     if len(experiments) > 1:
-        lines = describe_progress(store, unique_runs(everything), jobs)
+        lines = describe_progress(store, unique_runs(everything), jobs, finished)
         log(f"all of them: {lines[0]}\n{lines[-1]}")
 
 

@@ -10,8 +10,6 @@ no process trains it: the next run of the command goes on from its checkpoint) o
 from __future__ import annotations
 
 import csv
-import os
-import socket
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -28,14 +26,12 @@ EVALUATED, TRAINED, TRAINING, STOPPED, TO_RUN = (
 
 @dataclass(frozen=True)
 class RunProgress:
-    """One run's state; ``epochs_done`` of ``epochs`` (``None`` where the config is unknown)
-    and its training seconds (finished runs only)."""
+    """One run's state; ``epochs_done`` of ``epochs`` (``None`` where the config is unknown)."""
 
     spec: RunSpec
     state: str
     epochs_done: int
     epochs: int | None
-    train_seconds: float | None
 
     @property
     def fraction_left(self) -> float:
@@ -54,20 +50,21 @@ def run_progress(store: RunStore, spec: RunSpec) -> RunProgress:
     epochs_done = _rows(folder / "epochs.csv")
     if status in ("evaluated", "trained"):
         state = EVALUATED if status == "evaluated" else TRAINED
-    elif _trained_now(folder):
+    elif RunLock(folder).holder_alive():
         state = TRAINING
     elif status == "started" or epochs_done:
         state = STOPPED
     else:
         state = TO_RUN
-    return RunProgress(spec, state, epochs_done, _epochs(folder, spec),
-                       read_seconds(folder / "train_seconds.txt"))
+    return RunProgress(spec, state, epochs_done, _epochs(folder, spec))
 
 
-def describe_progress(store: RunStore, specs: Sequence[RunSpec], jobs: int) -> list[str]:
+def describe_progress(store: RunStore, specs: Sequence[RunSpec], jobs: int,
+                      finished: Sequence[tuple[str | None, float]] | None = None) -> list[str]:
     """Lines for people: a count per state, each run that is not evaluated with its state and
     epochs, and the training time left at ``jobs`` runs at once, estimated from the finished
-    runs' training times (of the same head where one has finished, else of all of them)."""
+    runs' training times (of the same head where one has finished, else of all of them);
+    ``finished`` is :func:`finished_times` of ``store``, read here when not given."""
     runs = [run_progress(store, s) for s in specs]
     counts = {state: sum(r.state == state for r in runs)
               for state in (EVALUATED, TRAINED, TRAINING, STOPPED, TO_RUN)}
@@ -79,7 +76,8 @@ def describe_progress(store: RunStore, specs: Sequence[RunSpec], jobs: int) -> l
                     and run.state in (TRAINING, STOPPED) else "")
             lines.append(f"  {run.spec.run_id}  {run.spec.label}, seed {run.spec.seed}: "
                          f"{run.state}{done}")
-    left, guessed = _seconds_left(runs, _finished_times(store))
+    finished = finished_times(store) if finished is None else finished
+    left, guessed = _seconds_left(runs, finished)
     if left is None:
         lines.append("time left: unknown until a run in this runs folder has finished training")
     elif left > 0:
@@ -92,7 +90,7 @@ def describe_progress(store: RunStore, specs: Sequence[RunSpec], jobs: int) -> l
     return lines
 
 
-def _finished_times(store: RunStore) -> list[tuple[str | None, float]]:
+def finished_times(store: RunStore) -> list[tuple[str | None, float]]:
     """``(head, training seconds)`` of every run in ``store`` that has finished training."""
     times = []
     for train_seconds in sorted(store.root.glob("*/train_seconds.txt")):
@@ -119,25 +117,6 @@ def _seconds_left(runs: Sequence[RunProgress], finished: Sequence[tuple[str | No
             guessed += not same
             total += run.fraction_left * (statistics.median(same) if same else everyone)
     return total, guessed
-
-
-def _trained_now(folder: Path) -> bool:
-    """Whether a live process holds the run folder's lock, from the note in its lock file
-    (process and host). The lock itself is not tried: a look that took it for an instant could
-    refuse a training that starts at that instant. A lock file left by a killed process names a
-    process that is gone; one from another host is taken as live (it cannot be checked here)."""
-    note = RunLock(folder).owner()
-    if not note or not isinstance(note.get("pid"), int):
-        return False
-    if note.get("host") != socket.gethostname():
-        return True
-    try:
-        os.kill(note["pid"], 0)  # signal 0: does the process exist (no signal is sent)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # it exists, as another user's
-        return True
-    return True
 
 
 def _rows(path: Path) -> int:

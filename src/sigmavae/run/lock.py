@@ -141,6 +141,24 @@ class RunLock:
             return None
         return note if isinstance(note, dict) else None
 
+    def holder_alive(self) -> bool:
+        """Whether the process the lock file's note names is alive, without trying the lock
+        (a look that took it for an instant could refuse a run starting at that instant). A
+        file left by a killed process names a process that is gone; a holder on another host
+        cannot be checked from here and counts as alive."""
+        note = self.owner()
+        if not note or not isinstance(note.get("pid"), int):
+            return False
+        if note.get("host") != socket.gethostname():
+            return True
+        try:
+            os.kill(note["pid"], 0)  # signal 0: does the process exist (no signal is sent)
+        except ProcessLookupError:
+            return False
+        except PermissionError:  # it exists, as another user's
+            return True
+        return True
+
     def _held_message(self) -> str:
         note = self.owner()
         who = "another process"
