@@ -1,5 +1,6 @@
 """The API reference's Griffe extension (tools/griffe_sphinx_roles.py): Sphinx roles in the
-docstrings become the code spans Sphinx would show, and nothing else changes."""
+docstrings become the code spans Sphinx would show (what ``sigmavae likelihoods NAME`` prints as
+plain text, from the same ``sigmavae.options.role_text``), and nothing else changes."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import importlib.util
 from pathlib import Path
 
 import pytest
+
+from sigmavae.options import SPHINX_ROLE
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -45,7 +48,7 @@ def test_no_docstring_of_the_package_keeps_a_role_once_loaded(roles):
     left = []
 
     def visit(obj):
-        if obj.docstring is not None and roles.ROLE.search(obj.docstring.value):
+        if obj.docstring is not None and SPHINX_ROLE.search(obj.docstring.value):
             left.append(obj.path)
         for member in obj.members.values():
             if not member.is_alias:

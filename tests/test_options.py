@@ -106,6 +106,7 @@ def test_args_sections_and_plain_text():
                                  "c": "typed."}
     assert args_section("No sections here.") == {}
     assert plain_text("``x`` of :class:`~a.b.C` and :func:`.d.e`") == "x of C and d.e"
+    assert plain_text("below :py:attr:`the floor <min_sigma>`") == "below the floor"
     assert describe_type(Sequence[int]) == "a list of integers"
     assert describe_type(tuple[int, ...]) == "a list of integers"
     assert describe_type(Callable[[int], int] | None) == "a function (from Python only) or None"

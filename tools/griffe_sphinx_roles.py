@@ -9,28 +9,17 @@ literal text. Each role becomes a code span showing what Sphinx would show: the 
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import griffe
 
-#: ``:role:`text``` (also ``:py:role:``), for the roles the docstrings use.
-ROLE = re.compile(r":(?:py:)?(?:class|func|meth|data|attr|mod|exc|obj|const):`([^`]+)`")
-
-
-def shown(text: str) -> str:
-    """What Sphinx prints for the role's ``text``."""
-    titled = re.fullmatch(r"(.+?)\s*<([^>]+)>", text)
-    if titled:
-        return titled.group(1)
-    if text.startswith("~"):
-        return text.lstrip("~").rsplit(".", 1)[-1]
-    return text.lstrip(".")
+from sigmavae.options import SPHINX_ROLE, role_text
 
 
 def to_markdown(docstring: str) -> str:
-    """``docstring`` with every Sphinx role replaced by a Markdown code span."""
-    return ROLE.sub(lambda m: f"`{shown(m.group(1))}`", docstring)
+    """``docstring`` with every Sphinx role replaced by a Markdown code span of what Sphinx
+    would show (:func:`sigmavae.options.role_text`)."""
+    return SPHINX_ROLE.sub(lambda m: f"`{role_text(m.group(1))}`", docstring)
 
 
 class SphinxRoles(griffe.Extension):

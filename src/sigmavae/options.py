@@ -172,12 +172,25 @@ def options_text(title: str, factory: Callable[..., Any], internal: Iterable[str
     return "\n".join(lines)
 
 
+#: A Sphinx role in a docstring, ``:role:`text``` (also ``:py:role:``); group 1 is ``text``.
+SPHINX_ROLE = re.compile(r":(?:py:)?(?:class|func|meth|data|attr|mod|exc|obj|const):`([^`]+)`")
+
+
+def role_text(text: str) -> str:
+    """What Sphinx shows for a role's ``text``: the title of ``title <target>``, the last part
+    of a ``~``-target, else the target without its leading dots."""
+    titled = re.fullmatch(r"(.+?)\s*<([^>]+)>", text)
+    if titled:
+        return titled.group(1)
+    if text.startswith("~"):
+        return text.lstrip("~").rsplit(".", 1)[-1]
+    return text.lstrip(".")
+
+
 def plain_text(text: str) -> str:
     """Docstring markup read as plain text: ``code`` and Sphinx roles (``:class:`~a.B```) as
-    the words they show."""
-    text = re.sub(r":\w+:`~?\.*([^`]+)`", lambda m: m.group(1).rsplit(".", 1)[-1]
-                  if m.group(0).split("`")[1].startswith("~") else m.group(1), text)
-    return text.replace("``", "")
+    the words they show (:func:`role_text`)."""
+    return SPHINX_ROLE.sub(lambda m: role_text(m.group(1)), text).replace("``", "")
 
 
 def args_section(docstring: str) -> dict[str, str]:

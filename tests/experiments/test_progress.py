@@ -32,13 +32,14 @@ def _spec(head: str, seed: int) -> RunSpec:
 
 
 def _folder(store: RunStore, spec: RunSpec, *, epochs: int = 0, checkpoint: bool = False,
-            final: bool = False, evaluated: bool = False, seconds: float | None = None):
+            final: bool = False, evaluated: bool = False, seconds: float | None = None,
+            epoch_seconds: float = 0.0):
     folder = store.folder(spec)
     folder.mkdir(parents=True)
     (folder / "train.yaml").write_text(yaml.safe_dump({**spec.train, "seed": spec.seed}))
     if epochs:
-        (folder / "epochs.csv").write_text("epoch,step\n" + "".join(
-            f"{e},{10 * e}\n" for e in range(1, epochs + 1)))
+        (folder / "epochs.csv").write_text("epoch,step,seconds\n" + "".join(
+            f"{e},{10 * e},{epoch_seconds}\n" for e in range(1, epochs + 1)))
     if checkpoint:
         (folder / "checkpoints").mkdir()
         (folder / "checkpoints" / "last.ckpt").write_bytes(b"x")
@@ -101,9 +102,27 @@ def test_the_time_left_comes_from_the_finished_runs_of_the_same_head(store):
     # run has finished) = 4500 s = 1.25 run-hours, over 2 runs at once
     assert lines[-1].startswith("training left: about 0.6 h at 2 run(s) at once (1.2 "
                                 "run-hours")
-    assert "1 run(s) of a head with no finished run" in lines[-1]
+    assert "1 run(s) of a head with no finished or started run" in lines[-1]
     nothing = RunStore(store.root.parent / "empty", log=lambda m: None)
     assert describe_progress(nothing, specs, 1)[-1].startswith("time left: unknown")
+
+
+def test_a_head_with_no_finished_run_is_timed_by_its_started_runs_epochs(store):
+    _folder(store, _spec("gaussian", 0), epochs=4, final=True, evaluated=True, seconds=1000)
+    # a categorical run 2 epochs of 4 in, 500 s each: 2000 s a run, 1000 s of it left
+    _folder(store, _spec("categorical", 0), epochs=2, checkpoint=True, epoch_seconds=500)
+    specs = [_spec("categorical", 0), _spec("categorical", 1), _spec("gaussian", 1)]
+    line = describe_progress(store, specs, jobs=1)[-1]
+    # 1000 + 2000 (the other categorical) + 1000 (gaussian's finished run) = 4000 s
+    assert line.startswith("training left: about 1.1 h at 1 run(s) at once (1.1 run-hours")
+    assert "counted at the median" not in line
+    # with nothing finished at all, the timed epochs still give an estimate
+    only = RunStore(store.root.parent / "only", log=lambda m: None)
+    _folder(only, _spec("categorical", 0), epochs=1, checkpoint=True, epoch_seconds=900)
+    line = describe_progress(only, specs, jobs=1)[-1]
+    # 0.75 x 3600 + 3600 + 3600 (gaussian: no run of its own, the median of the timed ones)
+    assert line.startswith("training left: about 2.8 h at 1 run(s) at once (2.8 run-hours")
+    assert "1 run(s) of a head with no finished or started run" in line
 
 
 def test_status_reads_no_data_and_writes_nothing(tmp_path, monkeypatch):
@@ -112,7 +131,7 @@ def test_status_reads_no_data_and_writes_nothing(tmp_path, monkeypatch):
     said: list[str] = []
     run_experiments("beta-sweep", preset="paper-length", status=True, runs_dir=tmp_path / "r",
                     out=tmp_path / "out", log=said.append)
-    assert said[0].startswith("experiment beta-sweep: 22 runs: 22 to run")
+    assert said[0].startswith("experiment beta-sweep: 25 runs: 25 to run")
     assert not (tmp_path / "out").exists() and not (tmp_path / "r").exists()
     assert not (tmp_path / "cache").exists()
     with pytest.raises(ExperimentError, match="--collect and --status exclude each other"):

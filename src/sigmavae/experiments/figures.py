@@ -27,11 +27,12 @@ CELL_PX = 72
 DPI = 100
 
 
-def _sweep_series(results: Results, value: Callable[[RunResult], float | None]
+def _sweep_series(results: Results, value: Callable[[RunResult], float | None],
+                  betas: Sequence[float] = SWEEP_BETAS
                   ) -> tuple[list[float], list[float], list[float]]:
-    """``(betas, means, 2 SE)`` of a per-run value over the sweep's betas that have runs."""
+    """``(betas, means, 2 SE)`` of a per-run value over the sweep's ``betas`` that have runs."""
     xs, ys, es = [], [], []
-    for beta in SWEEP_BETAS:
+    for beta in betas:
         est = results.estimate(beta_row(beta).row, value)
         if est is not None:
             xs.append(beta)
@@ -75,23 +76,24 @@ def _finish_beta_axis(ax, ylabel: str) -> None:
     ax.grid(alpha=0.3)
 
 
-def beta_sweep_plot(results: Results, path: Path) -> Path | None:
-    """Test -ELBO and FID against beta (log axis), the sigma-VAEs at their effective beta.
+def beta_sweep_plot(results: Results, path: Path,
+                    betas: Sequence[float] = SWEEP_BETAS) -> Path | None:
+    """Test -ELBO and FID against ``betas`` (log axis), the sigma-VAEs at their effective beta.
 
     The bound spans thousands of nats of both signs: its axis is symmetric-log (linear within
     +-100 nats) and every mean is printed beside its point, so that neighbours such as -1,306
     and -880 stay apart."""
-    if not any(results.runs(beta_row(b).row) for b in SWEEP_BETAS):
+    if not any(results.runs(beta_row(b).row) for b in betas):
         return None
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.6))
-    xs, ys, es = _sweep_series(results, headline_bound)
+    xs, ys, es = _sweep_series(results, headline_bound, betas)
     _band(axes[0], xs, ys, es, "beta-VAE (unit variance)", fmt="o-")
     for x, y in zip(xs, ys, strict=True):
         _annotate(axes[0], x, y)
     _sigma_markers(axes[0], results, headline_bound, annotate=True)
     axes[0].set_yscale("symlog", linthresh=100)
     _finish_beta_axis(axes[0], "test -ELBO (nats/image, x/255; symlog axis)")
-    _band(axes[1], *_sweep_series(results, fid), "beta-VAE (unit variance)", fmt="o-")
+    _band(axes[1], *_sweep_series(results, fid, betas), "beta-VAE (unit variance)", fmt="o-")
     _sigma_markers(axes[1], results, fid)
     _finish_beta_axis(axes[1], "FID (substitute features; lower is better)")
     axes[0].legend(fontsize=8, loc="best")

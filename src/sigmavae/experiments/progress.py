@@ -1,6 +1,7 @@
 """``sigmavae experiment NAME --status``: where a long reproduction stands, read from the run
 folders alone (no data, no training): each run's state, the epochs a started run has done, and
-the training time left, estimated from the runs that have finished.
+the training time left, estimated from the runs that have finished (or, for a head none of
+whose runs has finished yet, from the epochs its started runs have timed).
 
 A run is *evaluated* (its report numbers exist), *trained* (waiting for its evaluation),
 *training now* (a process holds its folder's lock), *stopped* (it has epochs or a checkpoint but
@@ -26,12 +27,14 @@ EVALUATED, TRAINED, TRAINING, STOPPED, TO_RUN = (
 
 @dataclass(frozen=True)
 class RunProgress:
-    """One run's state; ``epochs_done`` of ``epochs`` (``None`` where the config is unknown)."""
+    """One run's state; ``epochs_done`` of ``epochs`` (``None`` where the config is unknown);
+    ``epoch_seconds``: the training seconds of each epoch done (``epochs.csv``)."""
 
     spec: RunSpec
     state: str
     epochs_done: int
     epochs: int | None
+    epoch_seconds: tuple[float, ...] = ()
 
     @property
     def fraction_left(self) -> float:
@@ -47,7 +50,8 @@ def run_progress(store: RunStore, spec: RunSpec) -> RunProgress:
     """The state of ``spec``'s run in ``store`` (reads its folder; takes no lock)."""
     folder = store.folder(spec)
     status = store.status(spec)
-    epochs_done = _rows(folder / "epochs.csv")
+    epoch_seconds = _epoch_seconds(folder / "epochs.csv")
+    epochs_done = len(epoch_seconds)
     if status in ("evaluated", "trained"):
         state = EVALUATED if status == "evaluated" else TRAINED
     elif RunLock(folder).holder_alive():
@@ -56,14 +60,16 @@ def run_progress(store: RunStore, spec: RunSpec) -> RunProgress:
         state = STOPPED
     else:
         state = TO_RUN
-    return RunProgress(spec, state, epochs_done, _epochs(folder, spec))
+    return RunProgress(spec, state, epochs_done, _epochs(folder, spec), tuple(
+        seconds for seconds in epoch_seconds if seconds))  # None or 0: not timed
 
 
 def describe_progress(store: RunStore, specs: Sequence[RunSpec], jobs: int,
                       finished: Sequence[tuple[str | None, float]] | None = None) -> list[str]:
     """Lines for people: a count per state, each run that is not evaluated with its state and
     epochs, and the training time left at ``jobs`` runs at once, estimated from the finished
-    runs' training times (of the same head where one has finished, else of all of them);
+    runs' training times (of the same head where one has finished; else from the epochs its
+    started runs have timed; else of all of them);
     ``finished`` is :func:`finished_times` of ``store``, read here when not given."""
     runs = [run_progress(store, s) for s in specs]
     counts = {state: sum(r.state == state for r in runs)
@@ -82,8 +88,8 @@ def describe_progress(store: RunStore, specs: Sequence[RunSpec], jobs: int,
         lines.append("time left: unknown until a run in this runs folder has finished training")
     elif left > 0:
         hours = left / max(1, min(jobs, sum(r.fraction_left > 0 for r in runs))) / 3600
-        guess = (f"; {guessed} run(s) of a head with no finished run counted at the median "
-                 "run's time, though a heavy head costs more" if guessed else "")
+        guess = (f"; {guessed} run(s) of a head with no finished or started run counted at "
+                 "the median run's time, though a heavy head costs more" if guessed else "")
         lines.append(f"training left: about {hours:.1f} h at {jobs} run(s) at once "
                      f"({left / 3600:.1f} run-hours, from the training times of the finished "
                      f"runs in this runs folder{guess}; evaluations come on top)")
@@ -105,25 +111,42 @@ def finished_times(store: RunStore) -> list[tuple[str | None, float]]:
 def _seconds_left(runs: Sequence[RunProgress], finished: Sequence[tuple[str | None, float]],
                   ) -> tuple[float | None, int]:
     """Training seconds still to do (``None`` when nothing has finished to estimate from) and
-    how many of the runs left had no finished run of their head to go by."""
-    if not finished:
+    how many of the runs left had neither a finished run of their head to go by nor a timed
+    epoch of one (those are counted at the median finished run's time)."""
+    # head -> seconds of a whole run, from the epochs its started runs have timed
+    timed: dict[str | None, list[float]] = {}
+    for run in runs:
+        if run.epoch_seconds and run.epochs and run.fraction_left:
+            timed.setdefault(run.spec.train.get("likelihood"), []).append(
+                statistics.median(run.epoch_seconds) * run.epochs)
+    if not finished and not timed:
         return (None if any(r.fraction_left for r in runs) else 0.0), 0
-    everyone = statistics.median(seconds for _, seconds in finished)
+    everyone = statistics.median([seconds for _, seconds in finished]
+                                 or [s for times in timed.values() for s in times])
     total, guessed = 0.0, 0
     for run in runs:
         if run.fraction_left:
-            same = [seconds for head, seconds in finished
-                    if head == run.spec.train.get("likelihood")]
+            head = run.spec.train.get("likelihood")
+            same = [seconds for name, seconds in finished if name == head] or timed.get(head)
             guessed += not same
             total += run.fraction_left * (statistics.median(same) if same else everyone)
     return total, guessed
 
 
-def _rows(path: Path) -> int:
+def _epoch_seconds(path: Path) -> list[float | None]:
+    """The ``seconds`` column of an ``epochs.csv`` (one entry per epoch; ``None`` where not
+    a number)."""
     if not path.is_file():
-        return 0
+        return []
     with path.open(newline="") as f:
-        return sum(1 for _ in csv.DictReader(f))
+        return [_number(row.get("seconds")) for row in csv.DictReader(f)]
+
+
+def _number(text: str | None) -> float | None:
+    try:
+        return float(text) if text else None
+    except ValueError:
+        return None
 
 
 def _epochs(folder: Path, spec: RunSpec) -> int | None:
