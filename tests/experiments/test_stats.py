@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 
 from sigmavae.experiments import EXPERIMENTS, claims
@@ -18,6 +19,7 @@ from sigmavae.experiments.stats import (
     bounds_below,
     combine,
     estimate,
+    prediction_interval,
     estimate_bounds,
     fmt_bounds,
     less_than,
@@ -95,3 +97,24 @@ def test_bounds_over_seeds_stay_open_if_any_seed_is_censored():
     mixed = estimate_bounds([(10.0, 10.0), (5633.0, None)])
     assert mixed.high is None and mixed.low == estimate([10.0, 5633.0])
     assert estimate_bounds([]) is None
+
+
+def test_the_prediction_interval_holds_one_more_seed_95_times_in_100():
+    """Against scipy's t interval, and by simulation: normal seeds, one more drawn after them."""
+    from scipy import stats
+
+    est = estimate([-2084.9, -2082.5, -2083.7])
+    sd = est.stderr * math.sqrt(3)
+    want = stats.t.interval(0.95, 2, loc=est.mean, scale=sd * math.sqrt(1 + 1 / 3))
+    assert prediction_interval(est) == pytest.approx(want, rel=1e-12)
+    rng = np.random.default_rng(0)
+    draws = rng.normal(size=(20_000, 4))
+    held = in_range = 0
+    for row in draws:
+        low, high = prediction_interval(estimate(row[:3]))
+        held += low <= row[3] <= high
+        in_range += row[:3].min() <= row[3] <= row[:3].max()
+    assert held / len(draws) == pytest.approx(0.95, abs=0.005)
+    assert in_range / len(draws) == pytest.approx(0.5, abs=0.01)  # what the range would give
+    with pytest.raises(ValueError, match="2 or more seeds"):
+        prediction_interval(estimate([1.0]))

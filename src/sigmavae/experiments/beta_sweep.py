@@ -19,7 +19,15 @@ from .framework import (
 from .heads import LEARNED, OPTIMAL, SWEEP_BETAS, HeadRow, beta_row
 from .measures import effective_beta, fid, headline_bound
 from .runs import RunSpec
-from .stats import NOT_RUN, Estimate, all_of, estimate, fmt_estimate, less_than
+from .stats import (
+    NOT_RUN,
+    Estimate,
+    all_of,
+    estimate,
+    fmt_estimate,
+    less_than,
+    prediction_interval,
+)
 from .sweep import SweepExperiment, sweep_specs, table1_betas_in
 
 #: the float32 run that checks a preset trained at another precision (seed 0, optimal sigma)
@@ -35,27 +43,48 @@ def float32_check_spec(ctx: Context) -> RunSpec | None:
     return RunSpec(spec.row, spec.label, {**spec.train, "precision": "32-true"}, spec.seed)
 
 
+#: what the precision check compares: (name, per-run value, unit, digits)
+_PRECISION_MEASURES = (("test bound", headline_bound, " nats/image", 1),
+                       ("effective beta", effective_beta, "", 5),
+                       ("FID", fid, " (substitute features)", 1))
+
+
 def float32_check_note(ctx: Context, results: Results) -> str | None:
-    """Whether the float32 run's test bound lies within the seed spread of the preset's."""
+    """Whether the float32 run is one more seed of the preset's precision: its test bound,
+    effective beta and FID each inside the 95% prediction interval of the preset's seeds
+    (:func:`.stats.prediction_interval`)."""
     if float32_check_spec(ctx) is None:
         return None
-    check = [headline_bound(r) for r in results.runs(FLOAT32_CHECK.row)]
-    seeds = [v for v in (headline_bound(r) for r in results.runs(OPTIMAL.row)) if v is not None]
-    if not check or check[0] is None or len(seeds) < 2:
+    checks = results.runs(FLOAT32_CHECK.row)
+    if not checks or headline_bound(checks[0]) is None or len(results.runs(OPTIMAL.row)) < 2:
         return (f"Precision check (--precision {ctx.preset.precision} against float32, optimal "
                 "sigma-VAE): not finished yet.")
-    est = estimate(seeds)
-    assert est is not None and est.stderr is not None
-    low, high = min(seeds), max(seeds)
-    inside = low <= check[0] <= high
-    sd = est.stderr * math.sqrt(est.n)
-    return (f"Precision check: the optimal sigma-VAE trained in float32 (seed 0) has test bound "
-            f"{check[0]:.1f} nats/image; with --precision {ctx.preset.precision} its {est.n} "
-            f"seeds give {fmt_estimate(est)} (range {low:.1f} to {high:.1f}, seed SD "
-            f"{sd:.1f}): {'within' if inside else 'outside'} the seed spread"
-            + ("" if inside else f" by {min(abs(check[0] - low), abs(check[0] - high)):.1f} "
-               f"nats = {min(abs(check[0] - low), abs(check[0] - high)) / sd:.1f} seed SDs")
-            + ".")
+    parts: list[str] = []
+    inside_by_name: dict[str, bool] = {}
+    for name, value, unit, digits in _PRECISION_MEASURES:
+        seeds = [v for v in map(value, results.runs(OPTIMAL.row)) if v is not None]
+        est, check = estimate(seeds), value(checks[0])
+        if est is None or est.stderr is None or check is None:
+            parts.append(f"{name}: n/a")
+            continue
+        low, high = prediction_interval(est)
+        inside = inside_by_name[name] = low <= check <= high
+        sd = est.stderr * math.sqrt(est.n)
+        parts.append(f"{name} {check:.{digits}f}{unit} against {est.mean:.{digits}f} "
+                     f"(seeds {min(seeds):.{digits}f} to {max(seeds):.{digits}f}, SD "
+                     f"{sd:.{digits}f}; one more seed in [{low:.{digits}f}, {high:.{digits}f}]"
+                     f" with probability 0.95): {'inside' if inside else 'outside'}, "
+                     f"{abs(check - est.mean) / sd:.1f} seed SDs from the mean")
+    n = len(results.runs(OPTIMAL.row))
+    outside = [name for name, inside in inside_by_name.items() if not inside]
+    outcome = ("float32 changes " + " and ".join(outside) + " beyond the seed spread" if outside
+               else "float32 gives the same numbers within the seed spread" if inside_by_name
+               else "nothing to compare")
+    return (f"Precision check: the optimal sigma-VAE trained once in float32 (seed 0) against "
+            f"its {n} seeds with --precision {ctx.preset.precision}, each number against the "
+            f"95% prediction interval for one more seed (Student's t, {n - 1} degrees of "
+            f"freedom; the range of {n} seeds would hold one more seed's value only with "
+            f"probability {(n - 1) / (n + 1):.2f}): " + "; ".join(parts) + f". So {outcome}.")
 
 
 @register_experiment("beta-sweep", "Table 1: unit-variance beta-VAEs against the learned- and "

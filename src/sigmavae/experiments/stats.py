@@ -39,6 +39,25 @@ def estimate(values: Iterable[float | None]) -> Estimate | None:
     return Estimate(mean, math.sqrt(var / n), n)
 
 
+def prediction_interval(est: Estimate, level: float = 0.95) -> tuple[float, float]:
+    """Where one more seed's value falls with probability ``level``, from ``est``'s ``n`` seeds
+    (normal values; Student's t with ``n - 1`` degrees of freedom): ``mean +- t * sd *
+    sqrt(1 + 1/n)``, ``sd`` the seeds' standard deviation. The range of ``n`` seeds is no such
+    interval: it holds one more exchangeable value only with probability ``(n - 1) / (n + 1)``
+    (a half for 3 seeds).
+
+    Raises:
+        ValueError: ``est`` has fewer than 2 seeds (no spread to go by).
+    """
+    from scipy.stats import t
+
+    if est.stderr is None or est.n < 2:
+        raise ValueError(f"a prediction interval needs 2 or more seeds, got {est.n}")
+    sd = est.stderr * math.sqrt(est.n)
+    half = float(t.ppf(0.5 + level / 2, est.n - 1)) * sd * math.sqrt(1 + 1 / est.n)
+    return est.mean - half, est.mean + half
+
+
 def fmt_number(value: float | None, digits: int = 4) -> str:
     if value is None:
         return "n/a"
