@@ -102,6 +102,8 @@ def test_the_optimal_sigma_vae_must_beat_the_added_beta_too(tmp_path, monkeypatc
     monkeypatch.setitem(BOUNDS, 0.03, -2500.0)
     status, evidence = _verdicts(ctx, _write_runs(ctx))["optimal-beats-sweep"]
     assert status == NOT_REPRODUCED and "beta 0.03: -2499.0" in evidence
+    assert evidence.endswith("on the paper's decade grid alone the optimal sigma-VAE beats "
+                             "every one")
 
 
 @pytest.mark.parametrize("preset", ["quick", "paper"])

@@ -19,10 +19,10 @@ from sigmavae.experiments.stats import (
     bounds_below,
     combine,
     estimate,
-    prediction_interval,
     estimate_bounds,
     fmt_bounds,
     less_than,
+    prediction_interval,
 )
 
 

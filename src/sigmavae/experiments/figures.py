@@ -76,30 +76,67 @@ def _finish_beta_axis(ax, ylabel: str) -> None:
     ax.grid(alpha=0.3)
 
 
+#: The beta-sweep figure's zoom: the configurations whose test bound is this close to the best.
+ZOOM_NATS = 50.0
+
+
 def beta_sweep_plot(results: Results, path: Path,
                     betas: Sequence[float] = SWEEP_BETAS) -> Path | None:
-    """Test -ELBO and FID against ``betas`` (log axis), the sigma-VAEs at their effective beta.
+    """Test -ELBO and FID against ``betas`` (log axis), the sigma-VAEs at their effective beta,
+    and a zoom on the configurations within :data:`ZOOM_NATS` of the best bound.
 
     The bound spans thousands of nats of both signs: its axis is symmetric-log (linear within
     +-100 nats) and every mean is printed beside its point, so that neighbours such as -1,306
-    and -880 stay apart."""
+    and -880 stay apart; the zoom (linear, 2-SE bars) tells apart bounds a few nats apart that
+    the symlog axis draws on top of each other."""
     if not any(results.runs(beta_row(b).row) for b in betas):
         return None
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.6))
+    fig, axes = plt.subplots(1, 3, figsize=(18, 4.8), width_ratios=[1.2, 0.8, 1.2])
     xs, ys, es = _sweep_series(results, headline_bound, betas)
     _band(axes[0], xs, ys, es, "beta-VAE (unit variance)", fmt="o-")
     for x, y in zip(xs, ys, strict=True):
         _annotate(axes[0], x, y)
-    _sigma_markers(axes[0], results, headline_bound, annotate=True)
+    _sigma_markers(axes[0], results, headline_bound)
     axes[0].set_yscale("symlog", linthresh=100)
     _finish_beta_axis(axes[0], "test -ELBO (nats/image, x/255; symlog axis)")
-    _band(axes[1], *_sweep_series(results, fid, betas), "beta-VAE (unit variance)", fmt="o-")
-    _sigma_markers(axes[1], results, fid)
-    _finish_beta_axis(axes[1], "FID (substitute features; lower is better)")
-    axes[0].legend(fontsize=8, loc="best")
+    _near_best_panel(axes[1], results, betas)
+    _band(axes[2], *_sweep_series(results, fid, betas), "beta-VAE (unit variance)", fmt="o-")
+    _sigma_markers(axes[2], results, fid)
+    _finish_beta_axis(axes[2], "FID (substitute features; lower is better)")
+    # below the panels: inside, it would cover the sweep's minimum or its printed means
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="lower center", ncol=3, fontsize=9)
     fig.suptitle("beta-VAE sweep against calibrated decoders (bars and bands: 2 SE over seeds)")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
     return _save(fig, path)
+
+
+def _near_best_panel(ax, results: Results, betas: Sequence[float]) -> None:
+    """The test bounds within :data:`ZOOM_NATS` of the best, one row per configuration, on a
+    linear axis with 2-SE bars and each mean printed."""
+    rows = []
+    for head in [*(beta_row(b) for b in betas), LEARNED, OPTIMAL]:
+        est = results.estimate(head.row, headline_bound)
+        if est is None:
+            continue
+        beta = results.estimate(head.row, effective_beta)
+        name = head.label
+        if head in (LEARNED, OPTIMAL) and beta is not None:
+            name += f"\n(effective beta {beta.mean:.3g})"
+        rows.append((name, est))
+    if not rows:
+        ax.set_axis_off()
+        return
+    best = min(est.mean for _, est in rows)
+    rows = [(name, est) for name, est in rows if est.mean <= best + ZOOM_NATS]
+    for i, (_, est) in enumerate(rows):
+        ax.errorbar([est.mean], [i], xerr=[2 * (est.stderr or 0.0)], fmt="o", capsize=4)
+        ax.annotate(f"{est.mean:,.1f}", (est.mean, i), textcoords="offset points",
+                    xytext=(0, 7), ha="center", fontsize=8)
+    ax.set_yticks(range(len(rows)), [name for name, _ in rows], fontsize=8)
+    ax.set_ylim(-0.6, len(rows) - 0.4)
+    ax.set_xlabel("test -ELBO (nats/image, x/255; linear)")
+    ax.set_title(f"within {ZOOM_NATS:.0f} nats/image of the best (2-SE bars)", fontsize=9)
+    ax.grid(alpha=0.3, axis="x")
 
 
 def _side(bounds: Callable[[RunResult], tuple[float | None, float | None]],
