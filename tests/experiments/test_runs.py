@@ -1,9 +1,13 @@
-"""Run identity and records: ids that do not depend on the machine, records without its paths."""
+"""Run identity and records: ids that do not depend on the machine, records without its paths;
+a run another process trains is left alone."""
 
 from __future__ import annotations
 
-from sigmavae.experiments.presets import cache_dir
-from sigmavae.experiments.runs import RunSpec, portable, without_machine_paths
+import pytest
+
+from sigmavae.experiments.presets import ExperimentError, cache_dir
+from sigmavae.experiments.runs import RunSpec, portable, run_job, without_machine_paths
+from sigmavae.run import RunLock
 
 
 def test_a_run_in_the_cache_has_the_same_id_on_every_machine(tmp_path, monkeypatch):
@@ -31,3 +35,19 @@ def test_records_keep_file_names_not_machine_paths(tmp_path):
     assert clean == {"checkpoint": "last.ckpt",
                      "options": {"fid_features": "classifier:c.safetensors"},
                      "note": "see b.png and runs/relative/kept.png", "steps": [1, 2]}
+
+
+def test_a_run_another_process_trains_is_refused_untouched(tmp_path):
+    """A second experiment reaching a run that a live process trains (its lock held) refuses it
+    at once and writes nothing into it: not its log, not its training seconds."""
+    folder = tmp_path / "run"
+    folder.mkdir()
+    (folder / "train.log").write_text("epoch 1/16: the live run's own line\n")
+    (folder / "train_seconds.txt").write_text("1875.5\n")
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    # the lock's holder has another open file of it, as another process would
+    with RunLock(folder), pytest.raises(ExperimentError,
+                                        match=r"run run: training not started: .* is in use"):
+        run_job(str(folder), None)
+    after = {p.name: p.read_bytes() for p in folder.iterdir() if p.name != ".lock"}
+    assert after == before

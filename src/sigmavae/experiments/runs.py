@@ -41,6 +41,7 @@ import yaml
 
 from ..messages import first_line
 from ..objective import OBJECTIVES
+from ..run.lock import RunLock, RunLockedError
 from .presets import ExperimentError, cache_dir
 
 #: Metrics every run is evaluated with (the union of what the experiments read).
@@ -432,6 +433,10 @@ def run_job(folder: str, evaluation: Evaluation | None) -> float:
     if _IDLE_STOPS:  # stopped between jobs: this one is not begun
         raise ExperimentError(f"run {run.name}: {what} not started: stopped by signal "
                               f"{_IDLE_STOPS[-1]}")
+    try:  # a run another process trains: touch none of its files (its log, its seconds)
+        RunLock(run).check_free()
+    except RunLockedError as err:
+        raise ExperimentError(f"run {run.name}: {what} not started: {first_line(err)}") from None
     log = run / ("train.log" if evaluation is None else "eval.log")
     command = (train_command(run) if evaluation is None
                else evaluation.command(run / "checkpoints" / "last.ckpt", run / "eval.json"))
