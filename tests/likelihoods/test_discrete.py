@@ -331,6 +331,52 @@ def test_bounded_categorical_log_prob_on_other_layouts():
             torch.testing.assert_close(ga, gb, atol=1e-12, rtol=0)
 
 
+@pytest.mark.parametrize("chunk", [1, 7, 64, 10**6])  # narrow (class-last) and wide chunks
+def test_bounded_categorical_reads_channels_last_params_in_place(chunk):
+    """A channels_last decoder output is read as (B*H*W, 256, C) where it lies: values and
+    gradients as the plain path's (float64), the gradient in the params' own layout."""
+    plain, bounded, params, x = _categorical_pair(3, chunk)
+    params = params.contiguous(memory_format=torch.channels_last)
+    weights = torch.rand(x.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    grads = []
+    for head in (plain, bounded):
+        p = params.clone(memory_format=torch.preserve_format).requires_grad_()
+        lp = head(p, target=x).elementwise_log_prob(x)
+        grads.append((lp, *torch.autograd.grad((lp * weights).sum(), p)))
+    (lp_plain, g_plain), (lp_bounded, g_bounded) = grads
+    assert lp_bounded.shape == x.shape and lp_bounded.dtype == torch.float64
+    torch.testing.assert_close(lp_bounded, lp_plain, atol=1e-12, rtol=0)
+    torch.testing.assert_close(g_bounded, g_plain, atol=1e-12, rtol=0)
+    assert g_bounded.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_bounded_categorical_computes_half_params_in_float32_without_copying_them():
+    """bf16 channels_last params (a bf16-mixed run's decoder output) are not upcast by the
+    head: the distribution holds them as they are, log_prob is float32 and equals the plain
+    path's (which upcasts the whole tensor), and the gradient is bf16 in the params' layout,
+    equal to the plain path's but for a few last-bit roundings (sums in another order)."""
+    plain, bounded, params, x = _categorical_pair(3, 64, scale=3.0)
+    params = params.to(torch.bfloat16).contiguous(memory_format=torch.channels_last)
+    dist = bounded(params, target=x)
+    assert dist.base_dist.logits.dtype == torch.bfloat16
+    assert dist.base_dist.logits.data_ptr() == params.data_ptr()  # a view, no copy
+    assert bounded.upcasts_half_params is False and plain.upcasts_half_params is False
+    assert create("categorical", log_prob_fn=categorical_log_prob).upcasts_half_params
+    results = []
+    for head in (plain, bounded):
+        p = params.clone(memory_format=torch.preserve_format).requires_grad_()
+        lp = head(p, target=x).elementwise_log_prob(x)
+        results.append((lp, *torch.autograd.grad(lp.sum(), p)))
+    (lp_plain, g_plain), (lp_bounded, g_bounded) = results
+    assert lp_bounded.dtype == torch.float32
+    torch.testing.assert_close(lp_bounded, lp_plain, atol=1e-5, rtol=0)
+    assert g_bounded.dtype == torch.bfloat16
+    assert g_bounded.is_contiguous(memory_format=torch.channels_last)
+    ulp = 2.0 ** -7 * g_plain.float().abs() + 1e-6  # one bf16 step, float32 noise of p
+    assert ((g_bounded.float() - g_plain.float()).abs() <= ulp).all()
+    assert (g_bounded != g_plain).float().mean() < 0.01
+
+
 def test_bounded_categorical_float32_and_half_params_match_plain():
     plain, bounded, params, x = _categorical_pair(3, 64, scale=3.0)
     for dtype in (torch.float32, torch.bfloat16):
@@ -398,3 +444,19 @@ def test_bounded_categorical_never_allocates_a_params_sized_temporary():
     assert params.grad is not None
     plain = _large_allocations(call(create("categorical", memory="plain")), params.numel())
     assert len(plain) >= 3, plain  # logsumexp temporary, its backward, the gather's backward
+
+
+def test_bounded_categorical_half_channels_last_allocates_only_the_gradient():
+    """bf16 channels_last params: no float32 copy and no layout copy of the params, forward
+    or backward; the one params-sized allocation is their (bf16) gradient."""
+    chunk = 16
+    params = torch.randn(2, 768, 8, 8).to(torch.bfloat16)
+    params = params.contiguous(memory_format=torch.channels_last).requires_grad_()
+    x = torch.randint(0, 256, (2, 3, 8, 8))
+
+    def run():
+        create("categorical", chunk_pixels=chunk)(params, target=x).log_prob(x).sum().backward()
+
+    seen = _large_allocations(run, chunk * 256 + 1)
+    assert len(seen) == 1 and seen[0].startswith("empty"), seen
+    assert params.grad.dtype == torch.bfloat16

@@ -57,6 +57,28 @@ def test_categorical_entropy_and_mode_are_torchs():
     assert torch.equal(ours.mode, ref.mode)
 
 
+def test_categorical_with_half_logits_computes_in_float32():
+    """bf16 logits are kept as given and every quantity is that of their float32 upcast."""
+    logits = (torch.randn(4, 5, 256) * 3).to(torch.bfloat16)
+    ours, wide = IntensityCategorical(logits), IntensityCategorical(logits.float())
+    assert ours.logits.dtype == torch.bfloat16
+    for query in ("probs", "mean", "variance", "entropy"):
+        value = getattr(ours, query)
+        value = value() if callable(value) else value
+        expected = getattr(wide, query)
+        expected = expected() if callable(expected) else expected
+        assert value.dtype == torch.float32, query
+        torch.testing.assert_close(value, expected, atol=0, rtol=0)
+    x = torch.randint(0, 256, (4, 5))
+    torch.testing.assert_close(ours.log_prob(x), wide.log_prob(x), atol=0, rtol=0)
+    torch.testing.assert_close(ours.cdf(x), wide.cdf(x), atol=0, rtol=0)
+    assert torch.equal(ours.mode, wide.mode)
+    torch.manual_seed(0)
+    a = ours.sample((2,))
+    torch.manual_seed(0)
+    assert torch.equal(a, wide.sample((2,)))
+
+
 def _scipy_pmf(family: str, loc: np.ndarray, scale: np.ndarray,
                weights: np.ndarray) -> np.ndarray:
     """Bin masses (..., 256) of a discretised mixture from scipy's CDFs at the bin edges

@@ -477,6 +477,11 @@ class LikelihoodHead(nn.Module):
     #: the negative log-likelihood. ``False`` heads explain why in :attr:`invalid_bound_reason`.
     valid_bound: ClassVar[bool] = True
     invalid_bound_reason: ClassVar[str | None] = None
+    #: Whether :meth:`forward` upcasts bf16/fp16 ``params`` (a bf16-mixed decoder's output) to
+    #: float32 before :meth:`distribution`. A head whose distribution computes in float32 from
+    #: half-precision params itself, piece by piece, sets it ``False`` and is spared the float32
+    #: copy of its params (the 256-way categorical's 768 channels).
+    upcasts_half_params: bool = True
 
     def __init__(self, validate_args: bool | None = None) -> None:
         super().__init__()
@@ -574,7 +579,7 @@ class LikelihoodHead(nn.Module):
         """``p(x | params)``; ``target`` (the data batch) is needed by data-dependent heads;
         ``mask`` marks the observed entries of the data (:func:`align_mask`)."""
         self._check_params(params, target)
-        if params.dtype in (torch.float16, torch.bfloat16):
+        if params.dtype in (torch.float16, torch.bfloat16) and self.upcasts_half_params:
             params = params.float()  # likelihoods are always evaluated in float32
         if mask is None:
             if target is not None and self.validates():

@@ -94,6 +94,8 @@ def categorical_log_prob(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     times the size of ``logits``. :func:`.bounded_categorical.bounded_categorical_log_prob`
     gives the same values in ``O(chunk * 256)`` extra memory.
     """
+    if logits.dtype in (torch.float16, torch.bfloat16):
+        logits = logits.float()  # computed in float32, as every likelihood
     picked = logits.gather(-1, x.long().unsqueeze(-1)).squeeze(-1)
     return picked - torch.logsumexp(logits, dim=-1)
 
@@ -132,7 +134,8 @@ class IntensityCategorical(Distribution):
     :func:`.bounded_categorical.bounded_categorical_log_prob` unless ``memory="plain"``). Only
     ``log_prob`` goes through it; ``probs``, ``mean``, ``variance``, ``cdf`` and ``sample``
     materialise the ``batch_shape + (256,)`` softmax (and ``cdf`` its cumulative sum) in one
-    piece. ``expand`` views the logits (no copy).
+    piece. ``expand`` views the logits (no copy). bf16/fp16 logits are kept as given (the
+    bounded ``log_prob`` reads them in place) and every quantity is computed in float32.
     """
 
     arg_constraints = {"logits": constraints.independent(constraints.real, 1)}  # noqa: RUF012
@@ -156,12 +159,18 @@ class IntensityCategorical(Distribution):
         new._validate_args = self._validate_args
         return new
 
+    def _wide_logits(self) -> torch.Tensor:
+        """The logits in at least float32 (bf16/fp16 ones upcast)."""
+        half = self.logits.dtype in (torch.float16, torch.bfloat16)
+        return self.logits.float() if half else self.logits
+
     @property
     def probs(self) -> torch.Tensor:
-        return torch.softmax(self.logits, -1)
+        return torch.softmax(self._wide_logits(), -1)
 
     def _levels(self) -> torch.Tensor:
-        return torch.arange(NUM_LEVELS, dtype=self.logits.dtype, device=self.logits.device)
+        logits = self._wide_logits()
+        return torch.arange(NUM_LEVELS, dtype=logits.dtype, device=logits.device)
 
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
         if self._validate_args:
@@ -191,7 +200,8 @@ class IntensityCategorical(Distribution):
     def entropy(self) -> torch.Tensor:
         """``-sum_i p_i log p_i`` over the 256 intensities, nats per element (as
         ``torch.distributions.Categorical``; a level with ``p_i = 0`` contributes 0)."""
-        log_p = torch.log_softmax(self.logits, -1).clamp(min=torch.finfo(self.logits.dtype).min)
+        logits = self._wide_logits()
+        log_p = torch.log_softmax(logits, -1).clamp(min=torch.finfo(logits.dtype).min)
         return -(log_p.exp() * log_p).sum(-1)
 
     @property
@@ -210,7 +220,7 @@ class IntensityCategorical(Distribution):
 
     def sample(self, sample_shape: ShapeLike = _NO_SHAPE) -> torch.Tensor:
         with torch.no_grad():
-            return torch.distributions.Categorical(logits=self.logits).sample(
+            return torch.distributions.Categorical(logits=self._wide_logits()).sample(
                 torch.Size(sample_shape)
             )
 
@@ -232,8 +242,11 @@ class CategoricalHead(LikelihoodHead):
       GPU, where kernel launches and not the cache decide) with a
       backward that recomputes the softmax per chunk: beyond ``params`` and its gradient, the
       extra memory is ``O(chunk_pixels * 256)``. Same values and gradients as ``"plain"``,
-      and not slower on CPU (``benchmarks/memory.py``, ``benchmarks/README.md``). A backward
-      with ``create_graph=True`` (double backward) is exact but not memory-bounded.
+      and not slower on CPU (``benchmarks/memory.py``, ``benchmarks/README.md``). It reads
+      contiguous and ``channels_last`` params in place and bf16/fp16 params (bf16-mixed
+      training) in float32 chunk by chunk, so neither a layout copy nor a float32 copy of the
+      ``256 * C`` channels is made. A backward with ``create_graph=True`` (double backward) is
+      exact but not memory-bounded.
     * ``memory="plain"``: :func:`categorical_log_prob`, one-shot gather minus ``logsumexp``,
       whose forward and backward allocate several ``params``-sized temporaries.
     * ``log_prob_fn=f``: any ``f(logits (..., 256), x (...)) -> (...)`` instead (then
@@ -274,13 +287,18 @@ class CategoricalHead(LikelihoodHead):
             #: ``None``: chosen per call by device and size (``auto_chunk_pixels``)
             self.chunk_pixels = chunk_pixels
         self.log_prob_fn = log_prob_fn
+        # bf16/fp16 params (a bf16-mixed decoder's output) stay as they are: our log_prob paths
+        # compute in float32 themselves (bounded: chunk by chunk); a user's log_prob_fn gets
+        # float32 logits, as every head's distribution does
+        self.upcasts_half_params = self.memory == "custom"
 
     def params_per_channel(self) -> int:
         return NUM_LEVELS
 
     def distribution(self, params: torch.Tensor, target: torch.Tensor | None) -> ImageLikelihood:
-        # A view (no copy): (B, 256, C, *spatial) -> (B, C, *spatial, 256) with stride C*H*W on
-        # the last dim; the bounded log_prob moves it back to (B, 256, C*H*W) in place.
+        # A view (no copy): (B, 256, C, *spatial) -> (B, C, *spatial, 256); the bounded log_prob
+        # reads it in place as (B, 256, C*H*W), or as (B*H*W, 256, C) when params are
+        # channels_last, in their own dtype.
         logits = self.split_params(params).movedim(1, -1)
         base = IntensityCategorical(logits, self.log_prob_fn, validate_args=False)
         return ImageLikelihood(base, "intensity", sigma=None, validate_args=self.validate_args)
