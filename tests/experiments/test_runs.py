@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import pytest
 
+from sigmavae.experiments import runs
 from sigmavae.experiments.presets import ExperimentError, cache_dir
 from sigmavae.experiments.runs import RunSpec, portable, run_job, without_machine_paths
-from sigmavae.run import RunLock
+from sigmavae.run import RunLock, RunLockedError
 
 
 def test_a_run_in_the_cache_has_the_same_id_on_every_machine(tmp_path, monkeypatch):
@@ -51,3 +52,24 @@ def test_a_run_another_process_trains_is_refused_untouched(tmp_path):
         run_job(str(folder), None)
     after = {p.name: p.read_bytes() for p in folder.iterdir() if p.name != ".lock"}
     assert after == before
+
+
+def test_a_run_claimed_by_another_process_after_the_check_keeps_its_seconds(tmp_path, monkeypatch):
+    """Two experiments reaching one run at once: both find the lock free, the other process
+    claims it first and this one's trainer is refused at its claim. This one adds no seconds to
+    the live run's training time and no traceback to its log, and says it did not start."""
+    folder = tmp_path / "run"
+    folder.mkdir()
+    (folder / "train.log").write_text("epoch 1/16: the live run's own line\n")
+    (folder / "train_seconds.txt").write_text("1875.5\n")
+
+    def claimed_first(run):
+        raise RunLockedError(f"{run} is in use by process 1 on host since then")
+
+    monkeypatch.setattr(runs, "_train", claimed_first)
+    with pytest.raises(ExperimentError, match=r"training not started: another process claimed"):
+        run_job(str(folder), None)
+    assert (folder / "train_seconds.txt").read_text() == "1875.5\n"
+    log = (folder / "train.log").read_text()
+    assert "Traceback" not in log and log.rstrip().endswith("is in use by process 1 on host "
+                                                            "since then")

@@ -442,12 +442,16 @@ def run_job(folder: str, evaluation: Evaluation | None) -> float:
                else evaluation.command(run / "checkpoints" / "last.ckpt", run / "eval.json"))
     start = time.perf_counter()
     code: int | str = "not run"
+    lost_race = False  # another process claimed the run between the check above and the claim
     try:
         with log.open("a") as out, contextlib.redirect_stdout(out), \
                 contextlib.redirect_stderr(out):
             print(f"$ sigmavae {shlex.join(command)}", flush=True)
             try:
                 code = _train(run) if evaluation is None else _evaluate(run, evaluation)
+            except RunLockedError as err:  # nothing was done: one line, no seconds
+                lost_race = True
+                print(f"not started: {first_line(err)}", file=sys.stderr)
             except Exception as err:  # a crash in one run must not stop the others
                 traceback.print_exc()
                 code = f"{type(err).__name__}: {first_line(err)}"
@@ -455,8 +459,12 @@ def run_job(folder: str, evaluation: Evaluation | None) -> float:
     finally:
         seconds = time.perf_counter() - start
         times = run / f"{log.stem}_seconds.txt"
-        before = (read_seconds(times) or 0.0) if evaluation is None else 0.0
-        times.write_text(f"{before + seconds:.1f}\n")
+        if not lost_race:  # the live run adds its own seconds to what the file holds
+            before = (read_seconds(times) or 0.0) if evaluation is None else 0.0
+            times.write_text(f"{before + seconds:.1f}\n")
+    if lost_race:
+        raise ExperimentError(f"run {run.name}: {what} not started: another process claimed "
+                              f"it first (log: {log})")
     if code != 0:
         lines = log.read_text(errors="replace").strip().splitlines()
         raise ExperimentError(f"run {run.name}: {what} failed ({code}): "
