@@ -126,6 +126,30 @@ def test_logistic_mixture_matches_naive_float64_reference():
     assert dist.sigma is None
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_logistic_bin_mass_shares_its_terms_and_changes_no_number(dtype):
+    """The logistic's own ``log_bin_mass`` (the edge bins reuse the interior's logsigmoids)
+    gives exactly the numbers and gradients of the generic ``Family.log_bin_mass`` (three
+    separate terms), from point-mass to flat scales, at the edge bins and inside."""
+    from sigmavae.likelihoods.bins import BIN_WIDTH, FAMILIES, Family, is_first, is_last
+
+    logistic = FAMILIES["logistic"]
+    gen = torch.Generator().manual_seed(0)
+    x = torch.tensor([0, 1, 2, 127, 253, 254, 255] * 30, dtype=dtype)
+    loc = torch.rand(x.shape, generator=gen, dtype=dtype) * 1.4 - 0.2
+    log_scale = torch.linspace(-12.0, 4.0, x.numel(), dtype=dtype)  # width 1e-3 crossed
+    results = []
+    for mass in (logistic.log_bin_mass, lambda *a: Family.log_bin_mass(logistic, *a)):
+        c = loc.clone().requires_grad_()
+        s = log_scale.clone().requires_grad_()
+        centre = (x * BIN_WIDTH - c) * torch.exp(-s)
+        log_width = math.log(BIN_WIDTH) - s
+        value = mass(centre, log_width.exp(), log_width, is_first(x), is_last(x))
+        results.append((value, *torch.autograd.grad(value.sum(), (c, s))))
+    for ours, generic in zip(*results, strict=True):
+        assert torch.equal(ours, generic)
+
+
 def test_logistic_mixture_channels_are_independent_mixtures():
     head = create("logistic_mixture", components=2)
     params = torch.randn(1, 12, 2, 2, dtype=torch.float64)
