@@ -4,11 +4,13 @@ interrupted experiment resumes without rerunning finished runs."""
 from __future__ import annotations
 
 import csv
+import json
 import shlex
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
+import torch
 
 from sigmavae.cli import main
 from sigmavae.experiments.driver import run_experiments
@@ -62,7 +64,25 @@ def _csv_rows(path: Path) -> list[dict[str, str]]:
 @pytest.fixture(scope="module")
 def direct(two_heads, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("direct")
-    return tmp, _run(tmp, two_heads)
+    return tmp, _run(tmp, two_heads, threads=1)
+
+
+def test_each_run_trains_with_the_threads_asked(direct):
+    """--threads 1: every worker trains with one torch thread (on a 2-core machine the default
+    would be 2), as each run's final.json records."""
+    tmp, _ = direct
+    finals = sorted((tmp / "runs").glob("*/final.json"))
+    assert finals and len(finals) == len(list((tmp / "runs").iterdir()))
+    for final in finals:
+        assert json.loads(final.read_text())["ran_on"]["device"].endswith(", 1 threads")
+
+
+def test_threads_are_checked(tmp_path):
+    with pytest.raises(ExperimentError, match="--threads must be >= 1, got 0"):
+        run_experiments("beta-sweep", preset=TINY, out=tmp_path, data="frey", threads=0)
+    with pytest.raises(ExperimentError, match="--threads: --collect trains nothing"):
+        run_experiments("beta-sweep", preset=TINY, out=tmp_path, data="frey", threads=1,
+                        collect=True)
 
 
 def test_report_has_table_verdict_and_png(direct):
@@ -94,11 +114,16 @@ def test_plan_then_collect_gives_the_same_report(direct, two_heads, tmp_path, mo
     assert all((folder / "runs" / p.name / "train.yaml").is_file()
                for p in (tmp / "runs").iterdir())
     monkeypatch.chdir(folder)  # where its scripts run each line
-    for line in lines:  # what a scheduler runs, one line per task
-        for part in line.split(" && "):
-            args = shlex.split(part)
-            assert args[0] == "sigmavae" and "--device" not in args
-            assert main(args[1:]) == 0
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the direct runs (--threads 1): the same float sums
+    try:
+        for line in lines:  # what a scheduler runs, one line per task
+            for part in line.split(" && "):
+                args = shlex.split(part)
+                assert args[0] == "sigmavae" and "--device" not in args
+                assert main(args[1:]) == 0
+    finally:
+        torch.set_num_threads(threads)
     monkeypatch.chdir(tmp_path)
     collected = run_experiments(two_heads, preset=TINY, out=tmp_path / "out",
                                 runs_dir=folder / "runs", data="frey", command=COMMAND,

@@ -38,6 +38,10 @@ def add_parser(subparsers: Any, key_values: Any) -> None:
     p.add_argument("--data-root")
     p.add_argument("--data-option", action="append", metavar="KEY=VALUE")
     p.add_argument("--jobs", type=int, default=1, help="runs at once on this machine")
+    p.add_argument("--threads", type=int,
+                   help="torch threads per run (default: the machine's cores divided by "
+                        "--jobs); 1 when other work shares the cores, which would leave a "
+                        "multi-threaded run waiting on its descheduled threads")
     p.add_argument("--plan", action="store_true",
                    help="only write a plan into OUT, reading no data: every run's train.yaml, "
                         "commands.txt (one line per run), a SLURM array script and a local "
@@ -80,6 +84,7 @@ def _run(args: argparse.Namespace, key_values: Any, command: str | None) -> None
         args.name, preset=args.preset, out=args.out, runs_dir=args.runs_dir, seeds=args.seeds,
         data=args.data, data_root=args.data_root,
         data_options=key_values(args.data_option, "--data-option"), jobs=args.jobs,
+        threads=args.threads,
         plan=args.plan, collect=args.collect, prepare=args.prepare, status=args.status,
         command=command,
         records=args.records,

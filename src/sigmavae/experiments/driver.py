@@ -74,7 +74,8 @@ def run_experiments(
     names: Sequence[str] | str, *, preset: str | Preset = "quick",
     out: str | Path | None = None, runs_dir: str | Path | None = None, seeds: int | None = None,
     data: str | None = None, data_root: str | None = None,
-    data_options: dict[str, Any] | None = None, jobs: int = 1, plan: bool = False,
+    data_options: dict[str, Any] | None = None, jobs: int = 1, threads: int | None = None,
+    plan: bool = False,
     collect: bool = False, prepare: bool = False, command: str | None = None,
     records: str | Path | None = None, only: Sequence[str] | None = None,
     status: bool = False,
@@ -94,6 +95,7 @@ def run_experiments(
         seeds: seeds per configuration (default: the preset's).
         data, data_root, data_options: run on this registered data set instead of the preset's.
         jobs: runs at once on this machine (with ``plan``: run-local.sh's default).
+        threads: torch threads per run (default: the machine's cores divided by ``jobs``).
         plan: only write the plan folder (:mod:`.plan`): every run's config, one command line
             per run, the scripts (SLURM array, local loop). Reads no data, trains nothing.
         prepare: only make what the runs and evaluations read: extract the preset's shipped
@@ -122,6 +124,11 @@ def run_experiments(
                               "no records; give --records when the runs are run or collected")
     if jobs < 1:
         raise ExperimentError(f"--jobs must be >= 1, got {jobs}")
+    if threads is not None and threads < 1:
+        raise ExperimentError(f"--threads must be >= 1, got {threads}")
+    if threads is not None and modes:
+        raise ExperimentError(f"--threads: {modes[0]} trains nothing here; give --threads "
+                              "when the runs are run")
     asked = names if isinstance(names, str) else " ".join(names)
     names = experiment_names(names) if isinstance(names, str) else list(names)
     base = PRESETS[preset] if isinstance(preset, str) else preset
@@ -219,7 +226,7 @@ def run_experiments(
             chosen_runs = [s for s in specs if only is None or s.row in only]
             log(f"experiment {experiment.name}: {len(chosen_runs)} runs"
                 + (f" (--only: {len(specs)} in the report)" if only is not None else ""))
-            store.execute(chosen_runs, settings, jobs)
+            store.execute(chosen_runs, settings, jobs, threads)
         results = Results(store, specs)
         with_features(ctx, results)
         section = experiment.analyse(ctx, results)

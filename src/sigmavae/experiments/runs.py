@@ -243,12 +243,12 @@ class RunStore:
 
     # -- execution ------------------------------------------------------------------------------
     def execute(self, specs: Sequence[RunSpec], settings: Callable[[RunSpec], EvalSettings],
-                jobs: int = 1) -> None:
+                jobs: int = 1, threads: int | None = None) -> None:
         """Train and evaluate every run that is not evaluated yet, ``jobs`` at a time.
 
         Trainings and evaluations are separate jobs in ``jobs`` worker processes (each imports
-        torch once and gets ``cores / jobs`` threads), through the library (:func:`run_job`),
-        their output in ``<run>/train.log`` and ``eval.log``. A
+        torch once and gets ``threads`` threads, by default ``cores / jobs``), through the
+        library (:func:`run_job`), their output in ``<run>/train.log`` and ``eval.log``. A
         trained run is evaluated before the next training starts, so that finished records
         come as early as they can; ``settings`` is asked for a run's evaluation only then (the
         FID features may be trained at that point). A failing run stops nothing else; the
@@ -262,7 +262,8 @@ class RunStore:
             return
         to_train = deque(s for s in todo if self.status(s) in ("new", "started"))
         to_evaluate = deque(s for s in todo if self.status(s) == "trained")
-        threads = max(1, (os.cpu_count() or 1) // jobs)
+        if threads is None:
+            threads = max(1, (os.cpu_count() or 1) // jobs)
         failures: list[str] = []
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(max_workers=jobs, mp_context=context,
