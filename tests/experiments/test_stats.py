@@ -30,7 +30,8 @@ def test_estimate_is_mean_and_standard_error():
     est = estimate([1.0, 2.0, 6.0])
     assert est.mean == pytest.approx(3.0)
     assert est.stderr == pytest.approx(math.sqrt(7.0 / 3.0))  # std 7^0.5 (n-1), / sqrt 3
-    assert estimate([2.5]) == Estimate(2.5, None, 1)
+    assert est.sd == pytest.approx(float(np.std([1.0, 2.0, 6.0], ddof=1)))
+    assert estimate([2.5]) == Estimate(2.5, None, 1) and Estimate(2.5, None, 1).sd is None
     assert estimate([None, float("nan")]) is None
 
 

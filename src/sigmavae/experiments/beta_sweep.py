@@ -67,12 +67,12 @@ def float32_check_note(ctx: Context, results: Results) -> str | None:
     for name, value, unit, digits in _PRECISION_MEASURES:
         seeds = [v for v in map(value, results.runs(OPTIMAL.row)) if v is not None]
         est, check = estimate(seeds), value(checks[0])
-        if est is None or est.stderr is None or check is None:
+        sd = None if est is None else est.sd
+        if est is None or sd is None or check is None:
             parts.append(f"{name}: n/a")
             continue
         low, high = prediction_interval(est)
         inside = inside_by_name[name] = low <= check <= high
-        sd = est.stderr * math.sqrt(est.n)
         parts.append(f"{name} {check:.{digits}f}{unit} against {est.mean:.{digits}f} "
                      f"(seeds {min(seeds):.{digits}f} to {max(seeds):.{digits}f}, SD "
                      f"{sd:.{digits}f}; one more seed in [{low:.{digits}f}, {high:.{digits}f}]"

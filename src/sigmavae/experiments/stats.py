@@ -22,6 +22,11 @@ class Estimate:
     stderr: float | None
     n: int
 
+    @property
+    def sd(self) -> float | None:
+        """The seeds' standard deviation (unbiased), ``stderr * sqrt(n)``; None for one seed."""
+        return None if self.stderr is None else self.stderr * math.sqrt(self.n)
+
     def __str__(self) -> str:
         return fmt_estimate(self)
 
@@ -51,9 +56,9 @@ def prediction_interval(est: Estimate, level: float = 0.95) -> tuple[float, floa
     """
     from scipy.stats import t
 
-    if est.stderr is None or est.n < 2:
+    sd = est.sd
+    if sd is None or est.n < 2:
         raise ValueError(f"a prediction interval needs 2 or more seeds, got {est.n}")
-    sd = est.stderr * math.sqrt(est.n)
     half = float(t.ppf(0.5 + level / 2, est.n - 1)) * sd * math.sqrt(1 + 1 / est.n)
     return est.mean - half, est.mean + half
 
