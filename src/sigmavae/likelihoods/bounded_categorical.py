@@ -57,8 +57,8 @@ def _class_major(t: torch.Tensor) -> tuple[torch.Tensor, list[int]] | None:
     dimensions in that view (rows, then columns); ``None`` when the strides make such a view
     impossible (the caller then copies)."""
     rows, cols = _class_major_order(t)
-    m = math.prod(t.shape[d] for d in rows)
-    n = math.prod(t.shape[d] for d in cols)
+    m = math.prod([t.shape[d] for d in rows])  # a list: torch.compile traces no generator
+    n = math.prod([t.shape[d] for d in cols])
     try:
         return t.permute(*rows, -1, *cols).view(m, NUM_LEVELS, n), rows + cols
     except RuntimeError:
