@@ -452,6 +452,15 @@ def _dtype(dist: Distribution) -> torch.dtype:
         return torch.get_default_dtype()
 
 
+#: Half-precision float dtypes (autocast outputs), which every likelihood computes in float32.
+HALF_DTYPES = (torch.float16, torch.bfloat16)
+
+
+def upcast(values: torch.Tensor) -> torch.Tensor:
+    """float16/bfloat16 (autocast outputs) -> float32; float32 and float64 stay as they are."""
+    return values.float() if values.dtype in HALF_DTYPES else values
+
+
 class LikelihoodHead(nn.Module):
     """Base class: maps decoder outputs ``params`` to a distribution over the data.
 
@@ -579,8 +588,8 @@ class LikelihoodHead(nn.Module):
         """``p(x | params)``; ``target`` (the data batch) is needed by data-dependent heads;
         ``mask`` marks the observed entries of the data (:func:`align_mask`)."""
         self._check_params(params, target)
-        if params.dtype in (torch.float16, torch.bfloat16) and self.upcasts_half_params:
-            params = params.float()  # likelihoods are always evaluated in float32
+        if self.upcasts_half_params:
+            params = upcast(params)  # likelihoods are always evaluated in float32
         if mask is None:
             if target is not None and self.validates():
                 check_data(target, self.data_kind, "target", self.data_range)
@@ -635,9 +644,7 @@ class LikelihoodHead(nn.Module):
     def predict_mean(self, params: torch.Tensor) -> torch.Tensor:
         """The mean of ``p(x|z)`` (in the head's data units), without data or state changes."""
         self._check_params(params, None)
-        if params.dtype in (torch.float16, torch.bfloat16):
-            params = params.float()
-        return self.distribution(params, None).mean
+        return self.distribution(upcast(params), None).mean
 
     def split_params(self, params: torch.Tensor) -> torch.Tensor:
         """View ``(B, k*C, *spatial)`` as ``(B, k, C, *spatial)`` (parameter-major layout)."""

@@ -20,6 +20,7 @@ import math
 
 import torch
 
+from .base import HALF_DTYPES
 from .bins import NUM_LEVELS
 
 #: Default number of data elements (pixel-channel positions) per chunk of the bounded path on a
@@ -67,7 +68,7 @@ def _class_major(t: torch.Tensor) -> tuple[torch.Tensor, list[int]] | None:
 
 def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
     """The dtype the log-probabilities are computed in: at least float32."""
-    return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
+    return torch.float32 if dtype in HALF_DTYPES else dtype
 
 
 def _chunks(m: int, n: int, chunk: int) -> list[tuple[slice, slice]]:

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch.distributions import Bernoulli, Distribution, constraints
 
 from . import bins
-from .base import NUM_LEVELS, ImageLikelihood, LikelihoodHead, ShapeLike, is_binary
+from .base import NUM_LEVELS, ImageLikelihood, LikelihoodHead, ShapeLike, is_binary, upcast
 from .bounded_categorical import bounded_categorical_log_prob
 from .registry import register
 
@@ -94,8 +94,7 @@ def categorical_log_prob(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     times the size of ``logits``. :func:`.bounded_categorical.bounded_categorical_log_prob`
     gives the same values in ``O(chunk * 256)`` extra memory.
     """
-    if logits.dtype in (torch.float16, torch.bfloat16):
-        logits = logits.float()  # computed in float32, as every likelihood
+    logits = upcast(logits)  # computed in float32, as every likelihood
     picked = logits.gather(-1, x.long().unsqueeze(-1)).squeeze(-1)
     return picked - torch.logsumexp(logits, dim=-1)
 
@@ -161,8 +160,7 @@ class IntensityCategorical(Distribution):
 
     def _wide_logits(self) -> torch.Tensor:
         """The logits in at least float32 (bf16/fp16 ones upcast)."""
-        half = self.logits.dtype in (torch.float16, torch.bfloat16)
-        return self.logits.float() if half else self.logits
+        return upcast(self.logits)
 
     @property
     def probs(self) -> torch.Tensor:

@@ -37,7 +37,7 @@ import torch
 from torch import nn
 
 from ._optimiser_check import OptimiserCheck, forward_watch, rearm, watch
-from .base import LikelihoodInputError, align_mask
+from .base import LikelihoodInputError, align_mask, upcast
 from .optimal import (
     REAL_MIN_SIGMA,
     SCOPES,
@@ -65,8 +65,7 @@ def _as_batched(pred: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor,
     if not pred.is_floating_point() or not target.is_floating_point():
         raise LikelihoodInputError(f"gaussian_nll: pred and target must be floating point, got "
                                    f"{pred.dtype} and {target.dtype}")
-    if pred.dtype in (torch.float16, torch.bfloat16):
-        pred = pred.float()
+    pred = upcast(pred)
     target = target.to(pred.dtype)
     if pred.dim() == 1:
         pred, target = pred.unsqueeze(1), target.unsqueeze(1)

@@ -56,7 +56,7 @@ from ._location import (
     location,
     resolve_mean_activation,
 )
-from .base import ImageLikelihood, LikelihoodHead, LikelihoodInputError
+from .base import ImageLikelihood, LikelihoodHead, LikelihoodInputError, upcast
 from .distributed import all_reduce_sum, is_distributed
 from .gaussian import BinnedNormal
 from .registry import register
@@ -418,8 +418,7 @@ class OptimalSigmaGaussian(LikelihoodHead):
     def predict_mean(self, params: torch.Tensor) -> torch.Tensor:
         """The decoder mean; sigma (which needs data or a running estimate) plays no part."""
         self._check_params(params, None)
-        return location(params.float() if params.dtype in (torch.float16, torch.bfloat16)
-                        else params, self.mean_activation)
+        return location(upcast(params), self.mean_activation)
 
     # -- reporting and state --------------------------------------------------------------------
     @property

@@ -17,6 +17,7 @@ from torch import nn
 from torch.distributions import Independent, Normal
 
 from ..likelihoods import LikelihoodHead
+from ..likelihoods.base import upcast
 from ..objective import (
     HALF_LOG_2PI,
     ELBOTerms,
@@ -28,11 +29,6 @@ from ..objective import (
 )
 
 __all__ = ["VAE", "ELBOTerms", "ModelOutput", "kl_to_standard_normal", "prepare_batch", "upcast"]
-
-
-def upcast(values: torch.Tensor) -> torch.Tensor:
-    """float16/bfloat16 (autocast outputs) -> float32; float32 and float64 stay as they are."""
-    return values.float() if values.dtype in (torch.float16, torch.bfloat16) else values
 
 
 class VAE(nn.Module):
