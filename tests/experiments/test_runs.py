@@ -1,7 +1,9 @@
 """Run identity and records: ids that do not depend on the machine, records without its paths;
-a run another process trains is left alone."""
+a run another process trains is left alone; the order runs train in."""
 
 from __future__ import annotations
+
+import contextlib
 
 import pytest
 
@@ -73,3 +75,26 @@ def test_a_run_claimed_by_another_process_after_the_check_keeps_its_seconds(tmp_
     log = (folder / "train.log").read_text()
     assert "Traceback" not in log and log.rstrip().endswith("is in use by process 1 on host "
                                                             "since then")
+
+
+def test_stopped_runs_train_first_then_every_configuration_seed_by_seed(tmp_path):
+    """The queue: a run stopped part-way first (its steps are spent), then the first seed of
+    every configuration, then the second, ... so that a long reproduction answers every row
+    early. Every run is held by "another process" here, so each is refused at once and the
+    log's start lines are the queue's order."""
+    lines: list[str] = []
+    store = runs.RunStore(tmp_path, log=lines.append)
+    specs = [RunSpec(row, row, {"likelihood": row}, seed)
+             for row in ("gaussian", "optimal_sigma") for seed in (0, 1, 2)]
+    stopped = specs[4]  # optimal_sigma, seed 1
+    (store.folder(stopped) / "checkpoints").mkdir(parents=True)
+    (store.folder(stopped) / "checkpoints" / "last.ckpt").write_bytes(b"")
+    with contextlib.ExitStack() as held:
+        for spec in specs:
+            store.folder(spec).mkdir(parents=True, exist_ok=True)
+            held.enter_context(RunLock(store.folder(spec)))
+        with pytest.raises(ExperimentError, match="6 run"):
+            store.execute(specs, settings=lambda spec: None, jobs=1, threads=1)
+    started = [line.split()[3] for line in lines if line.startswith("  start training of")]
+    order = [specs[i].run_id for i in (4, 0, 3, 1, 2, 5)]
+    assert started == order

@@ -32,7 +32,7 @@ from .presets import (
 )
 from .progress import describe_progress, finished_times
 from .report import write_index, write_report
-from .runs import EvalSettings, Evaluation, RunSpec, RunStore, unique_runs
+from .runs import EvalSettings, Evaluation, RunSpec, RunStore, seeds_first, unique_runs
 from .stats import NOT_RUN
 
 #: ``all`` runs the experiments in this order (each under the presets it is made for).
@@ -212,8 +212,8 @@ def run_experiments(
                                 mi_data=chosen.mi_data, elbo_samples=chosen.elbo_samples,
                                 fid_features=planned[data.key])
 
-        specs = unique_runs([s for e in experiments for s in e.runs(contexts[e.name])
-                             if only is None or s.row in only])
+        specs = seeds_first(unique_runs([s for e in experiments for s in e.runs(contexts[e.name])
+                                         if only is None or s.row in only]))
         runs = [PlannedRun(s, Evaluation.of(s, planned_settings(s))) for s in specs]
         arguments = _experiment_arguments(asked, chosen, seeds, data, data_root, data_options)
         outcome.plan = write_plan(out, runs, arguments, chosen, jobs)

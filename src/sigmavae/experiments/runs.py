@@ -251,7 +251,8 @@ class RunStore:
         library (:func:`run_job`), their output in ``<run>/train.log`` and ``eval.log``. A
         trained run is evaluated before the next training starts, so that finished records
         come as early as they can; ``settings`` is asked for a run's evaluation only then (the
-        FID features may be trained at that point). A failing run stops nothing else; the
+        FID features may be trained at that point). Runs stopped part-way train first, then
+        the others seed by seed (:func:`seeds_first`). A failing run stops nothing else; the
         first error is raised at the end.
         """
         todo = [s for s in unique_runs(specs) if self.status(s) != "evaluated"]
@@ -260,7 +261,9 @@ class RunStore:
                  f"{len(todo)} to run ({jobs} at a time)")
         if not todo:
             return
-        to_train = deque(s for s in todo if self.status(s) in ("new", "started"))
+        # a stopped run first (its steps are spent), then seed by seed (see seeds_first)
+        trainable = [s for s in todo if self.status(s) in ("new", "started")]
+        to_train = deque(sorted(seeds_first(trainable), key=lambda s: self.status(s) != "started"))
         to_evaluate = deque(s for s in todo if self.status(s) == "trained")
         if threads is None:
             threads = max(1, (os.cpu_count() or 1) // jobs)
@@ -483,6 +486,13 @@ def read_seconds(path: Path) -> float | None:
         return float(path.read_text())
     except (OSError, ValueError):
         return None
+
+
+def seeds_first(specs: Sequence[RunSpec]) -> list[RunSpec]:
+    """``specs`` seed by seed: every configuration's first seed, then every second seed, ...
+    (otherwise in order). A long reproduction then has a one-seed answer for every row early,
+    instead of three seeds of the first rows and nothing of the last."""
+    return sorted(specs, key=lambda s: s.seed)
 
 
 def unique_runs(specs: Sequence[RunSpec]) -> list[RunSpec]:
