@@ -147,3 +147,11 @@ def test_the_command_line_status(tmp_path, monkeypatch, capsys):
     out = capsys.readouterr().out
     assert "experiment variance-convergence: 21 runs: 21 to run" in out
     assert "time left: unknown until a run in this runs folder has finished training" in out
+
+
+def test_the_runs_are_listed_in_the_order_they_train(store):
+    """As ``RunStore.execute`` takes them: a stopped run first, then seed by seed."""
+    specs = [_spec(head, seed) for head in ("gaussian", "optimal_sigma") for seed in range(3)]
+    _folder(store, specs[2], epochs=1, checkpoint=True)  # gaussian seed 2: stopped
+    listed = [line.split()[0] for line in describe_progress(store, specs, jobs=1)[1:-1]]
+    assert listed == [specs[i].run_id for i in (2, 0, 3, 1, 4, 5)]

@@ -19,7 +19,7 @@ from pathlib import Path
 import yaml
 
 from ..run.lock import RunLock
-from .runs import RunSpec, RunStore, read_seconds
+from .runs import RunSpec, RunStore, read_seconds, seeds_first
 
 EVALUATED, TRAINED, TRAINING, STOPPED, TO_RUN = (
     "evaluated", "trained", "training now", "stopped", "to run")
@@ -67,16 +67,20 @@ def run_progress(store: RunStore, spec: RunSpec) -> RunProgress:
 def describe_progress(store: RunStore, specs: Sequence[RunSpec], jobs: int,
                       finished: Sequence[tuple[str | None, float]] | None = None) -> list[str]:
     """Lines for people: a count per state, each run that is not evaluated with its state and
-    epochs, and the training time left at ``jobs`` runs at once, estimated from the finished
-    runs' training times (of the same head where one has finished; else from the epochs its
-    started runs have timed; else of all of them);
+    epochs (in the order they train), and the training time left at ``jobs`` runs at once,
+    estimated from the finished runs' training times (of the same head where one has finished;
+    else from the epochs its started runs have timed; else of all of them);
     ``finished`` is :func:`finished_times` of ``store``, read here when not given."""
     runs = [run_progress(store, s) for s in specs]
     counts = {state: sum(r.state == state for r in runs)
               for state in (EVALUATED, TRAINED, TRAINING, STOPPED, TO_RUN)}
     lines = [f"{len(runs)} runs: " + ", ".join(f"{n} {state}" for state, n in counts.items()
                                                if n)]
-    for run in runs:
+    # in the order they train (RunStore.execute): the live ones, then those to evaluate, then
+    # the stopped ones, then the rest seed by seed
+    rank = {TRAINING: 0, TRAINED: 1, STOPPED: 2, TO_RUN: 3}
+    by_seed = {id(spec): i for i, spec in enumerate(seeds_first([r.spec for r in runs]))}
+    for run in sorted(runs, key=lambda r: (rank.get(r.state, 4), by_seed[id(r.spec)])):
         if run.state != EVALUATED:
             done = (f", epoch {run.epochs_done} of {run.epochs}" if run.epochs
                     and run.state in (TRAINING, STOPPED) else "")
