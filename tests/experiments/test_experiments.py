@@ -206,3 +206,22 @@ def test_every_verdict_states_its_budget_against_the_paper(direct):
     assert "3 Adam steps per run" in verdict.budget and "reduced budget" in verdict.budget
     assert "paper: SVHN at 28x28" in verdict.budget
     assert "budget of the runs (vs the paper)" in outcome.reports["two-heads"].read_text()
+
+
+@pytest.mark.parametrize(("name", "fewer"), [
+    ("decoders", "1 seed for the categorical (256-way) and the logistic mixture (heavy heads"),
+    ("discretized", "1 seed for the categorical (256-way) (a heavy head"),
+    ("beta-sweep", None)])
+def test_the_seeds_line_names_the_heavy_heads_with_fewer_seeds(tmp_path, name, fewer):
+    """One line per report for the seeds: the preset's, and where an experiment has heavy heads
+    with fewer (paper-length: one), which and what their ± then leaves out; an experiment
+    without them says nothing of them. Collected from an empty runs folder: no data read."""
+    outcome = run_experiments(name, preset="paper-length", out=tmp_path / "out",
+                              runs_dir=tmp_path / "runs", collect=True, log=lambda m: None)
+    seeds = [line for line in outcome.reports[name].read_text().splitlines()
+             if line.startswith("- Seeds")]
+    assert len(seeds) == 1 and seeds[0].startswith("- Seeds: 3 per configuration (0..2)")
+    if fewer is None:
+        assert "heavy" not in seeds[0]
+    else:
+        assert fewer in seeds[0] and "leaves out the seed-to-seed spread" in seeds[0]

@@ -135,10 +135,6 @@ PRESETS: dict[str, Preset] = {
                "10,000-image test split, FID from 10,000 prior samples.",
                "--precision auto: bf16-mixed + channels_last where the CPU computes bf16 in "
                "hardware, else float32 (each run's train.log says which).",
-               "Seeds: 3 per configuration, except 1 for the heavy heads of the decoder tables "
-               "(the 256-way categorical and the logistic mixture cost several times a "
-               "Gaussian run at the same length): their ± is the standard error over the test "
-               "images, which leaves out the seed-to-seed spread.",
                "The hierarchical-VAE columns of Table 2 are not run (days per run on a CPU).")),
 }
 

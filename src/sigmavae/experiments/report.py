@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from .framework import EXPERIMENTS, Context, Experiment, Section, Verdict
+from .heads import HEAVY_HEADS
 from .stats import fmt_number
 
 
@@ -76,15 +77,35 @@ def setup_lines(ctx: Context, experiment: Experiment) -> list[str]:
         "data dimensions and the latent dimensions), single-sample, on "
         + (f"the first {preset.eval_images} test images" if preset.eval_images
            else "the whole test split") + ".",
-        f"- Seeds: {preset.seeds} per configuration (0..{preset.seeds - 1}); every number is "
-        "the mean ± its standard error over seeds. A claim is reproduced only when it holds "
-        "beyond two standard errors.",
+        seeds_line(ctx, experiment),
         "- FID: " + ("; ".join(f"{k}: {v}" for k, v in ctx.fid_features.items())
                      or "the features of the runs' evaluations (none evaluated yet)")
         + f"; {preset.fid_samples} prior samples (decoder means) against as many test images.",
     ]
     lines += [f"- {note}" for note in preset.notes]
     return lines
+
+
+def seeds_line(ctx: Context, experiment: Experiment) -> str:
+    """The seeds of the experiment's configurations: the preset's, and the heavy heads' where
+    they have fewer (:meth:`Context.seeds`), with what their ± then leaves out."""
+    seeds = ctx.preset.seeds
+    line = (f"- Seeds: {seeds} per configuration (0..{seeds - 1}); every number is the mean ± "
+            "its standard error over seeds. A claim is reproduced only when it holds beyond two "
+            "standard errors.")
+    counts: dict[str, int] = {}
+    for spec in experiment.runs(ctx):
+        if spec.train.get("likelihood") in HEAVY_HEADS:
+            counts[spec.label] = max(counts.get(spec.label, 0), spec.seed + 1)
+    for n in sorted({n for n in counts.values() if n < seeds}):
+        heads = sorted(label for label, m in counts.items() if m == n)
+        one = len(heads) == 1
+        line += (f" {n} seed{'' if n == 1 else 's'} for the {' and the '.join(heads)} "
+                 f"({'a heavy head' if one else 'heavy heads'}: a run costs several times a "
+                 "Gaussian run at the same length)"
+                 + (f"; {'its' if one else 'their'} ± is the standard error over the test "
+                    "images, which leaves out the seed-to-seed spread." if n == 1 else "."))
+    return line
 
 
 def write_report(ctx: Context, experiment: Experiment, section: Section, command: str,
