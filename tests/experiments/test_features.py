@@ -1,5 +1,6 @@
 """The FID classifier's file: named the same on every machine (a plan names it before it
-exists), and one trained before that naming is still found and used."""
+exists), one trained before that naming is still found and used, and the one a runs folder
+keeps (the one its runs were scored with) wins over the cache's."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import pytest
 import torch
 
 import sigmavae.metrics.fid_classifier as fid_module
-from sigmavae.experiments.features import _named, classifier_file, fid_classifier
+from sigmavae.experiments.features import _named, classifier_file, fid_classifier, keep_classifiers
 from sigmavae.experiments.presets import PRESETS, DataChoice, cache_dir, known_labels
 
 QUICK = PRESETS["quick"]
@@ -55,3 +56,41 @@ def test_a_classifier_named_the_old_way_is_still_used(tmp_path, monkeypatch):
     ("folder", {}, False), ("npz", {}, None)])
 def test_labels_known_from_the_name(data, options, expected):
     assert known_labels(data, options) is expected
+
+
+def _train_tiny(path, data: DataChoice, seed: int) -> None:
+    generator = torch.Generator().manual_seed(seed)
+    images = torch.randint(0, 256, (16, 3, 8, 8), dtype=torch.uint8, generator=generator)
+    fid_module.train_classifier(images, torch.arange(16) % 2, path, data=data.label, epochs=1,
+                                seed=seed)
+
+
+def test_the_runs_folder_keeps_the_classifier_its_runs_were_scored_with(tmp_path, monkeypatch):
+    monkeypatch.setenv("SIGMAVAE_CACHE", str(tmp_path / "cache"))
+    data, runs = _shipped(), tmp_path / "runs"
+    cached = cache_dir() / "fid-classifiers" / classifier_file(data, QUICK)
+    _train_tiny(cached, data, seed=0)
+    features, note = fid_classifier(data, QUICK, log=lambda m: None, runs=runs)
+    kept = runs / "fid-classifiers" / cached.name
+    assert features == f"classifier:{kept}"
+    assert kept.read_bytes() == cached.read_bytes() and kept.with_suffix(".json").is_file()
+    assert f"weights sha256 {fid_module.weights_digest(cached)}" in note
+    # another machine's cache holds another classifier (retrained: other weights); the runs
+    # folder, come with the runs' records, still gives the one they were scored with
+    _train_tiny(cached, data, seed=1)
+    assert fid_module.weights_digest(cached) != fid_module.weights_digest(kept)
+    again, again_note = fid_classifier(data, QUICK, log=lambda m: None, runs=runs)
+    assert again == features and again_note == note
+
+
+def test_records_take_the_kept_classifiers_along(tmp_path, monkeypatch):
+    monkeypatch.setenv("SIGMAVAE_CACHE", str(tmp_path / "cache"))
+    data, runs, records = _shipped(), tmp_path / "runs", tmp_path / "records"
+    _train_tiny(runs / "fid-classifiers" / classifier_file(data, QUICK), data, seed=0)
+    keep_classifiers(runs, records)
+    keep_classifiers(runs, records)  # a second export changes nothing
+    kept = sorted(p.name for p in (records / "fid-classifiers").iterdir())
+    name = classifier_file(data, QUICK)
+    assert kept == [name.replace(".safetensors", ".json"), name]
+    loaded = fid_module.load_classifier_features(records / "fid-classifiers" / name)
+    assert loaded.digest == fid_module.weights_digest(runs / "fid-classifiers" / name)

@@ -1,13 +1,15 @@
 """Per-run measures of the experiments: I_e and the marginal KL bracketed between their two
-estimates."""
+estimates, and FIDs compared only on one feature extractor."""
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
-from sigmavae.experiments.measures import marginal_kl_bounds, mutual_info_bounds
-from sigmavae.experiments.runs import RunResult, RunSpec
+from sigmavae.experiments.framework import Results, csv_rows
+from sigmavae.experiments.measures import fid, marginal_kl_bounds, mutual_info_bounds
+from sigmavae.experiments.runs import RunResult, RunSpec, RunStore
 
 
 def _run(tmp: Path, mi: dict) -> RunResult:
@@ -48,3 +50,46 @@ def test_an_older_record_without_leave_one_out_is_open_where_saturated(tmp_path)
                                "rate_kl_nats": 15.0, "saturated": False})
     assert mutual_info_bounds(below) == (3.0, 3.0)
     assert marginal_kl_bounds(below) == (12.0, 12.0)
+
+
+def _store_run(store: RunStore, row: str, seed: int, data: str, fid: float,
+               features: str) -> RunSpec:
+    """An evaluated run in ``store`` whose FID ``fid`` was computed on ``features``."""
+    spec = RunSpec(row, row.title(), {"data": data, "likelihood": row}, seed)
+    folder = store.folder(spec)
+    folder.mkdir(parents=True)
+    (folder / "final.json").write_text(json.dumps({"step": 10}))
+    evaluation = {"metrics": {"fid": {"available": True, "fid": fid, "features": features}}}
+    (folder / "eval.json").write_text(json.dumps(evaluation))
+    return spec
+
+
+def test_fids_on_another_extractor_are_left_out_and_named(tmp_path):
+    store = RunStore(tmp_path, log=lambda m: None)
+    old, new, other_data = "classifier A (62.9%)", "classifier B (63.1%, sha256 1a2b)", "pixels"
+    specs = [_store_run(store, "gaussian", 0, "cifar", 57.5, old),
+             _store_run(store, "optimal", 0, "cifar", 46.7, old),
+             _store_run(store, "optimal", 1, "cifar", 46.0, new),  # retrained elsewhere
+             _store_run(store, "student_t", 0, "cifar", 40.0, new),
+             _store_run(store, "gaussian", 1, "cifar", 55.0, old),
+             # another data set's FIDs have their own features: not compared, not left out
+             _store_run(store, "gaussian", 0, "frey", 9.0, other_data)]
+    results = Results(store, specs)
+    assert results.fid_features() == sorted([old, other_data])
+    assert results.estimate("optimal", fid).mean == 46.7  # seed 1's 46.0 is not averaged in
+    assert results.estimate("student_t", fid) is None  # its only FID is on the other features
+    assert results.estimate("gaussian", fid).n == 3
+    [note] = results.fid_notes()
+    assert "2 run(s)" in note and new in note and "Student_T seed 0: 40.0" in note
+    rows = {(r["row"], r["seed"], r["data"]): r for r in csv_rows(results)}
+    # the CSV keeps every measured FID and says which the report compares
+    assert rows["optimal", 1, "cifar"]["fid"] == 46.0
+    assert rows["optimal", 1, "cifar"]["fid_in_report"] is False
+    assert rows["gaussian", 0, "frey"]["fid_in_report"] is True
+
+
+def test_one_extractor_everywhere_leaves_nothing_out(tmp_path):
+    store = RunStore(tmp_path, log=lambda m: None)
+    specs = [_store_run(store, "gaussian", s, "cifar", 50.0 + s, "A") for s in range(3)]
+    results = Results(store, specs)
+    assert results.fid_notes() == [] and results.estimate("gaussian", fid).n == 3

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .features import fid_classifier, planned_features
+from .features import fid_classifier, keep_classifiers, planned_features
 from .framework import EXPERIMENTS, Context, Experiment, Results, Section, budget_line
 from .plan import CACHE, Plan, PlannedRun, write_plan
 from .presets import (
@@ -160,7 +160,9 @@ def run_experiments(
         """The FID features of one data set, trained when first needed (an evaluation or a
         report), so that training starts at once."""
         if key in classifier_data and key not in features:
-            features[key] = fid_classifier(classifier_data[key], chosen, log)
+            # kept in the runs folder, beside the runs it scores (--prepare fills a plan's cache)
+            features[key] = fid_classifier(classifier_data[key], chosen, log,
+                                           None if prepare else store.root)
         return features.get(key)
 
     if prepare:
@@ -189,8 +191,7 @@ def run_experiments(
     def with_features(ctx: Context, results: Results) -> None:
         # what the evaluations used, as each wrote it into its record (so that a report
         # collected from records alone reads the same); before any, the features to be used
-        described = sorted({str(r.metric("fid")["features"]) for runs in results.by_row.values()
-                            for r in runs if r.metric("fid").get("features")})
+        described = results.fid_features()
         if described:
             ctx.fid_features = {d.label: "; ".join(described) for d in ctx.data.values()}
         elif not collect:  # --collect reads the records only, so that any machine agrees
@@ -230,6 +231,7 @@ def run_experiments(
         results = Results(store, specs)
         with_features(ctx, results)
         section = experiment.analyse(ctx, results)
+        section.notes.extend(results.fid_notes())
         for verdict in section.verdicts:
             verdict.budget = budget_line(verdict.claim, ctx, results)
             if not results.by_row:  # nothing has run: not a finding of any kind
@@ -240,6 +242,7 @@ def run_experiments(
         if records is not None:
             for run in [r for runs in results.by_row.values() for r in runs]:
                 store.export_record(run, Path(records))
+            keep_classifiers(store.root, Path(records))
         log(f"experiment {experiment.name}: wrote {path}")
     if len(experiments) > 1:
         outcome.index = write_index(out, [(e, outcome.reports[e.name],

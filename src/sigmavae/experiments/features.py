@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -38,16 +39,25 @@ def _no_labels_note(data: DataChoice) -> str:
             "proxy; not Inception, not comparable with published FIDs)")
 
 
-def fid_classifier(data: DataChoice, preset: Preset,
-                   log: Callable[[str], None]) -> tuple[str, str]:
+def fid_classifier(data: DataChoice, preset: Preset, log: Callable[[str], None],
+                   runs: Path | None = None) -> tuple[str, str]:
     """The ``--fid-features`` of ``data`` and the note reports print: the classifier in the
     cache, trained on its labelled training split first if it is not there (minutes), or the
-    pixels where the data has no labels (read from the data)."""
+    pixels where the data has no labels (read from the data).
+
+    With ``runs`` (a run store's folder), the classifier is the one kept there, in
+    ``runs/fid-classifiers/``, if any (the one its runs were evaluated with, which came with
+    the runs' records from another machine); else the cache's is copied there, so that a run
+    folder, and the records exported from it, keep the extractor their FIDs need."""
     from ..data import load_dataset
     from ..metrics.fid_classifier import load_classifier_features, train_classifier
 
+    name = classifier_file(data, preset)
+    kept = runs / CLASSIFIERS / name if runs is not None else None
+    if kept is not None and kept.is_file():
+        return f"classifier:{kept}", load_classifier_features(kept).describe()
     folder = cache_dir() / CLASSIFIERS
-    path = folder / classifier_file(data, preset)
+    path = folder / name
     # a classifier trained before file names were machine-independent (named by the absolute
     # data root) is still the one its runs were evaluated with: keep using it
     legacy = folder / _named(data, preset, data.train_keys())
@@ -64,8 +74,31 @@ def fid_classifier(data: DataChoice, preset: Preset,
         train_classifier(train.images, train.labels, path, data=data.label,
                          test_images=test.images, test_labels=test.labels,
                          epochs=preset.classifier_epochs, max_images=preset.classifier_images)
-    info = load_classifier_features(path).info
-    return f"classifier:{path}", info.describe()
+    if kept is not None:
+        copy_classifier(path, kept)
+        path = kept
+    return f"classifier:{path}", load_classifier_features(path).describe()
+
+
+def copy_classifier(source: Path, target: Path) -> None:
+    """Copy a saved classifier (weights and its ``.json`` info) to ``target``: the info first
+    and the weights last, each through a temporary file, so that a weights file present means a
+    complete copy (as :func:`~sigmavae.metrics.fid_classifier.train_classifier` writes one)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    for suffix in (".json", target.suffix):
+        partial = target.with_name(target.stem + suffix + ".partial")
+        shutil.copyfile(source.with_suffix(suffix), partial)
+        partial.replace(target.with_suffix(suffix))
+
+
+def keep_classifiers(runs: Path, records: Path) -> None:
+    """Copy the classifiers kept in a run folder (``runs/fid-classifiers/``) into the records
+    folder beside the run records (where they are not there already)."""
+    for weights in sorted((runs / CLASSIFIERS).glob("*.safetensors")):
+        target = records / CLASSIFIERS / weights.name
+        if weights.resolve() != target.resolve() and (
+                not target.is_file() or target.read_bytes() != weights.read_bytes()):
+            copy_classifier(weights, target)
 
 
 def planned_features(data: DataChoice, preset: Preset, cache: Path,

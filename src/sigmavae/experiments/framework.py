@@ -9,6 +9,8 @@ published one, figures and a verdict per claim (see :mod:`.claims`).
 
 from __future__ import annotations
 
+import json
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +19,7 @@ from typing import Any
 from ..registry import Registry
 from . import claims
 from .heads import HEAVY_HEADS, HeadRow
-from .measures import TEST_STDERR, run_row, seed_or_test_estimate
+from .measures import TEST_STDERR, fid_features, measured_fid, run_row, seed_or_test_estimate
 from .presets import DataChoice, Preset
 from .published import published
 from .runs import RunResult, RunSpec, RunStore
@@ -83,6 +85,26 @@ class Results:
                 self.missing.append(spec)
             else:
                 self.by_row.setdefault(spec.row, []).append(result)
+        self.fid_references = _one_extractor_per_data(
+            [r for runs in self.by_row.values() for r in runs])
+
+    def fid_features(self) -> list[str]:
+        """The feature extractors of the FIDs the report compares (one per data set)."""
+        return sorted(set(self.fid_references.values()))
+
+    def fid_notes(self) -> list[str]:
+        """A report note naming each run whose FID is left out (another extractor), with it."""
+        left_out = [r for runs in self.by_row.values() for r in runs if r.fid_left_out]
+        if not left_out:
+            return []
+        values = "; ".join(f"{r.spec.label} seed {r.spec.seed}: {measured_fid(r):.1f}"
+                           for r in left_out)
+        others = "; ".join(sorted({str(fid_features(r)) for r in left_out}))
+        return [f"FID of {len(left_out)} run(s) left out of the tables and verdicts: they were "
+                f"evaluated with another feature extractor ({others}) than the report's other "
+                "runs, and FIDs on different extractors are not comparable (a classifier "
+                "retrained on another machine has other weights). Their FIDs: "
+                f"{values}. runs.csv keeps them (column fid_in_report)."]
 
     def runs(self, row: str) -> list[RunResult]:
         return self.by_row.get(row, [])
@@ -101,6 +123,26 @@ class Results:
                ) -> Bounds | None:
         """Bounds over seeds of a per-run ``(low, high)`` (see :func:`.stats.estimate_bounds`)."""
         return estimate_bounds(value(r) for r in self.runs(row))
+
+
+def _one_extractor_per_data(runs: list[RunResult]) -> dict[str, str]:
+    """Per data set, the feature extractor most of ``runs`` have their FID on (ties: the first
+    by description); every run on another one gets :attr:`RunResult.fid_left_out`. Returns the
+    extractor of each data set (a JSON key of its training data keys)."""
+    by_data: dict[str, list[RunResult]] = {}
+    for run in runs:
+        if fid_features(run) is not None:
+            data = {k: run.spec.train.get(k) for k in ("data", "data_root", "data_options")}
+            by_data.setdefault(json.dumps(data, sort_keys=True, default=str), []).append(run)
+    references: dict[str, str] = {}
+    for key, group in by_data.items():
+        counts = Counter(fid_features(r) for r in group)
+        reference = min(counts, key=lambda f: (-counts[f], str(f)))
+        references[key] = str(reference)
+        for run in group:
+            if fid_features(run) != reference:
+                run.fid_left_out = f"FID on other features than the report's ({reference})"
+    return references
 
 
 def paper_cell(table: int, row: str, dataset: str | None, metric: str) -> str:

@@ -64,8 +64,21 @@ TEST_STDERR: dict[Callable[[RunResult], float | None], Callable[[RunResult], flo
 
 
 def fid(run: RunResult) -> float | None:
+    """The run's FID, None where not measured or measured on another feature extractor than
+    its report's (:attr:`RunResult.fid_left_out`: not comparable)."""
+    return None if run.fid_left_out else measured_fid(run)
+
+
+def measured_fid(run: RunResult) -> float | None:
+    """The FID the run's evaluation measured, on whatever features (:func:`fid_features`)."""
     value = run.metric("fid")
     return value.get("fid") if value.get("available") else None
+
+
+def fid_features(run: RunResult) -> str | None:
+    """The features the run's FID was computed on, as its evaluation described them."""
+    value = run.metric("fid")
+    return str(value["features"]) if value.get("available") and value.get("features") else None
 
 
 def effective_beta(run: RunResult) -> float | None:
@@ -131,7 +144,9 @@ def run_row(run: RunResult) -> dict[str, Any]:
         "neg_elbo_nats_per_image": continuous_bound(run),
         "neg_elbo_8bit_nats_per_image": discrete_bound(run),
         "bound_note": invalid_reason(run),
-        "fid": fid(run), "effective_beta": effective_beta(run),
+        "fid": measured_fid(run), "fid_in_report": (None if measured_fid(run) is None
+                                                    else run.fid_left_out is None),
+        "effective_beta": effective_beta(run),
         "mutual_info_nats": mutual_info(run), "marginal_kl_nats": marginal_kl(run),
         "mi_saturated": mi_saturated(run) if run.metric("mi").get("available") else None,
         "train_steps": run.final.get("step"),
@@ -155,10 +170,12 @@ __all__ = [
     "discrete_bound_se",
     "effective_beta",
     "fid",
+    "fid_features",
     "headline_bound",
     "invalid_reason",
     "marginal_kl",
     "marginal_kl_bounds",
+    "measured_fid",
     "mi_saturated",
     "mutual_info",
     "mutual_info_bounds",

@@ -161,6 +161,8 @@ class RunResult:
     folder: Path
     final: dict[str, Any]
     evaluation: dict[str, Any]
+    #: why its FID is left out of a report (another feature extractor than the report's)
+    fid_left_out: str | None = None
 
     def metric(self, name: str) -> dict[str, Any]:
         return self.evaluation.get("metrics", {}).get(name, {"available": False})

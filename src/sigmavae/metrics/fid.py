@@ -249,7 +249,7 @@ def build_fid_metric(spec: str | None, image_shape: tuple[int, ...]) -> tuple[Me
         extractor, desc = PixelFeatures(), f"pixels (3x{h}x{w} flattened; not Inception)"
     elif spec.startswith("classifier:"):
         classifier = _classifier(spec)
-        extractor, desc = classifier, classifier.info.describe()
+        extractor, desc = classifier, classifier.describe()
     else:
         extractor, desc = _load_custom(spec), f"custom extractor {spec} (not Inception)"
         _check_extractor(extractor, spec, image_shape)

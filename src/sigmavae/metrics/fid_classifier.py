@@ -14,6 +14,7 @@ for a grey-trained classifier.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from dataclasses import asdict, dataclass
@@ -40,10 +41,13 @@ class ClassifierInfo:
     test_accuracy: float | None  # fraction of held-out images classified right
     seconds: float
 
-    def describe(self) -> str:
+    def describe(self, digest: str | None = None) -> str:
+        """What the features are, for reports; ``digest`` (the weights file's, see
+        :func:`weights_digest`) tells two classifiers of the same data and accuracy apart."""
         acc = "n/a" if self.test_accuracy is None else f"{100 * self.test_accuracy:.1f}%"
+        weights = f", weights sha256 {digest}" if digest else ""
         return (f"classifier features ({FEATURE_DIM}-d, a small CNN trained on {self.train_images}"
-                f" labelled {self.data} training images, held-out accuracy {acc}; not "
+                f" labelled {self.data} training images, held-out accuracy {acc}{weights}; not "
                 "Inception: not comparable with published FIDs)")
 
 
@@ -75,10 +79,15 @@ class SmallClassifier(nn.Module):
 class ClassifierFeatures(nn.Module):
     """FID feature extractor: RGB ``(N, 3, H, W)`` in [0, 1] -> ``(N, FEATURE_DIM)``."""
 
-    def __init__(self, classifier: SmallClassifier, info: ClassifierInfo) -> None:
+    def __init__(self, classifier: SmallClassifier, info: ClassifierInfo,
+                 digest: str | None = None) -> None:
         super().__init__()
         self.classifier = classifier.eval()
         self.info = info
+        self.digest = digest  # of the weights file it was loaded from (None: built in memory)
+
+    def describe(self) -> str:
+        return self.info.describe(self.digest)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x.float()
@@ -92,6 +101,13 @@ class ClassifierFeatures(nn.Module):
 
 def _info_path(path: Path) -> Path:
     return path.with_suffix(".json")
+
+
+def weights_digest(path: str | Path) -> str:
+    """The first 12 hex digits of the SHA-256 of a classifier's weights file: FIDs are
+    comparable only under the same digest (a classifier retrained on another machine, even with
+    the same seed, has other weights: its float rounding differs)."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:12]
 
 
 @torch.no_grad()
@@ -189,5 +205,5 @@ def load_classifier_features(path: str | Path) -> ClassifierFeatures:
     except RuntimeError as err:
         first = str(err).splitlines()[0]
         raise ValueError(f"classifier {path}: weights do not match its info ({first})") from None
-    return ClassifierFeatures(model, info)
+    return ClassifierFeatures(model, info, weights_digest(path))
 
