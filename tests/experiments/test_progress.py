@@ -155,3 +155,20 @@ def test_the_runs_are_listed_in_the_order_they_train(store):
     _folder(store, specs[2], epochs=1, checkpoint=True)  # gaussian seed 2: stopped
     listed = [line.split()[0] for line in describe_progress(store, specs, jobs=1)[1:-1]]
     assert listed == [specs[i].run_id for i in (2, 0, 3, 1, 4, 5)]
+
+
+def test_runs_started_on_a_slower_machine_scale_the_finished_runs_times(store):
+    # records of runs finished elsewhere (bf16 hardware): 1000 s a run
+    _folder(store, _spec("gaussian", 0), epochs=4, final=True, evaluated=True, seconds=1000)
+    _folder(store, _spec("categorical", 0), epochs=4, final=True, evaluated=True, seconds=4000)
+    # here a gaussian run takes 750 s an epoch: 3000 s a run, 3x the finished one's
+    _folder(store, _spec("gaussian", 1), epochs=2, checkpoint=True, epoch_seconds=750)
+    specs = [_spec("gaussian", 1), _spec("gaussian", 2), _spec("categorical", 1)]
+    line = describe_progress(store, specs, jobs=1)[-1]
+    # 0.5 x 3000 (the started run: its own epochs) + 3 x 1000 + 3 x 4000 = 16500 s
+    assert line.startswith("training left: about 4.6 h at 1 run(s) at once (4.6 run-hours")
+    assert "scaled by 3: the pace of the runs started here" in line
+    # at the finished runs' own pace nothing is scaled, and the line does not say so
+    _folder(store, _spec("gaussian", 2), epochs=1, checkpoint=True, epoch_seconds=250)
+    line = describe_progress(store, [_spec("gaussian", 2)], jobs=1)[-1]
+    assert "scaled" not in line and "(0.2 run-hours" in line

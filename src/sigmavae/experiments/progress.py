@@ -1,7 +1,8 @@
 """``sigmavae experiment NAME --status``: where a long reproduction stands, read from the run
 folders alone (no data, no training): each run's state, the epochs a started run has done, and
 the training time left, estimated from the runs that have finished (or, for a head none of
-whose runs has finished yet, from the epochs its started runs have timed).
+whose runs has finished yet, from the epochs its started runs have timed), scaled to this
+machine's pace where the finished runs came from another one.
 
 A run is *evaluated* (its report numbers exist), *trained* (waiting for its evaluation),
 *training now* (a process holds its folder's lock), *stopped* (it has epochs or a checkpoint but
@@ -87,16 +88,21 @@ def describe_progress(store: RunStore, specs: Sequence[RunSpec], jobs: int,
             lines.append(f"  {run.spec.run_id}  {run.spec.label}, seed {run.spec.seed}: "
                          f"{run.state}{done}")
     finished = finished_times(store) if finished is None else finished
-    left, guessed = _seconds_left(runs, finished)
+    left = _seconds_left(runs, finished)
     if left is None:
         lines.append("time left: unknown until a run in this runs folder has finished training")
-    elif left > 0:
-        hours = left / max(1, min(jobs, sum(r.fraction_left > 0 for r in runs))) / 3600
-        guess = (f"; {guessed} run(s) of a head with no finished or started run counted at "
-                 "the median run's time, though a heavy head costs more" if guessed else "")
+    elif left.seconds > 0:
+        hours = left.seconds / max(1, min(jobs, sum(r.fraction_left > 0 for r in runs))) / 3600
+        guess = (f"; {left.guessed} run(s) of a head with no finished or started run counted "
+                 "at the median run's time, though a heavy head costs more"
+                 if left.guessed else "")
+        pace = (f", scaled by {left.pace:.2g}: the pace of the runs started here against the "
+                "finished runs of their heads (another machine or precision)"
+                if abs(left.pace - 1) > 0.1 else "")
         lines.append(f"training left: about {hours:.1f} h at {jobs} run(s) at once "
-                     f"({left / 3600:.1f} run-hours, from the training times of the finished "
-                     f"runs in this runs folder{guess}; evaluations come on top)")
+                     f"({left.seconds / 3600:.1f} run-hours, from the training times of the "
+                     f"finished runs in this runs folder{pace}{guess}; evaluations come on "
+                     "top)")
     return lines
 
 
@@ -112,11 +118,26 @@ def finished_times(store: RunStore) -> list[tuple[str | None, float]]:
     return times
 
 
+@dataclass(frozen=True)
+class TimeLeft:
+    """Training seconds still to do; ``guessed``: runs left with neither a finished run of
+    their head nor a timed epoch of one (counted at the median finished run's time); ``pace``:
+    the factor the finished runs' times are scaled by (see :func:`_seconds_left`)."""
+
+    seconds: float
+    guessed: int = 0
+    pace: float = 1.0
+
+
 def _seconds_left(runs: Sequence[RunProgress], finished: Sequence[tuple[str | None, float]],
-                  ) -> tuple[float | None, int]:
-    """Training seconds still to do (``None`` when nothing has finished to estimate from) and
-    how many of the runs left had neither a finished run of their head to go by nor a timed
-    epoch of one (those are counted at the median finished run's time)."""
+                  ) -> TimeLeft | None:
+    """The training time still to do, ``None`` when nothing has finished or been timed to
+    estimate from.
+
+    The finished runs may have trained on another machine or at another precision (records
+    copied in from one with bf16 hardware): where a head has both finished runs and a run
+    started here, the started run's pace against them (the median ratio over such heads)
+    scales every time taken from finished runs."""
     # head -> seconds of a whole run, from the epochs its started runs have timed
     timed: dict[str | None, list[float]] = {}
     for run in runs:
@@ -124,17 +145,21 @@ def _seconds_left(runs: Sequence[RunProgress], finished: Sequence[tuple[str | No
             timed.setdefault(run.spec.train.get("likelihood"), []).append(
                 statistics.median(run.epoch_seconds) * run.epochs)
     if not finished and not timed:
-        return (None if any(r.fraction_left for r in runs) else 0.0), 0
-    everyone = statistics.median([seconds for _, seconds in finished]
-                                 or [s for times in timed.values() for s in times])
+        return None if any(r.fraction_left for r in runs) else TimeLeft(0.0)
+    of_head = {head: [s for name, s in finished if name == head] for head in timed}
+    paces = [statistics.median(times) / statistics.median(of_head[head])
+             for head, times in timed.items() if of_head[head]]
+    pace = statistics.median(paces) if paces else 1.0
+    everyone = (pace * statistics.median([seconds for _, seconds in finished]) if finished
+                else statistics.median([s for times in timed.values() for s in times]))
     total, guessed = 0.0, 0
     for run in runs:
         if run.fraction_left:
             head = run.spec.train.get("likelihood")
-            same = [seconds for name, seconds in finished if name == head] or timed.get(head)
+            same = [pace * seconds for name, seconds in finished if name == head] or timed.get(head)
             guessed += not same
             total += run.fraction_left * (statistics.median(same) if same else everyone)
-    return total, guessed
+    return TimeLeft(total, guessed, pace)
 
 
 def _epoch_seconds(path: Path) -> list[float | None]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -136,12 +137,30 @@ def write_report(ctx: Context, experiment: Experiment, section: Section, command
             lines += [f"![{caption}]({_relative(path, out)})", "", f"*{caption}*", ""]
     lines += ["## Runs", "",
               f"Every run: `runs.csv` ({len(section.rows)} runs; one row per run and seed, "
-              "units in the column names). Wall time of these runs on this machine: "
-              + (f"{fmt_number(minutes)} min" if minutes is not None else "n/a")
-              + " (runs shared with other experiments are counted in each).", ""]
+              "units in the column names). Wall time of these runs on the machines that ran "
+              "them: " + (f"{fmt_number(minutes)} min" if minutes is not None else "n/a")
+              + " (runs shared with other experiments are counted in each). "
+              + precision_line(section.rows), ""]
     path = out / "report.md"
     path.write_text("\n".join(lines))
     return path
+
+
+def precision_line(rows: Sequence[dict[str, Any]]) -> str:
+    """The precision the runs trained at (``runs.csv``'s ``precision``): one, or the most
+    common and each run at another, named (a reproduction continued on a CPU without bf16
+    trains its later runs in float32)."""
+    counts = Counter(str(r.get("precision") or "unknown") for r in rows)
+    if not counts:
+        return ""
+    common = min(counts, key=lambda p: (-counts[p], p))
+    if len(counts) == 1:
+        return f"Every run trained at {common}."
+    others = [f"{p}: " + ", ".join(f"{r['label']} seed {r['seed']}" for r in rows
+                                   if str(r.get("precision") or "unknown") == p)
+              for p in sorted(counts) if p != common]
+    return (f"Precision: {common} for {counts[common]} runs; other runs ({'; '.join(others)}): "
+            "a seed at another precision is one more source of seed-to-seed spread.")
 
 
 def _summary(experiment: Experiment) -> str:
