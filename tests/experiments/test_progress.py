@@ -161,8 +161,10 @@ def test_runs_started_on_a_slower_machine_scale_the_finished_runs_times(store):
     # records of runs finished elsewhere (bf16 hardware): 1000 s a run
     _folder(store, _spec("gaussian", 0), epochs=4, final=True, evaluated=True, seconds=1000)
     _folder(store, _spec("categorical", 0), epochs=4, final=True, evaluated=True, seconds=4000)
-    # here a gaussian run takes 750 s an epoch: 3000 s a run, 3x the finished one's
-    _folder(store, _spec("gaussian", 1), epochs=2, checkpoint=True, epoch_seconds=750)
+    # here a gaussian run takes 750 s an epoch: 3000 s a run, 3x the finished one's; stopped
+    # once, it wrote its seconds so far (not a whole run's time)
+    _folder(store, _spec("gaussian", 1), epochs=2, checkpoint=True, epoch_seconds=750,
+            seconds=1500)
     specs = [_spec("gaussian", 1), _spec("gaussian", 2), _spec("categorical", 1)]
     line = describe_progress(store, specs, jobs=1)[-1]
     # 0.5 x 3000 (the started run: its own epochs) + 3 x 1000 + 3 x 4000 = 16500 s

@@ -107,12 +107,14 @@ def describe_progress(store: RunStore, specs: Sequence[RunSpec], jobs: int,
 
 
 def finished_times(store: RunStore) -> list[tuple[str | None, float]]:
-    """``(head, training seconds)`` of every run in ``store`` that has finished training."""
+    """``(head, training seconds)`` of every run in ``store`` that has finished training (a
+    stopped run's ``train_seconds.txt`` holds its seconds so far: not a run's time)."""
     times = []
     for train_seconds in sorted(store.root.glob("*/train_seconds.txt")):
         seconds = read_seconds(train_seconds)
         config = train_seconds.parent / "train.yaml"
-        if seconds and config.is_file():
+        finished = (train_seconds.parent / "final.json").is_file()
+        if seconds and finished and config.is_file():
             head = (yaml.safe_load(config.read_text()) or {}).get("likelihood")
             times.append((head, seconds))
     return times
