@@ -3,11 +3,13 @@ them (docs/results/runs), with no data and no checkpoints: what `make results` r
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 
 from sigmavae.experiments.driver import run_experiments
+from sigmavae.metrics.fid_classifier import weights_digest
 
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "docs" / "results"
@@ -36,6 +38,15 @@ def test_the_records_are_committed():
     assert records, "docs/results/runs holds no evaluated run"
     for record in records:
         assert not (record / "checkpoints").exists()
+
+
+def test_the_fid_classifier_of_every_record_is_committed_beside_them():
+    # a record names its classifier by the weights' digest (records from before the digest,
+    # scored with a classifier lost with its machine, name none)
+    named = {m.group(1) for p in RECORDS.glob("*/eval.json")
+             for m in [re.search(r"weights sha256 ([0-9a-f]{12})", p.read_text())] if m}
+    kept = {weights_digest(p) for p in (RECORDS / "fid-classifiers").glob("*.safetensors")}
+    assert named <= kept, f"records scored with classifiers not committed: {named - kept}"
 
 
 @pytest.mark.parametrize("name", ["beta-sweep", "mi-vs-beta", "variance-convergence",
