@@ -10,7 +10,6 @@ published one, figures and a verdict per claim (see :mod:`.claims`).
 from __future__ import annotations
 
 import json
-from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +22,7 @@ from .measures import TEST_STDERR, fid_features, measured_fid, run_row, seed_or_
 from .presets import DataChoice, Preset
 from .published import published
 from .runs import RunResult, RunSpec, RunStore
-from .stats import Bounds, Estimate, estimate, estimate_bounds
+from .stats import Bounds, Estimate, estimate, estimate_bounds, most_common
 
 
 @dataclass
@@ -136,9 +135,8 @@ def _one_extractor_per_data(runs: list[RunResult]) -> dict[str, str]:
             by_data.setdefault(json.dumps(data, sort_keys=True, default=str), []).append(run)
     references: dict[str, str] = {}
     for key, group in by_data.items():
-        counts = Counter(fid_features(r) for r in group)
-        reference = min(counts, key=lambda f: (-counts[f], str(f)))
-        references[key] = str(reference)
+        reference, _ = most_common(str(fid_features(r)) for r in group)
+        references[key] = reference
         for run in group:
             if fid_features(run) != reference:
                 run.fid_left_out = f"FID on other features than the report's ({reference})"

@@ -5,14 +5,13 @@ from __future__ import annotations
 import csv
 import json
 import os
-from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from .framework import EXPERIMENTS, Context, Experiment, Section, Verdict
 from .heads import HEAVY_HEADS
-from .stats import fmt_number
+from .stats import fmt_number, most_common
 
 
 def markdown_table(rows: Sequence[dict[str, str]]) -> list[str]:
@@ -150,10 +149,9 @@ def precision_line(rows: Sequence[dict[str, Any]]) -> str:
     """The precision the runs trained at (``runs.csv``'s ``precision``): one, or the most
     common and each run at another, named (a reproduction continued on a CPU without bf16
     trains its later runs in float32)."""
-    counts = Counter(str(r.get("precision") or "unknown") for r in rows)
-    if not counts:
+    if not rows:
         return ""
-    common = min(counts, key=lambda p: (-counts[p], p))
+    common, counts = most_common(str(r.get("precision") or "unknown") for r in rows)
     if len(counts) == 1:
         return f"Every run trained at {common}."
     others = [f"{p}: " + ", ".join(f"{r['label']} seed {r['seed']}" for r in rows

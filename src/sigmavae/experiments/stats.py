@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -79,6 +80,13 @@ def fmt_estimate(est: Estimate | None) -> str:
     if est.n == 1:  # an error over test examples, not over seeds
         return f"{fmt_number(est.mean)} ± {fmt_number(est.stderr, 2)} (1 seed; SE over test images)"
     return f"{fmt_number(est.mean)} ± {fmt_number(est.stderr, 2)}"
+
+
+def most_common(values: Iterable[str]) -> tuple[str, Counter[str]]:
+    """The most frequent of ``values`` (ties: the first in sort order, so that the choice does
+    not depend on the order runs are read in) and the count of each. ``values`` non-empty."""
+    counts = Counter(values)
+    return min(counts, key=lambda v: (-counts[v], v)), counts
 
 
 def less_than(a: Estimate | None, b: Estimate | None) -> bool | None:
