@@ -9,7 +9,13 @@ import pytest
 
 from sigmavae.experiments import runs
 from sigmavae.experiments.presets import ExperimentError, cache_dir
-from sigmavae.experiments.runs import RunSpec, portable, run_job, without_machine_paths
+from sigmavae.experiments.runs import (
+    RunElsewhere,
+    RunSpec,
+    portable,
+    run_job,
+    without_machine_paths,
+)
 from sigmavae.run import RunLock, RunLockedError
 
 
@@ -49,7 +55,7 @@ def test_a_run_another_process_trains_is_refused_untouched(tmp_path):
     (folder / "train_seconds.txt").write_text("1875.5\n")
     before = {p.name: p.read_bytes() for p in folder.iterdir()}
     # the lock's holder has another open file of it, as another process would
-    with RunLock(folder), pytest.raises(ExperimentError,
+    with RunLock(folder), pytest.raises(RunElsewhere,
                                         match=r"run run: training not started: .* is in use"):
         run_job(str(folder), None)
     after = {p.name: p.read_bytes() for p in folder.iterdir() if p.name != ".lock"}
@@ -69,7 +75,7 @@ def test_a_run_claimed_by_another_process_after_the_check_keeps_its_seconds(tmp_
         raise RunLockedError(f"{run} is in use by process 1 on host since then")
 
     monkeypatch.setattr(runs, "_train", claimed_first)
-    with pytest.raises(ExperimentError, match=r"training not started: another process claimed"):
+    with pytest.raises(RunElsewhere, match=r"training not started: another process claimed"):
         run_job(str(folder), None)
     assert (folder / "train_seconds.txt").read_text() == "1875.5\n"
     log = (folder / "train.log").read_text()
@@ -81,7 +87,8 @@ def test_stopped_runs_train_first_then_every_configuration_seed_by_seed(tmp_path
     """The queue: a run stopped part-way first (its steps are spent), then the first seed of
     every configuration, then the second, ... so that a long reproduction answers every row
     early. Every run is held by "another process" here, so each is refused at once and the
-    log's start lines are the queue's order."""
+    log's start lines are the queue's order. Runs left to another process are not failures: the
+    command ends without an error and names them."""
     lines: list[str] = []
     store = runs.RunStore(tmp_path, log=lines.append)
     specs = [RunSpec(row, row, {"likelihood": row}, seed)
@@ -93,8 +100,22 @@ def test_stopped_runs_train_first_then_every_configuration_seed_by_seed(tmp_path
         for spec in specs:
             store.folder(spec).mkdir(parents=True, exist_ok=True)
             held.enter_context(RunLock(store.folder(spec)))
-        with pytest.raises(ExperimentError, match="6 run"):
-            store.execute(specs, settings=lambda spec: None, jobs=1, threads=1)
+        store.execute(specs, settings=lambda spec: None, jobs=1, threads=1)
+    assert sum(line.startswith("  left  ") for line in lines) == 6
+    assert lines[-1].startswith("experiment: 6 run(s) left to the process(es) that train them")
     started = [line.split()[3] for line in lines if line.startswith("  start training of")]
     order = [specs[i].run_id for i in (4, 0, 3, 1, 2, 5)]
     assert started == order
+
+
+def test_a_failing_run_still_fails_the_experiment_beside_runs_left_to_another_process(tmp_path):
+    """Leaving a run to the process that trains it must not hide a real failure next to it."""
+    lines: list[str] = []
+    store = runs.RunStore(tmp_path, log=lines.append)
+    held, broken = (RunSpec(row, row, {"likelihood": row, "data": "no-such-data"}, 0)
+                    for row in ("gaussian", "optimal_sigma"))
+    store.folder(held).mkdir(parents=True)
+    with RunLock(store.folder(held)), pytest.raises(ExperimentError, match="1 run"):
+        store.execute([held, broken], settings=lambda spec: None, jobs=1, threads=1)
+    assert any(line.startswith(f"  left  {held.run_id}") for line in lines)
+    assert any(line.startswith(f"  FAILED {broken.run_id}") for line in lines)

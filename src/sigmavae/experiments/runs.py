@@ -255,7 +255,9 @@ class RunStore:
         come as early as they can; ``settings`` is asked for a run's evaluation only then (the
         FID features may be trained at that point). Runs stopped part-way train first, then
         the others seed by seed (:func:`seeds_first`). A failing run stops nothing else; the
-        first error is raised at the end.
+        first error is raised at the end. A run that another process trains
+        (:class:`RunElsewhere`) is left to it: said in the log, not a failure (its record comes
+        when that process is done).
         """
         todo = [s for s in unique_runs(specs) if self.status(s) != "evaluated"]
         done = len(unique_runs(specs)) - len(todo)
@@ -270,6 +272,7 @@ class RunStore:
         if threads is None:
             threads = max(1, (os.cpu_count() or 1) // jobs)
         failures: list[str] = []
+        elsewhere: list[str] = []
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(max_workers=jobs, mp_context=context,
                                  initializer=_init_worker, initargs=(threads,)) as pool, \
@@ -294,6 +297,10 @@ class RunStore:
                     spec, what = running.pop(job)
                     try:
                         seconds = job.result()
+                    except RunElsewhere as err:
+                        elsewhere.append(spec.run_id)
+                        self.log(f"  left  {spec.run_id} to the process that trains it: {err}")
+                        continue
                     except Exception as err:  # a stopped worker may just end
                         if not stopped and not isinstance(err, ExperimentError):
                             raise
@@ -308,6 +315,10 @@ class RunStore:
             raise ExperimentStopped(stopped[0])
         if failures:
             raise ExperimentError(f"{len(failures)} run(s) failed; first: {failures[0]}")
+        if elsewhere:
+            self.log(f"experiment: {len(elsewhere)} run(s) left to the process(es) that train "
+                     f"them ({', '.join(elsewhere)}): run the same command again when they "
+                     "finish to have their records in the reports")
 
 
 #: The files of a run besides ``eval.json`` and ``train.yaml`` that a record keeps.
@@ -335,6 +346,11 @@ def without_machine_paths(value: Any) -> Any:
 
 #: An absolute POSIX path (at least one folder) inside a string; group 1 is its file name.
 _ABSOLUTE_PATH = re.compile(r"(?<![\w.~])/(?:[^\s/:'\"]+/)+([^\s/:'\"]+)")
+
+
+class RunElsewhere(ExperimentError):
+    """A run that another process holds (trains or evaluates): this one did not start it and
+    touched none of its files. Not a failure of the experiment: the other process finishes it."""
 
 
 class ExperimentStopped(ExperimentError):
@@ -431,6 +447,7 @@ def run_job(folder: str, evaluation: Evaluation | None) -> float:
     ``wall_seconds.txt``. Returns this call's seconds.
 
     Raises:
+        RunElsewhere: another process holds the run (nothing of it was touched).
         ExperimentError: the job failed or was stopped (the message ends with the log's last
             line and names the log).
     """
@@ -442,7 +459,7 @@ def run_job(folder: str, evaluation: Evaluation | None) -> float:
     try:  # a run another process trains: touch none of its files (its log, its seconds)
         RunLock(run).check_free()
     except RunLockedError as err:
-        raise ExperimentError(f"run {run.name}: {what} not started: {first_line(err)}") from None
+        raise RunElsewhere(f"run {run.name}: {what} not started: {first_line(err)}") from None
     log = run / ("train.log" if evaluation is None else "eval.log")
     command = (train_command(run) if evaluation is None
                else evaluation.command(run / "checkpoints" / "last.ckpt", run / "eval.json"))
@@ -469,8 +486,8 @@ def run_job(folder: str, evaluation: Evaluation | None) -> float:
             before = (read_seconds(times) or 0.0) if evaluation is None else 0.0
             times.write_text(f"{before + seconds:.1f}\n")
     if lost_race:
-        raise ExperimentError(f"run {run.name}: {what} not started: another process claimed "
-                              f"it first (log: {log})")
+        raise RunElsewhere(f"run {run.name}: {what} not started: another process claimed "
+                           f"it first (log: {log})")
     if code != 0:
         lines = log.read_text(errors="replace").strip().splitlines()
         raise ExperimentError(f"run {run.name}: {what} failed ({code}): "
