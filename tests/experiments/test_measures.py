@@ -10,6 +10,7 @@ from pathlib import Path
 from sigmavae.experiments.framework import Results, csv_rows
 from sigmavae.experiments.measures import fid, marginal_kl_bounds, mutual_info_bounds
 from sigmavae.experiments.runs import RunResult, RunSpec, RunStore
+from sigmavae.experiments.stats import fmt_estimate
 
 
 def _run(tmp: Path, mi: dict) -> RunResult:
@@ -81,6 +82,10 @@ def test_fids_on_another_extractor_are_left_out_and_named(tmp_path):
     assert results.estimate("gaussian", fid).n == 3
     [note] = results.fid_notes()
     assert "2 run(s)" in note and new in note and "Student_T seed 0: 40.0" in note
+    # the table cell shows what was left out beside what is compared, never as compared
+    assert results.fid_cell("student_t") == "n/a; other features: 40.0 (not compared)"
+    assert results.fid_cell("optimal") == "46.7 (1 seed); other features: 46.0 (not compared)"
+    assert results.fid_cell("gaussian") == fmt_estimate(results.estimate("gaussian", fid))
     rows = {(r["row"], r["seed"], r["data"]): r for r in csv_rows(results)}
     # the CSV keeps every measured FID and says which the report compares
     assert rows["optimal", 1, "cifar"]["fid"] == 46.0

@@ -113,7 +113,7 @@ class BetaSweep(SweepExperiment):
                 "decoder": head.label,
                 "beta (effective for sigma-VAEs)": fmt_estimate(beta),
                 "-log p bound (nats/image)": fmt_estimate(bound),
-                "FID (substitute features)": fmt_estimate(results.estimate(head.row, fid)),
+                "FID (substitute features)": results.fid_cell(head.row),
                 "paper beta (Table 1, SVHN)": paper_cell(1, pub_row, "svhn", "beta"),
                 "paper -log p (Table 1, SVHN)": paper_cell(1, pub_row, "svhn", "neg_log_p"),
                 "paper FID (Table 1, SVHN)": paper_cell(1, pub_row, "svhn", "fid"),

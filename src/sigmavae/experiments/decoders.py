@@ -58,7 +58,7 @@ class Decoders(Experiment):
                 "data the bound is on": "x/255 (density)" if continuous else "8-bit",
                 "-log p on 8-bit data": (fmt_estimate(results.estimate(head.row, discrete_bound))
                                          if continuous else "(same)"),
-                "FID (substitute features)": fmt_estimate(results.estimate(head.row, fid)),
+                "FID (substitute features)": results.fid_cell(head.row),
                 "paper -log p": paper_cell(table_no, head.row, dataset, "neg_log_p"),
                 "paper FID": paper_cell(table_no, head.row, dataset, "fid"),
             })

@@ -17,7 +17,7 @@ from .framework import (
     register_experiment,
 )
 from .heads import DISCRETIZED_ROWS, HeadRow, is_continuous
-from .measures import continuous_bound, discrete_bound, fid, headline_bound
+from .measures import continuous_bound, discrete_bound, headline_bound
 from .runs import RunSpec
 from .stats import Estimate, all_of, fmt_estimate, less_than
 
@@ -46,7 +46,7 @@ class Discretized(Experiment):
                     if continuous else "-"),
                 "-log p of 8-bit data (nats/image)": fmt_estimate(
                     results.estimate(head.row, eight_bit)),
-                "FID (substitute features)": fmt_estimate(results.estimate(head.row, fid)),
+                "FID (substitute features)": results.fid_cell(head.row),
                 "paper -log pdf": paper_cell(4, head.row, dataset, "neg_log_pdf"),
                 "paper -log p": paper_cell(4, head.row, dataset, "neg_log_p"),
                 "paper FID": paper_cell(4, head.row, dataset, "fid"),

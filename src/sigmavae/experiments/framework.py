@@ -18,11 +18,19 @@ from typing import Any
 from ..registry import Registry
 from . import claims
 from .heads import HEAVY_HEADS, HeadRow
-from .measures import TEST_STDERR, fid_features, measured_fid, run_row, seed_or_test_estimate
+from .measures import TEST_STDERR, fid, fid_features, measured_fid, run_row, seed_or_test_estimate
 from .presets import DataChoice, Preset
 from .published import published
 from .runs import RunResult, RunSpec, RunStore
-from .stats import Bounds, Estimate, estimate, estimate_bounds, most_common
+from .stats import (
+    Bounds,
+    Estimate,
+    estimate,
+    estimate_bounds,
+    fmt_estimate,
+    fmt_number,
+    most_common,
+)
 
 
 @dataclass
@@ -104,6 +112,17 @@ class Results:
                 "runs, and FIDs on different extractors are not comparable (a classifier "
                 "retrained on another machine has other weights). Their FIDs: "
                 f"{values}. runs.csv keeps them (column fid_in_report)."]
+
+    def fid_cell(self, row: str) -> str:
+        """A table's FID cell for ``row``: mean ± SE on the report's extractor, then the FIDs
+        of the row's runs scored on another one, marked as not compared (see :meth:`fid_notes`),
+        e.g. ``"57.5 (1 seed); other features: 45.2 (not compared)"``."""
+        cell = fmt_estimate(self.estimate(row, fid))
+        others = [measured_fid(r) for r in self.runs(row) if r.fid_left_out]
+        if not others:
+            return cell
+        values = ", ".join(fmt_number(v) for v in others if v is not None)
+        return f"{cell}; other features: {values} (not compared)"
 
     def runs(self, row: str) -> list[RunResult]:
         return self.by_row.get(row, [])
