@@ -174,3 +174,18 @@ def test_runs_started_on_a_slower_machine_scale_the_finished_runs_times(store):
     _folder(store, _spec("gaussian", 2), epochs=1, checkpoint=True, epoch_seconds=250)
     line = describe_progress(store, [_spec("gaussian", 2)], jobs=1)[-1]
     assert "scaled" not in line and "(0.2 run-hours" in line
+
+
+def test_a_head_started_here_is_timed_by_its_own_epochs_not_by_the_common_pace(store):
+    # finished elsewhere: gaussian 1000 s a run, categorical 4000 s
+    _folder(store, _spec("gaussian", 0), epochs=4, final=True, evaluated=True, seconds=1000)
+    _folder(store, _spec("categorical", 0), epochs=4, final=True, evaluated=True, seconds=4000)
+    # here, half-way: gaussian 500 s an epoch (2000 s a run: 2x), categorical 4000 s (4x), so
+    # the common pace is 3x; each head's own runs here say better what it costs here
+    _folder(store, _spec("gaussian", 1), epochs=2, checkpoint=True, epoch_seconds=500)
+    _folder(store, _spec("categorical", 1), epochs=2, checkpoint=True, epoch_seconds=4000)
+    specs = [_spec("gaussian", 1), _spec("gaussian", 2), _spec("categorical", 1)]
+    line = describe_progress(store, specs, jobs=1)[-1]
+    # 0.5 x 2000 + 2000 + 0.5 x 16000 = 11000 s (at the common pace: 10500 s)
+    assert line.startswith("training left: about 3.1 h at 1 run(s) at once (3.1 run-hours")
+    assert "scaled by 3" in line

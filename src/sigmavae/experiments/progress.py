@@ -137,9 +137,10 @@ def _seconds_left(runs: Sequence[RunProgress], finished: Sequence[tuple[str | No
     estimate from.
 
     The finished runs may have trained on another machine or at another precision (records
-    copied in from one with bf16 hardware): where a head has both finished runs and a run
-    started here, the started run's pace against them (the median ratio over such heads)
-    scales every time taken from finished runs."""
+    copied in from one with bf16 hardware): a head with a run started here is timed by that
+    run's epochs (this machine, now); where a head has both finished runs and a run started
+    here, the started run's pace against them (the median ratio over such heads) scales the
+    times of the heads that are only timed by finished runs."""
     # head -> seconds of a whole run, from the epochs its started runs have timed
     timed: dict[str | None, list[float]] = {}
     for run in runs:
@@ -158,7 +159,8 @@ def _seconds_left(runs: Sequence[RunProgress], finished: Sequence[tuple[str | No
     for run in runs:
         if run.fraction_left:
             head = run.spec.train.get("likelihood")
-            same = [pace * seconds for name, seconds in finished if name == head] or timed.get(head)
+            same = timed.get(head) or [pace * seconds for name, seconds in finished
+                                       if name == head]
             guessed += not same
             total += run.fraction_left * (statistics.median(same) if same else everyone)
     return TimeLeft(total, guessed, pace)
