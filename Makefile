@@ -36,6 +36,7 @@ docs: $(STAMP)
 # every report under docs/results from the committed records alone (no data, no checkpoints)
 results: $(STAMP)
 	$(BIN)/sigmavae experiment all --preset paper-length --collect --runs-dir docs/results/runs --out docs/results
+	$(BIN)/python tools/readme_verdicts.py
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/throughput.py

@@ -3,18 +3,21 @@ them (docs/results/runs), with no data and no checkpoints: what `make results` r
 
 from __future__ import annotations
 
+import importlib.util
 import re
 from pathlib import Path
 
 import pytest
 
 from sigmavae.experiments.driver import run_experiments
+from sigmavae.experiments.stats import INCONCLUSIVE, NOT_REPRODUCED, NOT_RUN, REPRODUCED
 from sigmavae.metrics.fid_classifier import weights_digest
 
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "docs" / "results"
 RECORDS = RESULTS / "runs"
 #: the command the committed reports print (the Makefile's `results` target, less --collect)
+VERDICTS = {REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE, NOT_RUN}
 COMMAND = ("sigmavae experiment all --preset paper-length --runs-dir docs/results/runs "
            "--out docs/results")
 
@@ -61,6 +64,40 @@ def test_each_committed_report_is_rebuilt_from_the_records(rebuilt, name):
 def test_the_index_is_rebuilt_from_the_records(rebuilt):
     assert rebuilt.index is not None
     assert rebuilt.index.read_text() == (RESULTS / "README.md").read_text()
+
+
+def _readme_tool():
+    spec = importlib.util.spec_from_file_location("readme_verdicts",
+                                                  ROOT / "tools" / "readme_verdicts.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    return tool
+
+
+def test_the_readme_shows_the_reports_verdicts():
+    """The project README's verdict table is the reports' (experiment, claim, verdict, budget),
+    as `make results` copies it (tools/readme_verdicts.py): never a stale verdict or run count."""
+    tool = _readme_tool()
+    index = (RESULTS / "README.md").read_text()
+    readme = (ROOT / "README.md").read_text()
+    assert tool.updated(readme, index) == readme, "run `python tools/readme_verdicts.py`"
+    rows = tool.verdict_rows(index)
+    assert len(rows) >= 11 and all(len(row) == 4 for row in rows)
+    assert all(row[2].strip("*") in VERDICTS for row in rows)
+
+
+def test_the_readme_verdict_copy_follows_the_reports(tmp_path):
+    """The copy changes with the reports: a changed verdict or budget replaces the old row."""
+    tool = _readme_tool()
+    index = ("# R\n\n## Verdicts\n\n| experiment | claim | verdict | budget of the runs (vs the "
+             "paper) | numbers | rule |\n|---|---|---|---|---|---|\n"
+             "| a | c1 | **reproduced** | full | 1 | r |\n| b | c2 | inconclusive | partial | 2 "
+             "| r |\n\nmore\n")
+    readme = f"intro\n{tool.BEGIN}\n| old |\n{tool.END}\n\nafter\n"
+    new = tool.updated(readme, index)
+    assert "| old |" not in new and new.startswith("intro\n") and new.endswith("\n\nafter\n")
+    assert "| a | c1 | **reproduced** | full |\n| b | c2 | inconclusive | partial |\n" in new
+    assert tool.updated(new, index) == new
 
 
 def test_the_report_shows_the_command_main_was_given(tmp_path, monkeypatch):
