@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+from . import figures
 from .framework import (
     Context,
     Experiment,
@@ -38,21 +39,26 @@ class Discretized(Experiment):
         table = []
         for head in DISCRETIZED_ROWS:
             continuous = is_continuous(head.likelihood, head.options)
-            eight_bit = discrete_bound if continuous else headline_bound
             table.append({
                 "decoder": head.label,
                 "-log pdf of x/255 (nats/image)": (
                     fmt_estimate(results.estimate(head.row, continuous_bound))
                     if continuous else "-"),
-                "-log p of 8-bit data (nats/image)": fmt_estimate(
-                    results.estimate(head.row, eight_bit)),
+                "-log p of 8-bit data (nats/image)": fmt_estimate(self._eight_bit(results, head)),
                 "FID (substitute features)": results.fid_cell(head.row),
                 "paper -log pdf": paper_cell(4, head.row, dataset, "neg_log_pdf"),
                 "paper -log p": paper_cell(4, head.row, dataset, "neg_log_p"),
                 "paper FID": paper_cell(4, head.row, dataset, "fid"),
             })
-        return Section(table, csv_rows(results), [], [self._close(results),
-                                                       self._categorical(results)])
+        figs = []
+        grid = figures.sample_panels(
+            ctx.store, [(h.label, results.runs(h.row)) for h in DISCRETIZED_ROWS],
+            ctx.out / "samples.png")
+        if grid:
+            figs.append(("Prior samples (decoder means, seed-0 run of each decoder), upscaled "
+                         "with nearest neighbour", grid))
+        return Section(table, csv_rows(results), figs, [self._close(results),
+                                                         self._categorical(results)])
 
     @staticmethod
     def _eight_bit(results: Results, head: HeadRow) -> Estimate | None:
