@@ -7,11 +7,13 @@ where the folder or the file is absent (a fresh clone, CI without the data).
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -34,6 +36,20 @@ def private_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
             os.environ.pop("SIGMAVAE_CACHE", None)
         else:
             os.environ["SIGMAVAE_CACHE"] = before
+
+
+@pytest.fixture(scope="session")
+def load_tool() -> Callable[[str], ModuleType]:
+    """``load_tool("name")``: the module ``tools/name.py`` of the repository (the tools are
+    scripts, not a package)."""
+    def load(name: str) -> ModuleType:
+        path = Path(__file__).resolve().parents[1] / "tools" / f"{name}.py"
+        spec = importlib.util.spec_from_file_location(name, path)
+        assert spec is not None and spec.loader is not None, path
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+    return load
 
 
 @pytest.fixture(scope="session")

@@ -4,7 +4,6 @@ plain text, from the same ``sigmavae.options.role_text``), and nothing else chan
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
@@ -15,12 +14,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def roles():
-    spec = importlib.util.spec_from_file_location("griffe_sphinx_roles",
-                                                  ROOT / "tools" / "griffe_sphinx_roles.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def roles(load_tool):
+    return load_tool("griffe_sphinx_roles")
 
 
 @pytest.mark.parametrize("text, want", [

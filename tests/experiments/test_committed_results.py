@@ -3,7 +3,6 @@ them (docs/results/runs), with no data and no checkpoints: what `make results` r
 
 from __future__ import annotations
 
-import importlib.util
 import re
 from pathlib import Path
 
@@ -66,18 +65,10 @@ def test_the_index_is_rebuilt_from_the_records(rebuilt):
     assert rebuilt.index.read_text() == (RESULTS / "README.md").read_text()
 
 
-def _readme_tool():
-    spec = importlib.util.spec_from_file_location("readme_verdicts",
-                                                  ROOT / "tools" / "readme_verdicts.py")
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
-    return tool
-
-
-def test_the_readme_shows_the_reports_verdicts():
+def test_the_readme_shows_the_reports_verdicts(load_tool):
     """The project README's verdict table is the reports' (experiment, claim, verdict, budget),
     as `make results` copies it (tools/readme_verdicts.py): never a stale verdict or run count."""
-    tool = _readme_tool()
+    tool = load_tool("readme_verdicts")
     index = (RESULTS / "README.md").read_text()
     readme = (ROOT / "README.md").read_text()
     assert tool.updated(readme, index) == readme, "run `python tools/readme_verdicts.py`"
@@ -86,9 +77,9 @@ def test_the_readme_shows_the_reports_verdicts():
     assert all(row[2].strip("*") in VERDICTS for row in rows)
 
 
-def test_the_readme_verdict_copy_follows_the_reports(tmp_path):
+def test_the_readme_verdict_copy_follows_the_reports(load_tool):
     """The copy changes with the reports: a changed verdict or budget replaces the old row."""
-    tool = _readme_tool()
+    tool = load_tool("readme_verdicts")
     index = ("# R\n\n## Verdicts\n\n| experiment | claim | verdict | budget of the runs (vs the "
              "paper) | numbers | rule |\n|---|---|---|---|---|---|\n"
              "| a | c1 | **reproduced** | full | 1 | r |\n| b | c2 | inconclusive | partial | 2 "
