@@ -72,6 +72,26 @@ def test_video_report_has_both_objectives_figures_and_a_verdict(tiny_video):
     assert rows["optimal_sigma"]["sigma_refit_on_val"] == ""
 
 
+def test_video_records_keep_the_prediction_strips(tiny_video, mnist_test_root, tmp_path):
+    """A video report rebuilt from the records alone (no checkpoints) still shows the strips."""
+    tmp, _ = tiny_video
+    video.SIZES[("video", "tiny")] = TINY_SIZES
+    try:
+        options = dict(preset=TINY, data="smmnist", data_root=str(mnist_test_root),
+                       data_options={"frames": 4, "sequences": 16}, collect=True,
+                       command="sigmavae experiment video --preset tiny", log=lambda m: None)
+        run_experiments("video", out=tmp_path / "first", runs_dir=tmp / "runs",
+                        records=tmp_path / "records", **options)
+        rebuilt = run_experiments("video", out=tmp_path / "second",
+                                  runs_dir=tmp_path / "records", **options)
+    finally:
+        del video.SIZES[("video", "tiny")]
+    strips = sorted((tmp_path / "records").glob("*/prediction-strip-*.png"))
+    assert len(strips) == 2
+    assert (rebuilt.reports["video"].parent / "samples.png").is_file()
+    assert "](samples.png)" in rebuilt.reports["video"].read_text()
+
+
 def test_video_runs_are_reused(tiny_video, mnist_test_root):
     tmp, _ = tiny_video
     messages: list[str] = []

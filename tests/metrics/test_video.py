@@ -200,3 +200,27 @@ def test_plot_writes_a_png_of_every_run(tmp_path) -> None:
         assert image.format == "PNG"
     with pytest.raises(ValueError, match="no curves"):
         plot_video_curves({}, tmp_path / "none.png")
+
+
+def test_plot_bands_are_two_standard_errors_by_default(tmp_path, monkeypatch) -> None:
+    """The bands are +- 2 SE over the sequences (the project's figures all use 2 SE)."""
+    from matplotlib.axes import Axes
+
+    seqs = _sequences(3, 6)
+    model = Oracle(seqs, frames=4, context=2)
+    result = best_of_n(model, seqs, n_samples=3, generator=torch.Generator().manual_seed(0))
+    widths: list[np.ndarray] = []
+    original = Axes.fill_between
+
+    def spy(self, x, low, high, **kwargs):
+        widths.append((np.asarray(high) - np.asarray(low)) / 2)
+        return original(self, x, low, high, **kwargs)
+
+    monkeypatch.setattr(Axes, "fill_between", spy)
+    plot_video_curves({"run": result}, tmp_path / "curves.png")
+    stderr = [np.asarray(result.as_dict()[f"{k}_stderr_per_step"]) for k in ("psnr_db", "ssim")]
+    assert len(widths) == 2
+    for width, se in zip(widths, stderr, strict=True):
+        np.testing.assert_allclose(width, 2 * se, rtol=1e-12)
+    plot_video_curves({"run": result}, tmp_path / "one.png", band_se=1)
+    np.testing.assert_allclose(widths[-1], stderr[1], rtol=1e-12)

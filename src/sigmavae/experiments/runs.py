@@ -321,9 +321,12 @@ class RunStore:
                      "finish to have their records in the reports")
 
 
-#: The files of a run besides ``eval.json`` and ``train.yaml`` that a record keeps.
-RECORD_FILES = ("final.json", "steps.csv", "epochs.csv", "samples-16.png", "train_seconds.txt",
-                "eval_seconds.txt", "wall_seconds.txt")
+#: The files of a run besides ``eval.json`` and ``train.yaml`` that a record keeps: the
+#: figures' inputs included (an image run's prior samples, a video run's prediction strip, see
+#: ``video.prediction_strip``), so that a report rebuilt from records shows them too.
+RECORD_FILES = ("final.json", "steps.csv", "epochs.csv", "samples-16.png",
+                "prediction-strip-3x2.png", "train_seconds.txt", "eval_seconds.txt",
+                "wall_seconds.txt")
 
 
 def _write_atomic(path: Path, data: bytes) -> None:

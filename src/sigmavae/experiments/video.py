@@ -283,7 +283,7 @@ class VideoExperiment(Experiment):
         if not curves:
             return None
         return plot_video_curves(curves, path, title="Best-of-N PSNR and SSIM per predicted "
-                                 "frame (seed-0 runs; bands: 1 SE over test sequences)",
+                                 "frame (seed-0 runs)",
                                  train_frames=train_frames)
 
 

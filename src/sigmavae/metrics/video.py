@@ -308,9 +308,11 @@ def _curves_of(result: BestOfN | Mapping[str, Any]) -> tuple[list[int], list[tup
 
 
 def plot_video_curves(curves: Mapping[str, BestOfN | Mapping[str, Any]], path: str | Path,
-                      title: str = "", train_frames: int | None = None) -> Path:
+                      title: str = "", train_frames: int | None = None,
+                      band_se: float = 2.0) -> Path:
     """PNG of PSNR (dB) and SSIM against the predicted frame, one line per model or run (the
-    mapping's keys are the legend), with bands of one standard error over the sequences.
+    mapping's keys are the legend), with bands of ``band_se`` standard errors over the
+    sequences (said in the title).
 
     A curve is a :class:`BestOfN` or its :meth:`~BestOfN.as_dict` (as an eval report holds
     it). ``train_frames``: a dashed line after that time step (the end of the training horizon).
@@ -330,7 +332,8 @@ def plot_video_curves(curves: Mapping[str, BestOfN | Mapping[str, Any]], path: s
     for label, (steps, arrays, _) in parsed.items():
         for ax, (m, s) in zip(axes, arrays, strict=True):
             line, = ax.plot(steps, m, marker="o", markersize=3, label=label)
-            ax.fill_between(steps, m - s, m + s, color=line.get_color(), alpha=0.25, linewidth=0)
+            ax.fill_between(steps, m - band_se * s, m + band_se * s, color=line.get_color(),
+                            alpha=0.25, linewidth=0)
     n = sorted({n for _, _, n in parsed.values()})
     last_step = max(max(steps) for steps, _, _ in parsed.values())
     for ax, ylabel in zip(axes, ("PSNR (dB)", "SSIM"), strict=True):
@@ -342,8 +345,8 @@ def plot_video_curves(curves: Mapping[str, BestOfN | Mapping[str, Any]], path: s
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
     axes[1].legend(loc="best", fontsize="small")
-    if title:
-        fig.suptitle(title)
+    bands = f"bands: {band_se:g} SE over test sequences"
+    fig.suptitle(f"{title} ({bands})" if title else bands)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
