@@ -32,14 +32,16 @@ def verdict_rows(index: str) -> list[list[str]]:
         start = lines.index("## Verdicts")
     except ValueError:
         raise ValueError("the results README has no '## Verdicts' section") from None
-    table = [line for line in lines[start + 1:] if line.startswith("|")]
-    header = _cells(table[0])
+    first = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("|")), None)
+    if first is None:
+        raise ValueError("the results README's '## Verdicts' section has no table")
+    header = _cells(lines[first])
     missing = [c for c in COLUMNS if c not in header]
     if missing:
         raise ValueError(f"the results README's verdict table lacks the column(s) {missing}")
     keep = [header.index(c) for c in COLUMNS]
     rows = []
-    for line in lines[lines.index(table[0]) + 2:]:
+    for line in lines[first + 2:]:  # after the header and its |---| line
         if not line.startswith("|"):
             break
         cells = _cells(line)

@@ -91,6 +91,19 @@ def test_the_readme_verdict_copy_follows_the_reports(load_tool):
     assert tool.updated(new, index) == new
 
 
+def test_the_readme_verdict_copy_reads_the_verdicts_table_only(load_tool):
+    """A table of the same header above '## Verdicts' is not the verdict table; a section
+    with no table is a clear error."""
+    tool = load_tool("readme_verdicts")
+    header = ("| experiment | claim | verdict | budget of the runs (vs the paper) |\n"
+              "|---|---|---|---|\n")
+    index = (f"# R\n\n{header}| x | old | **reproduced** | full |\n\n## Verdicts\n\n{header}"
+             "| a | c1 | inconclusive | partial |\n")
+    assert tool.verdict_rows(index) == [["a", "c1", "inconclusive", "partial"]]
+    with pytest.raises(ValueError, match="has no table"):
+        tool.verdict_rows("# R\n\n## Verdicts\n\nnone yet\n")
+
+
 def test_the_report_shows_the_command_main_was_given(tmp_path, monkeypatch):
     """``main(argv)`` from another program: the report's command is ``argv``, not the caller's
     own ``sys.argv``."""

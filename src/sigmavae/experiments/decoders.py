@@ -62,12 +62,8 @@ class Decoders(Experiment):
                 "paper -log p": paper_cell(table_no, head.row, dataset, "neg_log_p"),
                 "paper FID": paper_cell(table_no, head.row, dataset, "fid"),
             })
-        figs = []
-        grid = figures.sample_panels(ctx.store, [(h.label, results.runs(h.row)) for h in rows],
-                                     ctx.out / "samples.png")
-        if grid:
-            figs.append(("Prior samples (decoder means, seed-0 run of each decoder), upscaled "
-                         "with nearest neighbour", grid))
+        figs = figures.prior_sample_figures(
+            ctx.store, [(h.label, results.runs(h.row)) for h in rows], ctx.out / "samples.png")
         pair = figures.sample_panels(
             ctx.store, [(OPTIMAL.label, results.runs(OPTIMAL.row)),
                         ("Gaussian VAE (unit variance)", results.runs("gaussian"))],

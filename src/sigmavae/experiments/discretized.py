@@ -50,13 +50,9 @@ class Discretized(Experiment):
                 "paper -log p": paper_cell(4, head.row, dataset, "neg_log_p"),
                 "paper FID": paper_cell(4, head.row, dataset, "fid"),
             })
-        figs = []
-        grid = figures.sample_panels(
+        figs = figures.prior_sample_figures(
             ctx.store, [(h.label, results.runs(h.row)) for h in DISCRETIZED_ROWS],
             ctx.out / "samples.png")
-        if grid:
-            figs.append(("Prior samples (decoder means, seed-0 run of each decoder), upscaled "
-                         "with nearest neighbour", grid))
         return Section(table, csv_rows(results), figs, [self._close(results),
                                                          self._categorical(results)])
 

@@ -289,6 +289,17 @@ def sample_panels(store: RunStore, panels: Sequence[tuple[str, list[RunResult]]]
     return _save(fig, path)
 
 
+def prior_sample_figures(store: RunStore, panels: Sequence[tuple[str, list[RunResult]]],
+                         path: Path) -> list[tuple[str, Path]]:
+    """A report's figure of prior samples, one panel per decoder (:func:`sample_panels`), with
+    its caption; empty where no run has samples."""
+    grid = sample_panels(store, panels, path)
+    if grid is None:
+        return []
+    return [("Prior samples (decoder means, seed-0 run of each decoder), upscaled with nearest "
+             "neighbour", grid)]
+
+
 def stacked_images(panels: Sequence[tuple[str, Path]], path: Path,
                    row_labels: Sequence[str] | None = None, columns: int | None = None,
                    context: int = 0) -> Path:
@@ -338,5 +349,5 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
-__all__ = ["beta_sweep_plot", "estimate", "mi_plot", "sample_panels", "stacked_images",
-           "variance_plot"]
+__all__ = ["beta_sweep_plot", "estimate", "mi_plot", "prior_sample_figures", "sample_panels",
+           "stacked_images", "variance_plot"]
