@@ -134,6 +134,16 @@ def invalid_reason(run: RunResult) -> str | None:
     return None if elbo.get("bound_valid") else (elbo.get("reason") or "not a valid bound")
 
 
+def cost_columns(run: RunResult) -> dict[str, Any]:
+    """What a run cost and where: its wall, training and evaluation seconds (the files the
+    experiment runner writes; ``None`` where absent) and the device and precision it trained
+    on (``final.json``'s ``ran_on``, e.g. ``"AMD EPYC, 1 threads"``, ``"bf16-mixed"``)."""
+    ran_on = run.final.get("ran_on", {})
+    return {**{f"{name}_seconds": read_seconds(run.folder / f"{name}_seconds.txt")
+               for name in ("wall", "train", "eval")},
+            "trained_on": ran_on.get("device"), "precision": ran_on.get("precision")}
+
+
 def run_row(run: RunResult) -> dict[str, Any]:
     """The CSV row of one run (units in the column names)."""
     return {
@@ -150,13 +160,10 @@ def run_row(run: RunResult) -> dict[str, Any]:
         "mutual_info_nats": mutual_info(run), "marginal_kl_nats": marginal_kl(run),
         "mi_saturated": mi_saturated(run) if run.metric("mi").get("available") else None,
         "train_steps": run.final.get("step"),
-        **{f"{name}_seconds": read_seconds(run.folder / f"{name}_seconds.txt")
-           for name in ("wall", "train", "eval")},
+        **cost_columns(run),
         # the trainer's own clock: training and validation of every epoch, across restarts
         "epochs_seconds": sum(float(e.get("seconds") or 0) + float(e.get("val_seconds") or 0)
                               for e in run.epochs()) or None,
-        "trained_on": run.final.get("ran_on", {}).get("device"),
-        "precision": run.final.get("ran_on", {}).get("precision"),
         **{f"eval_{name}_seconds": run.metric(name).get("seconds")
            for name in sorted(run.evaluation.get("metrics", {}))},
     }
@@ -166,6 +173,7 @@ __all__ = [
     "TEST_STDERR",
     "continuous_bound",
     "continuous_bound_se",
+    "cost_columns",
     "discrete_bound",
     "discrete_bound_se",
     "effective_beta",

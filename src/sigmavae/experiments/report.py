@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -52,6 +53,54 @@ def write_csv(rows: Sequence[dict[str, Any]], path: Path) -> Path:
 def wall_minutes(rows: Sequence[dict[str, Any]]) -> float | None:
     seconds = [r["wall_seconds"] for r in rows if r.get("wall_seconds") is not None]
     return sum(seconds) / 60 if seconds else None
+
+
+def _threads(device: str) -> int | None:
+    """The torch threads a run trained with, from its device label (``"..., 2 threads"``,
+    :func:`~sigmavae.training.speed_hints.device_description`)."""
+    match = re.search(r"(\d+) threads?$", device)
+    return int(match.group(1)) if match else None
+
+
+def cost_table(rows: Sequence[dict[str, Any]]) -> list[str]:
+    """What the runs of ``rows`` (``runs.csv`` rows of one or more experiments; a run shared
+    by several counted once) cost, one line per device and precision they trained on: runs,
+    hours of training and of evaluation (each run's own clock), and CPU-hours (those hours x the
+    run's threads), with a total."""
+    unique = {r["run_id"]: r for r in rows if r.get("run_id")}
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for row in unique.values():
+        key = (str(row.get("trained_on") or "not recorded"),
+               str(row.get("precision") or "not recorded"))
+        groups.setdefault(key, []).append(row)
+    if not groups:
+        return ["(no finished runs)"]
+
+    def hours(group: list[dict[str, Any]], name: str) -> float:
+        return sum(float(r.get(f"{name}_seconds") or 0) for r in group) / 3600
+
+    def cpu_hours(group: list[dict[str, Any]]) -> float | None:
+        total = 0.0
+        for r in group:
+            threads = _threads(str(r.get("trained_on") or ""))
+            if threads is None:
+                return None
+            total += threads * (float(r.get("train_seconds") or 0)
+                                + float(r.get("eval_seconds") or 0)) / 3600
+        return total
+
+    def line(name: str, precision: str, group: list[dict[str, Any]]) -> str:
+        cpu = cpu_hours(group)
+        untimed = sum(1 for r in group if r.get("train_seconds") is None)
+        runs = f"{len(group)}" + (f" ({untimed} without recorded times)" if untimed else "")
+        return (f"| {name} | {precision} | {runs} | {hours(group, 'train'):.2f} | "
+                f"{hours(group, 'eval'):.2f} | {'n/a' if cpu is None else f'{cpu:.2f}'} |")
+
+    lines = ["| trained on (CPU/GPU, threads) | precision | runs | training (h) | "
+             "evaluation (h) | CPU-hours (threads x hours) |", "|---|---|---|---|---|---|"]
+    lines += [line(name, precision, group) for (name, precision), group in sorted(groups.items())]
+    lines.append(line("**all**", "", list(unique.values())))
+    return lines
 
 
 def _relative(path: Path, start: Path) -> str:
@@ -175,6 +224,12 @@ def write_index(out: Path, reports: Sequence[tuple[Experiment, Path, Section]],
                      f"[{experiment.title}]({_relative(path, out)}) |")
     verdicts = [v for _, _, section in reports for v in section.verdicts]
     lines += ["", "## Verdicts", "", *verdict_table(verdicts, with_experiment=True), ""]
+    rows = [row for _, _, section in reports for row in section.rows]
+    lines += ["## Cost", "",
+              "What the finished runs took, each counted once where experiments share it "
+              "(from each run's `train_seconds.txt` and `eval_seconds.txt`; a resumed run's "
+              "training sums its parts; on the machines named, which differ in speed):", "",
+              *cost_table(rows), ""]
     path = out / "README.md"
     path.write_text("\n".join(lines))
     return path

@@ -31,8 +31,8 @@ from .framework import (
     register_experiment,
 )
 from .heads import DECODER_ROWS, LEARNED, OPTIMAL, HeadRow
-from .measures import seed_or_test_estimate
-from .runs import RunResult, RunSpec, read_seconds
+from .measures import cost_columns, seed_or_test_estimate
+from .runs import RunResult, RunSpec
 from .stats import Estimate, all_of, estimate, fmt_estimate, fmt_number, less_than
 
 #: The original SVG objective as a table row (the published row of Table 2 is ``beta_vae``).
@@ -158,7 +158,6 @@ def video_rows(results: Results) -> list[dict[str, Any]]:
     rows = []
     for runs in results.by_row.values():
         for run in runs:
-            wall = run.folder / "wall_seconds.txt"
             rows.append({
                 "row": run.spec.row, "label": run.spec.label, "seed": run.spec.seed,
                 "run_id": run.spec.run_id, "likelihood": run.spec.train.get("likelihood"),
@@ -173,7 +172,7 @@ def video_rows(results: Results) -> list[dict[str, Any]]:
                 "sigma_refit_on_val": _refit(run, "sigma_refit"),
                 "neg_elbo_refit_sigma_nats_per_sequence": _refit(run, "neg_elbo_nats_per_image"),
                 "train_steps": run.final.get("step"),
-                "wall_seconds": read_seconds(wall),
+                **cost_columns(run),
             })
     return rows
 
