@@ -18,6 +18,7 @@ OFFSETS: dict[str, int] = {
     "fid_prior": 4,  # the prior samples whose decodings FID compares with the data
     "video_prior": 5,  # the sampled futures of the best-of-N PSNR/SSIM metric
     "fvd_prior": 6,  # the sampled futures FVD compares with the test videos
+    "fid_bootstrap": 7,  # the resamples of FID's bootstrap standard error
 }
 #: Separates the per-image IWAE noise streams of different seeds.
 IWAE_SEED_STRIDE = 1_000_003

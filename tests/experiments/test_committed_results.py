@@ -119,3 +119,14 @@ def test_the_report_shows_the_command_main_was_given(tmp_path, monkeypatch):
     assert (f"Command: `sigmavae experiment variance-convergence --preset paper-length "
             f"--runs-dir {RECORDS} --out {tmp_path / 'out'}`") in report
     assert "--its-own-flag" not in report
+
+
+def test_the_report_command_leaves_out_the_modes_that_make_no_runs():
+    """A report shows the command that makes its runs: --collect, --plan, --prepare and
+    --reevaluate (with its value, in either spelling) are left out."""
+    from sigmavae.experiments.command import _reproducing
+
+    given = ["experiment", "decoders", "--reevaluate", "fid", "--preset", "paper-length",
+             "--reevaluate=fid,mi", "--collect", "--jobs", "2"]
+    assert _reproducing(given) == ["experiment", "decoders", "--preset", "paper-length",
+                                   "--jobs", "2"]

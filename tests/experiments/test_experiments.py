@@ -225,3 +225,55 @@ def test_the_seeds_line_names_the_heavy_heads_with_fewer_seeds(tmp_path, name, f
         assert "heavy" not in seeds[0]
     else:
         assert fewer in seeds[0] and "leaves out the seed-to-seed spread" in seeds[0]
+
+
+def test_reevaluate_replaces_one_metric_from_the_checkpoints_and_keeps_the_rest(
+        direct, two_heads, tmp_path):
+    """--reevaluate fid: each run with its checkpoint gets its FID evaluated again (the same
+    number: same checkpoint, seed and samples; now with the bootstrap error), every other
+    metric kept as it was, the seconds added; a record without a checkpoint keeps its FID and
+    is named."""
+    import shutil
+
+    tmp, _ = direct
+    runs = sorted((tmp / "runs").iterdir())
+    for run in runs:
+        shutil.copytree(run, tmp_path / "runs" / run.name)
+    copies = sorted((tmp_path / "runs").iterdir())
+    before = {run.name: json.loads((run / "eval.json").read_text()) for run in copies}
+    for run in copies:  # an older evaluation: a marked FID without the bootstrap error
+        stale = json.loads((run / "eval.json").read_text())
+        stale["metrics"]["fid"] = {**stale["metrics"]["fid"], "fid": -1.0}
+        stale["metrics"]["fid"].pop("fid_bootstrap_stderr", None)
+        (run / "eval.json").write_text(json.dumps(stale))
+    record = copies[0]
+    shutil.rmtree(record / "checkpoints")
+    seconds = {run.name: float((run / "eval_seconds.txt").read_text()) for run in copies}
+    lines: list[str] = []
+    run_experiments(two_heads, preset=TINY, out=tmp_path / "out", runs_dir=tmp_path / "runs",
+                    data="frey", command=COMMAND, log=lines.append, reevaluate=["fid"])
+    for run in copies[1:]:
+        now = json.loads((run / "eval.json").read_text())
+        old = before[run.name]
+        assert now["metrics"]["fid"]["fid"] == pytest.approx(old["metrics"]["fid"]["fid"],
+                                                             rel=1e-6)
+        assert now["metrics"]["fid"]["fid_bootstrap_stderr"] > 0
+        assert {k: v for k, v in now["metrics"].items() if k != "fid"} == {
+            k: v for k, v in old["metrics"].items() if k != "fid"}
+        assert float((run / "eval_seconds.txt").read_text()) > seconds[run.name]
+        assert "| FID |" in (run / "eval.md").read_text()
+        assert any(line.startswith(f"  done  re-evaluation of {run.name} (fid)")
+                   for line in lines)
+    assert json.loads((record / "eval.json").read_text())["metrics"]["fid"]["fid"] == -1.0
+    assert any(line.startswith(f"  kept  {record.name}: no checkpoint") for line in lines)
+    report = (tmp_path / "out" / "two-heads" / "report.md").read_text()
+    assert "--reevaluate" not in report
+
+
+def test_reevaluate_names_unknown_metrics_and_excludes_other_modes(tmp_path):
+    with pytest.raises(ExperimentError, match=r"--reevaluate: .*nosuch"):
+        run_experiments("beta-sweep", preset=TINY, out=tmp_path, data="frey",
+                        reevaluate=["nosuch"])
+    with pytest.raises(ExperimentError, match="exclude"):
+        run_experiments("beta-sweep", preset=TINY, out=tmp_path, data="frey", collect=True,
+                        reevaluate=["fid"])

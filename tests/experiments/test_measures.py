@@ -7,10 +7,12 @@ import json
 import math
 from pathlib import Path
 
+import pytest
+
 from sigmavae.experiments.framework import Results, csv_rows
 from sigmavae.experiments.measures import fid, marginal_kl_bounds, mutual_info_bounds
 from sigmavae.experiments.runs import RunResult, RunSpec, RunStore
-from sigmavae.experiments.stats import fmt_estimate
+from sigmavae.experiments.stats import fmt_estimate, less_than
 
 
 def _run(tmp: Path, mi: dict) -> RunResult:
@@ -54,13 +56,15 @@ def test_an_older_record_without_leave_one_out_is_open_where_saturated(tmp_path)
 
 
 def _store_run(store: RunStore, row: str, seed: int, data: str, fid: float,
-               features: str) -> RunSpec:
-    """An evaluated run in ``store`` whose FID ``fid`` was computed on ``features``."""
+               features: str, fid_se: float | None = None) -> RunSpec:
+    """An evaluated run in ``store`` whose FID ``fid`` (bootstrap SE ``fid_se``) was computed
+    on ``features``."""
     spec = RunSpec(row, row.title(), {"data": data, "likelihood": row}, seed)
     folder = store.folder(spec)
     folder.mkdir(parents=True)
     (folder / "final.json").write_text(json.dumps({"step": 10}))
-    evaluation = {"metrics": {"fid": {"available": True, "fid": fid, "features": features}}}
+    evaluation = {"metrics": {"fid": {"available": True, "fid": fid, "features": features,
+                                      "fid_bootstrap_stderr": fid_se}}}
     (folder / "eval.json").write_text(json.dumps(evaluation))
     return spec
 
@@ -98,3 +102,25 @@ def test_one_extractor_everywhere_leaves_nothing_out(tmp_path):
     specs = [_store_run(store, "gaussian", s, "cifar", 50.0 + s, "A") for s in range(3)]
     results = Results(store, specs)
     assert results.fid_notes() == [] and results.estimate("gaussian", fid).n == 3
+
+
+def test_a_one_seed_fid_carries_its_bootstrap_error_and_can_decide(tmp_path):
+    """A heavy head's single run is compared with its FID's bootstrap SE over the samples and
+    test images (said so); rows of several seeds keep the SE over seeds; a run on another
+    extractor, or evaluated before the SE was measured, has none."""
+    store = RunStore(tmp_path, log=lambda m: None)
+    specs = [_store_run(store, "mixture", 0, "cifar", 50.0, "A", fid_se=0.3),
+             *(_store_run(store, "gaussian", s, "cifar", 56.0 + s, "A", fid_se=0.3)
+               for s in range(3)),
+             _store_run(store, "old", 0, "cifar", 52.0, "A"),
+             _store_run(store, "moved", 0, "cifar", 40.0, "B", fid_se=0.2)]
+    results = Results(store, specs)
+    mixture, gaussian = results.estimate("mixture", fid), results.estimate("gaussian", fid)
+    assert (mixture.mean, mixture.stderr, mixture.n) == (50.0, 0.3, 1)
+    assert fmt_estimate(mixture) == ("50.0 ± 0.3 (1 seed; SE over samples and test images, "
+                                     "bootstrap)")
+    assert gaussian.n == 3 and gaussian.stderr == pytest.approx(math.sqrt(1 / 3))  # seed SD 1
+    assert less_than(mixture, gaussian) is True  # 7 apart, 2 SE = 1.3
+    assert results.estimate("old", fid).stderr is None
+    assert less_than(results.estimate("old", fid), gaussian) is None
+    assert results.estimate("moved", fid) is None

@@ -39,6 +39,16 @@ class Pool8(nn.Module):
         return nn.functional.adaptive_avg_pool2d(x[:, :2], (2, 2)).flatten(1)
 
 
+class Pool4(nn.Module):
+    """2x2 average pools of the first channel: 4 features, full rank on grey images (whose
+    repeated channels make :class:`Pool8`'s features rank 4)."""
+
+    num_features = 4
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return nn.functional.adaptive_avg_pool2d(x[:, :1], (2, 2)).flatten(1)
+
+
 def closed_form_fid(a: np.ndarray, b: np.ndarray) -> float:
     mu1, mu2 = a.mean(0), b.mean(0)
     s1, s2 = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
@@ -63,6 +73,62 @@ def test_fid_of_two_gaussians_through_an_identity_map_is_the_closed_form():
     assert value == pytest.approx(population, rel=0.1)
     assert fid_from_images(metric, real.view(n, 3, 1, 2), real.view(n, 3, 1, 2)) == pytest.approx(
         0.0, abs=1e-8)
+
+
+def test_bootstrap_stderr_is_the_spread_of_the_distance_over_resampled_features():
+    """The same resamples through scipy's closed form give the same standard deviation."""
+    g = torch.Generator().manual_seed(1)
+    real = torch.randn(400, 3, generator=g, dtype=torch.float64)
+    fake = torch.randn(300, 3, generator=g, dtype=torch.float64) * 1.3 + 0.2
+    se = fid_metric.bootstrap_stderr(real, fake, resamples=12, seed=7)
+    draws = torch.Generator().manual_seed(7)
+    values = []
+    for _ in range(12):
+        i = torch.randint(400, (400,), generator=draws)
+        j = torch.randint(300, (300,), generator=draws)
+        values.append(closed_form_fid(real[i].numpy(), fake[j].numpy()))
+    assert se == pytest.approx(float(np.std(values, ddof=1)), rel=1e-6)
+    assert fid_metric.bootstrap_stderr(real, fake, resamples=1) is None
+
+
+def test_bootstrap_stderr_matches_the_spread_of_fid_over_fresh_sample_sets():
+    """What it estimates: how much FID moves from one set of N samples and N test images to
+    another, here for two fixed Gaussians (the true spread from 150 fresh pairs of sets)."""
+    g = torch.Generator().manual_seed(2)
+    d, n = 4, 500
+    mix = torch.randn(d, d, generator=g, dtype=torch.float64) * 0.4
+
+    def fresh() -> tuple[torch.Tensor, torch.Tensor]:
+        return (torch.randn(n, d, generator=g, dtype=torch.float64),
+                torch.randn(n, d, generator=g, dtype=torch.float64) @ mix + 0.3)
+
+    true_sd = float(np.std([closed_form_fid(*(t.numpy() for t in fresh())) for _ in range(150)],
+                           ddof=1))
+    estimates = [fid_metric.bootstrap_stderr(*fresh(), resamples=40, seed=k) for k in range(5)]
+    for se in estimates:
+        assert 0.6 * true_sd < se < 1.6 * true_sd
+
+
+def test_fid_metric_reports_the_value_of_the_summed_features_and_its_stderr(frey_model,
+                                                                             frey_test_images):
+    """The metric's FID is torchmetrics' (the features summed batch by batch, its result
+    rounded to the features' float32) to that precision, with a bootstrap SE; 0 resamples give
+    none."""
+    options = {"fid_samples": 64, "fid_features": f"{__name__}:Pool4", "fid_bootstrap": 10}
+    out = fid_metric.run(EvalContext(frey_model, frey_test_images, batch_size=16, seed=3,
+                                     options=options))
+    metric, _ = build_fid_metric(options["fid_features"], tuple(frey_test_images.shape[1:]))
+    n = out["num_real"]  # at most the test images there are
+    real = fid_metric.to_rgb(frey_test_images[:n])
+    fake = fid_metric.to_rgb(fid_metric.prior_samples(
+        frey_model, n, fid_metric.stream_seed(3, "fid_prior"), 16))
+    assert out["fid"] == pytest.approx(fid_from_images(metric, real, fake, 16), rel=1e-6)
+    assert out["bootstrap_resamples"] == 10 and out["fid_bootstrap_stderr"] > 0
+    row = fid_metric.markdown_rows(out)[0]
+    assert " ± " in row[1] and "bootstrap SE over the samples and test images" in row[2]
+    none = fid_metric.run(EvalContext(frey_model, frey_test_images, batch_size=16, seed=3,
+                                      options={**options, "fid_bootstrap": 0}))
+    assert none["fid"] == out["fid"] and none["fid_bootstrap_stderr"] is None
 
 
 def test_custom_extractor_specs(tmp_path):

@@ -195,3 +195,21 @@ def test_a_registered_metric_is_selectable_and_listed(capsys, monkeypatch):
     finally:
         METRICS.unregister("toy_count")
     assert "toy_count" not in parse_metrics("all")
+
+
+def test_merge_reports_puts_the_new_metrics_in_place_and_keeps_the_rest():
+    from sigmavae.metrics.report import merge_reports
+
+    base = {"data": "frey", "split": "test", "likelihood_head": "gaussian", "num_images": 200,
+            "data_shape": [1, 28, 20], "seed": 0, "options": ["elbo_samples", "fid_samples"],
+            "metrics": {"elbo": {"neg_elbo": 1.0}, "fid": {"fid": 9.0}}}
+    update = {**base, "options": ["fid_samples", "fid_bootstrap"],
+              "metrics": {"fid": {"fid": 9.0, "fid_bootstrap_stderr": 0.1}, "mi": {"mi": 2.0}}}
+    merged = merge_reports(base, update)
+    assert merged["metrics"] == {"elbo": {"neg_elbo": 1.0},
+                                 "fid": {"fid": 9.0, "fid_bootstrap_stderr": 0.1},
+                                 "mi": {"mi": 2.0}}
+    assert merged["options"] == ["elbo_samples", "fid_samples", "fid_bootstrap"]
+    assert base["metrics"]["fid"] == {"fid": 9.0}  # the inputs are not changed
+    with pytest.raises(ValueError, match="num_images: 200 vs 100; seed: 0 vs 1"):
+        merge_reports(base, {**update, "num_images": 100, "seed": 1})

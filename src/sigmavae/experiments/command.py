@@ -55,6 +55,12 @@ def add_parser(subparsers: Any, key_values: Any) -> None:
                    help="only say where the runs stand: each run's state (evaluated, training "
                         "now, stopped at epoch k, to run) and the training time left, from the "
                         "finished runs' times (reads no data, writes nothing)")
+    p.add_argument("--reevaluate", metavar="METRICS",
+                   help="only evaluate these metrics (comma-separated, e.g. fid) of the "
+                        "evaluated runs again from their checkpoints, in place of the old "
+                        "results of those metrics in each eval.json (the others kept; runs "
+                        "without a checkpoint keep theirs and are named), then write the "
+                        "reports; with --only, of those rows' runs")
     p.add_argument("--records", metavar="DIR",
                    help="also copy each evaluated run's small files (no checkpoints) into "
                         "DIR/<run id>/; --collect --runs-dir DIR rebuilds the reports from them")
@@ -65,11 +71,26 @@ def add_parser(subparsers: Any, key_values: Any) -> None:
     p.set_defaults(func=lambda args: run(args, key_values))
 
 
+def _reproducing(given: list[str]) -> list[str]:
+    """The arguments as a report shows them, the command that makes its runs: without the
+    modes that only plan, prepare, collect or re-evaluate (``--reevaluate`` and its value)."""
+    shown, skip = [], False
+    for arg in given:
+        if skip:
+            skip = False
+        elif arg == "--reevaluate":
+            skip = True
+        elif arg not in ("--plan", "--collect", "--prepare") \
+                and not arg.startswith("--reevaluate="):
+            shown.append(arg)
+    return shown
+
+
 def run(args: argparse.Namespace, key_values: Any) -> int:
     # the arguments parsed (main(argv) passes its own list; the console script, sys.argv)
     given = getattr(args, "argv", None)
     given = sys.argv[1:] if given is None else given
-    shown = [a for a in given if a not in ("--plan", "--collect", "--prepare")]
+    shown = _reproducing(given)
     command = "sigmavae " + " ".join(shlex.quote(a) for a in shown) if shown else None
     try:
         _run(args, key_values, command)
@@ -88,5 +109,8 @@ def _run(args: argparse.Namespace, key_values: Any, command: str | None) -> None
         plan=args.plan, collect=args.collect, prepare=args.prepare, status=args.status,
         command=command,
         records=args.records,
+        reevaluate=None if args.reevaluate is None else [m.strip() for m in
+                                                         args.reevaluate.split(",")
+                                                         if m.strip()],
         only=None if args.only is None else [r.strip() for r in args.only.split(",")
                                              if r.strip()])

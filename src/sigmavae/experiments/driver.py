@@ -31,6 +31,7 @@ from .presets import (
     with_seeds,
 )
 from .progress import describe_progress, finished_times
+from .reevaluate import check_metric_names, reevaluate_runs
 from .report import write_index, write_report
 from .runs import EvalSettings, Evaluation, RunSpec, RunStore, seeds_first, unique_runs
 from .stats import NOT_RUN
@@ -78,7 +79,7 @@ def run_experiments(
     plan: bool = False,
     collect: bool = False, prepare: bool = False, command: str | None = None,
     records: str | Path | None = None, only: Sequence[str] | None = None,
-    status: bool = False,
+    status: bool = False, reevaluate: Sequence[str] | None = None,
     log: Callable[[str], None] = lambda m: print(m, flush=True),
 ) -> Outcome:
     """Run (or ``plan``, ``prepare`` or ``collect``) the experiments ``names`` and write their
@@ -110,11 +111,17 @@ def run_experiments(
         only: train (or plan) only the runs of these table rows (the ``row`` column of
             ``runs.csv``, e.g. ``["gaussian", "optimal_sigma"]``); the reports are still
             written from every finished run, the others counted as not finished.
+        reevaluate: only evaluate these metrics (e.g. ``["fid"]``) of the evaluated runs
+            again from their checkpoints, merged into their ``eval.json``
+            (:mod:`.reevaluate`; with ``only``, of those rows' runs), then write the reports.
     """
     modes = [flag for flag, on in (("--plan", plan), ("--prepare", prepare),
-                                   ("--collect", collect), ("--status", status)) if on]
+                                   ("--collect", collect), ("--status", status),
+                                   ("--reevaluate", reevaluate is not None)) if on]
     if len(modes) > 1:
         raise ExperimentError(f"{' and '.join(modes)} exclude each other")
+    if reevaluate is not None:
+        reevaluate = check_metric_names(reevaluate)
     if only is not None and (collect or prepare or status):
         raise ExperimentError(f"--only: {modes[0]} trains nothing; give --only when the runs "
                               "are run or planned")
@@ -227,7 +234,11 @@ def run_experiments(
             chosen_runs = [s for s in specs if only is None or s.row in only]
             log(f"experiment {experiment.name}: {len(chosen_runs)} runs"
                 + (f" (--only: {len(specs)} in the report)" if only is not None else ""))
-            store.execute(chosen_runs, settings, jobs, threads)
+            if reevaluate is not None:
+                log(f"experiment {experiment.name}: evaluating {', '.join(reevaluate)} again")
+                reevaluate_runs(store, chosen_runs, settings, reevaluate, log)
+            else:
+                store.execute(chosen_runs, settings, jobs, threads)
         results = Results(store, specs)
         with_features(ctx, results)
         section = experiment.analyse(ctx, results)

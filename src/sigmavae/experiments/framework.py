@@ -129,12 +129,13 @@ class Results:
 
     def estimate(self, row: str, value: Callable[[RunResult], float | None]) -> Estimate | None:
         """Mean ± SE over the row's seeds; a row of one seed, where ``value`` has a standard
-        error over the test images (:data:`TEST_STDERR`), gets that one (which leaves out the
-        seed-to-seed spread; the tables say "SE over test images")."""
+        error within the run (:data:`TEST_STDERR`: over the test images; FID's over the
+        samples and test images), gets that one (which leaves out the seed-to-seed spread; the
+        tables say what it is over)."""
         runs = self.runs(row)
-        stderr = TEST_STDERR.get(value)
-        if len(runs) == 1 and stderr is not None:
-            return seed_or_test_estimate(runs, value, stderr)
+        one = TEST_STDERR.get(value)
+        if len(runs) == 1 and one is not None:
+            return seed_or_test_estimate(runs, value, one.stderr, one.over)
         return estimate(value(r) for r in runs)
 
     def bounds(self, row: str, value: Callable[[RunResult], tuple[float | None, float | None]]

@@ -4,7 +4,7 @@ and figures plot (each a function of a :class:`~.runs.RunResult`, None where not
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 from .runs import RunResult, read_seconds
 from .stats import Estimate, estimate
@@ -42,12 +42,13 @@ def discrete_bound_se(run: RunResult) -> float | None:
 
 
 def seed_or_test_estimate(runs: list[RunResult], value: Callable[[RunResult], float | None],
-                          stderr: Callable[[RunResult], float | None]) -> Estimate | None:
+                          stderr: Callable[[RunResult], float | None],
+                          over: str = "test images") -> Estimate | None:
     """Mean ± SE over seeds; with one seed, the run's value ± its SE over the test examples
-    (``stderr``), which leaves out the seed-to-seed spread."""
+    (``stderr``, which is over ``over``), which leaves out the seed-to-seed spread."""
     if len(runs) == 1:
         mean, se = value(runs[0]), stderr(runs[0])
-        return None if mean is None else Estimate(float(mean), se, 1)
+        return None if mean is None else Estimate(float(mean), se, 1, over)
     return estimate(value(r) for r in runs)
 
 
@@ -57,16 +58,34 @@ def headline_bound(run: RunResult) -> float | None:
     return continuous_bound(run)
 
 
-#: the test-image standard error of each per-run value that has one (see Results.estimate)
-TEST_STDERR: dict[Callable[[RunResult], float | None], Callable[[RunResult], float | None]] = {
-    continuous_bound: continuous_bound_se, headline_bound: continuous_bound_se,
-    discrete_bound: discrete_bound_se}
-
-
 def fid(run: RunResult) -> float | None:
     """The run's FID, None where not measured or measured on another feature extractor than
     its report's (:attr:`RunResult.fid_left_out`: not comparable)."""
     return None if run.fid_left_out else measured_fid(run)
+
+
+def fid_se(run: RunResult) -> float | None:
+    """The bootstrap standard error of :func:`fid` over the prior samples and test images
+    (evaluations from before it was measured have none)."""
+    if fid(run) is None:
+        return None
+    return run.metric("fid").get("fid_bootstrap_stderr")
+
+
+class OneSeedError(NamedTuple):
+    """A per-run value's standard error within one run, and what it is over."""
+
+    stderr: Callable[[RunResult], float | None]
+    over: str
+
+
+#: the within-run standard error of each per-run value that has one (see Results.estimate):
+#: a row of one seed is compared with it, which leaves out the seed-to-seed spread
+TEST_STDERR: dict[Callable[[RunResult], float | None], OneSeedError] = {
+    continuous_bound: OneSeedError(continuous_bound_se, "test images"),
+    headline_bound: OneSeedError(continuous_bound_se, "test images"),
+    discrete_bound: OneSeedError(discrete_bound_se, "test images"),
+    fid: OneSeedError(fid_se, "samples and test images, bootstrap")}
 
 
 def measured_fid(run: RunResult) -> float | None:
@@ -171,6 +190,7 @@ def run_row(run: RunResult) -> dict[str, Any]:
 
 __all__ = [
     "TEST_STDERR",
+    "OneSeedError",
     "continuous_bound",
     "continuous_bound_se",
     "cost_columns",
@@ -179,6 +199,7 @@ __all__ = [
     "effective_beta",
     "fid",
     "fid_features",
+    "fid_se",
     "headline_bound",
     "invalid_reason",
     "marginal_kl",

@@ -236,11 +236,11 @@ class RunStore:
         for name in RECORD_FILES:
             source = result.folder / name
             if source.is_file() and source.resolve() != (target / name).resolve():
-                _write_atomic(target / name, source.read_bytes())
+                write_atomic(target / name, source.read_bytes())
         evaluation = without_machine_paths(result.evaluation)
-        _write_atomic(target / "eval.json", (json.dumps(evaluation, indent=2) + "\n").encode())
+        write_atomic(target / "eval.json", (json.dumps(evaluation, indent=2) + "\n").encode())
         config = {**portable(result.spec.train), "seed": result.spec.seed}
-        _write_atomic(target / "train.yaml", yaml.safe_dump(config, sort_keys=True).encode())
+        write_atomic(target / "train.yaml", yaml.safe_dump(config, sort_keys=True).encode())
         return target
 
     # -- execution ------------------------------------------------------------------------------
@@ -329,7 +329,9 @@ RECORD_FILES = ("final.json", "steps.csv", "epochs.csv", "samples-16.png",
                 "wall_seconds.txt")
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a ``.partial`` file renamed over it: a reader (or a
+    crash) sees the old file or the new one, never a part."""
     partial = path.with_name(path.name + ".partial")
     partial.write_bytes(data)
     partial.replace(path)

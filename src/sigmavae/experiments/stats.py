@@ -22,6 +22,8 @@ class Estimate:
     mean: float
     stderr: float | None
     n: int
+    #: what the error of a single seed (``n == 1``) is over, e.g. "test images"
+    over: str = "test images"
 
     @property
     def sd(self) -> float | None:
@@ -78,7 +80,7 @@ def fmt_estimate(est: Estimate | None) -> str:
     if est.stderr is None:
         return f"{fmt_number(est.mean)} (1 seed)"
     if est.n == 1:  # an error over test examples, not over seeds
-        return f"{fmt_number(est.mean)} ± {fmt_number(est.stderr, 2)} (1 seed; SE over test images)"
+        return f"{fmt_number(est.mean)} ± {fmt_number(est.stderr, 2)} (1 seed; SE over {est.over})"
     return f"{fmt_number(est.mean)} ± {fmt_number(est.stderr, 2)}"
 
 

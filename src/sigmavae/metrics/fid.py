@@ -49,6 +49,7 @@ from ..objective import (
 )
 from ..streams import stream_seed
 from ._common import EvalContext, MetricUnavailable, eval_mode, fmt, model_device
+from .frechet import frechet_distance
 from .registry import MetricOption, register_metric
 
 if TYPE_CHECKING:  # both imported where used, on demand
@@ -282,6 +283,34 @@ def fid_from_images(metric: Metric, real: torch.Tensor, fake: torch.Tensor,
 
 
 @torch.no_grad()
+def metric_features(metric: Metric, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+    """The features ``(N, d)`` (float64, CPU) that ``metric`` (from :func:`build_fid_metric`)
+    computes of ``images`` (in its input format), batch by batch: the ones its ``update`` sums."""
+    extractor = cast(nn.Module, metric.inception)  # torchmetrics' name for any extractor
+    with eval_mode(extractor):
+        return torch.cat([extractor(images[start:start + batch_size]).double().cpu()
+                          for start in range(0, images.shape[0], batch_size)])
+
+
+@torch.no_grad()
+def bootstrap_stderr(real: torch.Tensor, fake: torch.Tensor, resamples: int,
+                     seed: int = 0) -> float | None:
+    """The bootstrap standard error of the Fréchet distance of two feature sets ``(N, d)``,
+    ``(M, d)``: the standard deviation (unbiased) of the distance over ``resamples`` draws of
+    ``N`` real and ``M`` fake feature vectors with replacement (a CPU generator seeded with
+    ``seed``). The error of evaluating one model with finite samples and test images, not the
+    spread between trainings (seeds). ``None`` for fewer than 2 resamples."""
+    if resamples < 2:
+        return None
+    gen = torch.Generator().manual_seed(seed)
+    values = torch.tensor([
+        frechet_distance(real[torch.randint(real.shape[0], (real.shape[0],), generator=gen)],
+                         fake[torch.randint(fake.shape[0], (fake.shape[0],), generator=gen)])
+        for _ in range(resamples)], dtype=torch.float64)
+    return float(values.std(correction=1))
+
+
+@torch.no_grad()
 def prior_samples(model: Model, n: int, seed: int = 0, batch_size: int = 256,
                   device: torch.device | None = None,
                   context: torch.Tensor | None = None) -> torch.Tensor:
@@ -311,15 +340,23 @@ def prior_samples(model: Model, n: int, seed: int = 0, batch_size: int = 256,
 
 
 def markdown_rows(result: dict) -> list[tuple[str, str, str]]:
-    return [("FID", fmt(result["fid"], 2),
+    stderr = result.get("fid_bootstrap_stderr")
+    value = fmt(result["fid"], 2) + ("" if stderr is None else f" ± {fmt(stderr, 2)}")
+    error = ("" if stderr is None else
+             f"; ± bootstrap SE over the samples and test images "
+             f"({result['bootstrap_resamples']} resamples; not the spread between trainings)")
+    return [("FID", value,
              f"{result['features']}; N = {result['num_real']} prior samples (decoder means) vs "
-             "test images; biased upwards for small N")]
+             f"test images; biased upwards for small N{error}")]
 
 
 @register_metric("fid", "Frechet distance of prior samples to the test images (Inception or "
                  "custom features)", title="FID", rows=markdown_rows, options=[
                      MetricOption("fid_samples", int, 10_000, "prior samples and test images for "
                                   "FID (at most the split's size)", ge=2),
+                     MetricOption("fid_bootstrap", int, 20, "bootstrap resamples of the "
+                                  "samples' and test images' features for FID's standard error "
+                                  "(0: none)", ge=0),
                      MetricOption("fid_features", str | None, None, "inception (default; needs "
                                   "torch-fidelity and its weights), inception:WEIGHTS.pth, "
                                   "pixels, or module:function / file.py:function returning an "
@@ -345,8 +382,14 @@ def run(ctx: EvalContext) -> dict:
     if not getattr(metric, "used_custom_model", False):  # Inception: uint8 0..255
         real = torch.round(real * 255).to(torch.uint8)
         fake = torch.round(fake * 255).to(torch.uint8)
-    value = fid_from_images(metric, real.to(ctx.device), fake.to(ctx.device), ctx.batch_size)
+    real_features = metric_features(metric, real.to(ctx.device), ctx.batch_size)
+    fake_features = metric_features(metric, fake.to(ctx.device), ctx.batch_size)
+    value = frechet_distance(real_features, fake_features)
+    resamples = int(ctx.option("fid_bootstrap"))
+    stderr = bootstrap_stderr(real_features, fake_features, resamples,
+                              stream_seed(ctx.seed, "fid_bootstrap"))
     return {"available": True, "fid": value, "features": desc, "num_real": n, "num_fake": n,
+            "fid_bootstrap_stderr": stderr, "bootstrap_resamples": resamples,
             "units": "squared feature distance; comparable only for the same extractor and N",
             "samples": (f"predicted frames sampled after each test sequence's {given} context "
                         "frames vs those sequences' own frames" if given else

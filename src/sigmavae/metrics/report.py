@@ -50,6 +50,7 @@ __all__ = [
     "eval_flags",
     "evaluate",
     "evaluate_checkpoint",
+    "merge_reports",
     "metric_options",
     "parse_metrics",
     "render_markdown",
@@ -207,6 +208,31 @@ def render_markdown(report: dict[str, Any]) -> str:
     if report.get("checkpoint"):
         lines += ["", f"checkpoint: `{report['checkpoint']}`"]
     return "\n".join(lines) + "\n"
+
+
+#: What makes two reports evaluations of the same images the same way (``merge_reports``).
+SAME_EVALUATION = ("data", "split", "likelihood_head", "num_images", "data_shape", "seed")
+
+
+def merge_reports(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    """``base`` (a report of :func:`evaluate_checkpoint`) with the metrics of ``update``, a
+    report of some metrics evaluated again on the same images, in their place (metrics of
+    ``update`` that ``base`` lacks are added; the rest of ``base`` is kept, its option names
+    joined with ``update``'s).
+
+    Raises:
+        ValueError: the two reports are not of the same evaluation (:data:`SAME_EVALUATION`
+            differs: another data set, split, head, number of images, shape or seed).
+    """
+    differ = [key for key in SAME_EVALUATION if base.get(key) != update.get(key)]
+    if differ:
+        detail = "; ".join(f"{k}: {base.get(k)!r} vs {update.get(k)!r}" for k in differ)
+        raise ValueError(f"the reports are not of the same evaluation ({detail})")
+    merged = dict(base)
+    merged["metrics"] = {**base.get("metrics", {}), **update.get("metrics", {})}
+    options = list(base.get("options", []))
+    merged["options"] = options + [o for o in update.get("options", []) if o not in options]
+    return merged
 
 
 def _cell(text: str) -> str:
