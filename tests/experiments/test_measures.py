@@ -124,3 +124,8 @@ def test_a_one_seed_fid_carries_its_bootstrap_error_and_can_decide(tmp_path):
     assert results.estimate("old", fid).stderr is None
     assert less_than(results.estimate("old", fid), gaussian) is None
     assert results.estimate("moved", fid) is None
+    # a row whose other seeds were scored on another extractor: its one comparable seed
+    # carries its own bootstrap error
+    specs.append(_store_run(store, "mixture", 1, "cifar", 48.0, "B", fid_se=0.2))
+    mixed = Results(store, specs).estimate("mixture", fid)
+    assert (mixed.mean, mixed.stderr, mixed.n) == (50.0, 0.3, 1)

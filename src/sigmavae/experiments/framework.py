@@ -128,11 +128,12 @@ class Results:
         return self.by_row.get(row, [])
 
     def estimate(self, row: str, value: Callable[[RunResult], float | None]) -> Estimate | None:
-        """Mean ± SE over the row's seeds; a row of one seed, where ``value`` has a standard
-        error within the run (:data:`TEST_STDERR`: over the test images; FID's over the
-        samples and test images), gets that one (which leaves out the seed-to-seed spread; the
-        tables say what it is over)."""
-        runs = self.runs(row)
+        """Mean ± SE over the row's seeds; a row of one seed with a value (the others' None:
+        no bound, an FID on another extractor), where ``value`` has a standard error within
+        the run (:data:`TEST_STDERR`: over the test images; FID's over the samples and test
+        images), gets that one (which leaves out the seed-to-seed spread; the tables say what
+        it is over)."""
+        runs = [r for r in self.runs(row) if value(r) is not None]
         one = TEST_STDERR.get(value)
         if len(runs) == 1 and one is not None:
             return seed_or_test_estimate(runs, value, one.stderr, one.over)

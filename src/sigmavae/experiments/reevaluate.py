@@ -84,7 +84,7 @@ def reevaluate_runs(store: RunStore, specs: Sequence[RunSpec],
             continue
         if not checkpoint.is_file():
             log(f"  kept  {spec.run_id}: no checkpoint here (a record of a run trained "
-                f"elsewhere); its {', '.join(names)} stay as they were evaluated")
+                f"elsewhere); it keeps its evaluation of {', '.join(names)}")
             outcome.kept.append(spec.run_id)
             continue
         try:
