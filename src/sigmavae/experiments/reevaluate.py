@@ -27,6 +27,7 @@ from .runs import (
     read_seconds,
     unique_runs,
     write_atomic,
+    write_wall_seconds,
 )
 
 
@@ -116,9 +117,7 @@ def reevaluate_runs(store: RunStore, specs: Sequence[RunSpec],
 def _add_seconds(folder: Path, seconds: float) -> None:
     evaluated = (read_seconds(folder / "eval_seconds.txt") or 0.0) + seconds
     (folder / "eval_seconds.txt").write_text(f"{evaluated:.1f}\n")
-    trained = read_seconds(folder / "train_seconds.txt")
-    if trained is not None:
-        (folder / "wall_seconds.txt").write_text(f"{trained + evaluated:.1f}\n")
+    write_wall_seconds(folder)
 
 
 __all__ = ["Reevaluated", "check_metric_names", "reevaluate_runs"]

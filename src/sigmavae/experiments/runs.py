@@ -497,11 +497,18 @@ def run_job(folder: str, evaluation: Evaluation | None) -> float:
         lines = log.read_text(errors="replace").strip().splitlines()
         raise ExperimentError(f"run {run.name}: {what} failed ({code}): "
                               f"{lines[-1] if lines else ''} (log: {log})")
+    if evaluation is not None:
+        write_wall_seconds(run)
+    return seconds
+
+
+def write_wall_seconds(run: Path) -> None:
+    """``wall_seconds.txt``: the whole run's wall time, its training's and evaluation's seconds
+    summed (nothing where either file is missing)."""
     parts = [run / "train_seconds.txt", run / "eval_seconds.txt"]
-    if evaluation is not None and all(p.is_file() for p in parts):  # the whole run's wall time
+    if all(p.is_file() for p in parts):
         wall = sum(read_seconds(p) or 0.0 for p in parts)
         (run / "wall_seconds.txt").write_text(f"{wall:.1f}\n")
-    return seconds
 
 
 def read_seconds(path: Path) -> float | None:
