@@ -135,7 +135,12 @@ PRESETS: dict[str, Preset] = {
                "10,000-image test split, FID from 10,000 prior samples.",
                "--precision auto: bf16-mixed + channels_last where the CPU computes bf16 in "
                "hardware, else float32 (each run's train.log says which).",
-               "The hierarchical-VAE columns of Table 2 are not run (days per run on a CPU).")),
+               "The hierarchical-VAE columns of Table 2 (CelebA and CIFAR, 11 decoders each) "
+               "are not run: the paper does not state their training length, and at the 100 "
+               "epochs of the shipped cifar10-hierarchical config one CIFAR-10 run is about 16 h "
+               "on a 2-core CPU (78 images/s end to end, --precision auto on a CPU with AMX; "
+               "benchmarks/model_throughput.py; CelebA's 162,770 training images take 3.6x "
+               "that): about 34 days on 2 cores for the two columns at one seed.")),
 }
 
 
