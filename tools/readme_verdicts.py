@@ -10,6 +10,7 @@ a verdict or a run count the reports no longer give. ``--check`` only says wheth
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 
@@ -21,7 +22,9 @@ COLUMNS = ("experiment", "claim", "verdict", "budget of the runs (vs the paper)"
 
 
 def _cells(line: str) -> list[str]:
-    return [cell.strip() for cell in line.strip().strip("|").split("|")]
+    """The cells of a markdown table row; an escaped ``\\|`` stays inside its cell."""
+    inner = line.strip().removeprefix("|").removesuffix("|")
+    return [cell.strip() for cell in re.split(r"(?<!\\)\|", inner)]
 
 
 def verdict_rows(index: str) -> list[list[str]]:

@@ -565,12 +565,16 @@ def log_importance_weights(model: Model, images: torch.Tensor, noise: torch.Tens
 
 
 # -- images ---------------------------------------------------------------------------------------
-def images_from_params(model: Model, params: torch.Tensor) -> torch.Tensor:
-    """The head's mean of ``p(x|z)`` for head parameters ``params``, as images in [0, 1] of shape
-    ``(B, *data_shape)`` (float32); sequences ``(B, T', C, H, W)`` with ``T'`` the frames of
-    ``params`` (a conditional model's predicted frames)."""
+def images_from_params(model: Model, params: torch.Tensor, draw: bool = False) -> torch.Tensor:
+    """The head's mean of ``p(x|z)`` for head parameters ``params`` (with ``draw``: one draw
+    ``x ~ p(x|z)`` from the global random state instead: intensities for a discrete head, the
+    mean plus its noise for a continuous one), as images in [0, 1] of shape ``(B, *data_shape)``
+    (float32, clamped); sequences ``(B, T', C, H, W)`` with ``T'`` the frames of ``params`` (a
+    conditional model's predicted frames)."""
     head = model.head
-    images = head.to_unit_interval(head.predict_mean(per_frame(model, params)))
+    frames = per_frame(model, params)
+    values = head(frames).sample() if draw else head.predict_mean(frames)
+    images = head.to_unit_interval(values)
     if is_sequence(model):
         return images.reshape(*params.shape[:2], *model.data_shape[1:])
     return images.reshape(params.shape[0], *model.data_shape)

@@ -19,6 +19,7 @@ OFFSETS: dict[str, int] = {
     "video_prior": 5,  # the sampled futures of the best-of-N PSNR/SSIM metric
     "fvd_prior": 6,  # the sampled futures FVD compares with the test videos
     "fid_bootstrap": 7,  # the resamples of FID's bootstrap standard error
+    "fid_draws": 8,  # the draws x ~ p(x|z) of FID of draws (fid_draws)
 }
 #: Separates the per-image IWAE noise streams of different seeds.
 IWAE_SEED_STRIDE = 1_000_003

@@ -98,8 +98,10 @@ def test_the_readme_verdict_copy_reads_the_verdicts_table_only(load_tool):
     header = ("| experiment | claim | verdict | budget of the runs (vs the paper) |\n"
               "|---|---|---|---|\n")
     index = (f"# R\n\n{header}| x | old | **reproduced** | full |\n\n## Verdicts\n\n{header}"
-             "| a | c1 | inconclusive | partial |\n")
-    assert tool.verdict_rows(index) == [["a", "c1", "inconclusive", "partial"]]
+             "| a | c1 | inconclusive | partial |\n"
+             "| b | draws of p(x\\|z) | reproduced | full |\n")
+    assert tool.verdict_rows(index) == [["a", "c1", "inconclusive", "partial"],
+                                        ["b", "draws of p(x\\|z)", "reproduced", "full"]]
     with pytest.raises(ValueError, match="has no table"):
         tool.verdict_rows("# R\n\n## Verdicts\n\nnone yet\n")
 

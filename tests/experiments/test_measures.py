@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from sigmavae.experiments.framework import Results, csv_rows
-from sigmavae.experiments.measures import fid, marginal_kl_bounds, mutual_info_bounds
+from sigmavae.experiments.measures import fid, fid_draws, marginal_kl_bounds, mutual_info_bounds
 from sigmavae.experiments.runs import RunResult, RunSpec, RunStore
 from sigmavae.experiments.stats import fmt_estimate, less_than
 
@@ -129,3 +129,29 @@ def test_a_one_seed_fid_carries_its_bootstrap_error_and_can_decide(tmp_path):
     specs.append(_store_run(store, "mixture", 1, "cifar", 48.0, "B", fid_se=0.2))
     mixed = Results(store, specs).estimate("mixture", fid)
     assert (mixed.mean, mixed.stderr, mixed.n) == (50.0, 0.3, 1)
+
+
+def test_the_fid_of_draws_follows_its_runs_fid_extractor_and_bootstrap_error(tmp_path):
+    """``fid_draws`` is read where measured, left out with the run's FID when that is on
+    another extractor, and a one-seed row carries its bootstrap SE; runs.csv keeps the value."""
+    store = RunStore(tmp_path, log=lambda m: None)
+    specs = [_store_run(store, "mixture", 0, "cifar", 57.5, "A", fid_se=0.6),
+             _store_run(store, "gaussian", 0, "cifar", 57.8, "A", fid_se=0.5),
+             _store_run(store, "gaussian", 1, "cifar", 57.0, "A", fid_se=0.5),
+             _store_run(store, "moved", 0, "cifar", 40.0, "B", fid_se=0.2)]
+    for spec, draws in zip(specs, (44.6, None, None, 30.0), strict=True):
+        if draws is None:
+            continue
+        path = store.folder(spec) / "eval.json"
+        evaluation = json.loads(path.read_text())
+        evaluation["metrics"]["fid_draws"] = {"available": True, "fid": draws,
+                                              "fid_bootstrap_stderr": 0.3}
+        path.write_text(json.dumps(evaluation))
+    results = Results(store, specs)
+    mixture = results.estimate("mixture", fid_draws)
+    assert (mixture.mean, mixture.stderr, mixture.n) == (44.6, 0.3, 1)
+    assert results.estimate("gaussian", fid_draws) is None  # evaluated before it existed
+    assert results.estimate("moved", fid_draws) is None  # its FID's extractor is left out
+    rows = {(r["row"], r["seed"]): r for r in csv_rows(results)}
+    assert rows[("mixture", 0)]["fid_draws"] == 44.6 and rows[("gaussian", 1)]["fid_draws"] is None
+    assert rows[("moved", 0)]["fid_draws"] == 30.0 and rows[("moved", 0)]["fid_in_report"] is False

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sigmavae.experiments.report import cost_table, precision_line
+from sigmavae.experiments.report import cost_table, markdown_table, precision_line
 
 
 def _row(label: str, seed: int, precision: str | None) -> dict[str, object]:
@@ -53,3 +53,10 @@ def test_cost_says_what_it_cannot_count():
         in lines
     assert lines[-1].endswith("| 2 (1 without recorded times) | 0.10 | 0.00 | n/a |")
     assert cost_table([]) == ["(no finished runs)"]
+
+
+def test_a_pipe_in_a_table_cell_is_escaped_not_replaced():
+    """``p(x|z)`` in a header or a cell shows as itself and does not end the cell."""
+    lines = markdown_table([{"FID of draws from p(x|z)": "a || b"}])
+    assert lines[0] == "| FID of draws from p(x\\|z) |"
+    assert lines[2] == "| a \\|\\| b |"

@@ -119,3 +119,37 @@ def test_a_failing_run_still_fails_the_experiment_beside_runs_left_to_another_pr
         store.execute([held, broken], settings=lambda spec: None, jobs=1, threads=1)
     assert any(line.startswith(f"  left  {held.run_id}") for line in lines)
     assert any(line.startswith(f"  FAILED {broken.run_id}") for line in lines)
+
+
+def test_a_run_another_process_finished_meanwhile_is_not_run_again(tmp_path):
+    """Two experiments sharing a runs folder: a run the other one trained and evaluated while
+    this one worked on its queue is skipped, its evaluation (perhaps with metrics evaluated
+    again since) left as it is; one it trained only is evaluated, not trained again. (Every
+    run is held by "another process" here, so each job is refused at once.)"""
+    lines: list[str] = []
+    first, evaluated_elsewhere, trained_elsewhere = (
+        RunSpec(row, row, {"likelihood": row}, 0)
+        for row in ("bernoulli", "gaussian", "optimal_sigma"))
+
+    def log(line: str) -> None:
+        lines.append(line)
+        if line.startswith(f"  start training of {first.run_id}"):  # meanwhile, elsewhere:
+            for spec in (evaluated_elsewhere, trained_elsewhere):
+                (store.folder(spec) / "final.json").write_text("{}")
+            (store.folder(evaluated_elsewhere) / "eval.json").write_text('{"metrics": {}}')
+
+    store = runs.RunStore(tmp_path, log=log)
+    specs = [first, evaluated_elsewhere, trained_elsewhere]
+    with contextlib.ExitStack() as held:
+        for spec in specs:
+            store.folder(spec).mkdir(parents=True)
+            held.enter_context(RunLock(store.folder(spec)))
+        store.execute(specs, jobs=1, threads=1,
+                      settings=lambda spec: runs.EvalSettings(4, 4, 4, 1, "pixels"))
+    assert f"  skip  {evaluated_elsewhere.run_id}: evaluated meanwhile by another process" \
+        in lines
+    assert (store.folder(evaluated_elsewhere) / "eval.json").read_text() == '{"metrics": {}}'
+    starts = [line.split(" of ")[0].strip() + " " + line.split()[3]
+              for line in lines if line.startswith("  start")]
+    assert starts == [f"start training {first.run_id}",
+                      f"start evaluation {trained_elsewhere.run_id}"]

@@ -72,6 +72,20 @@ def fid_se(run: RunResult) -> float | None:
     return run.metric("fid").get("fid_bootstrap_stderr")
 
 
+def fid_draws(run: RunResult) -> float | None:
+    """The FID of draws from ``p(x|z)`` at the prior samples (``fid_draws``), None where not
+    measured (a record evaluated before it, a head with no draw at a prior sample) or where
+    the run's FID is on another extractor than its report's (both use the same features)."""
+    value = run.metric("fid_draws")
+    return value.get("fid") if value.get("available") and not run.fid_left_out else None
+
+
+def fid_draws_se(run: RunResult) -> float | None:
+    """The bootstrap standard error of :func:`fid_draws`."""
+    return None if fid_draws(run) is None else run.metric("fid_draws").get(
+        "fid_bootstrap_stderr")
+
+
 class OneSeedError(NamedTuple):
     """A per-run value's standard error within one run, and what it is over."""
 
@@ -85,7 +99,8 @@ TEST_STDERR: dict[Callable[[RunResult], float | None], OneSeedError] = {
     continuous_bound: OneSeedError(continuous_bound_se, "test images"),
     headline_bound: OneSeedError(continuous_bound_se, "test images"),
     discrete_bound: OneSeedError(discrete_bound_se, "test images"),
-    fid: OneSeedError(fid_se, "samples and test images, bootstrap")}
+    fid: OneSeedError(fid_se, "samples and test images, bootstrap"),
+    fid_draws: OneSeedError(fid_draws_se, "samples and test images, bootstrap")}
 
 
 def measured_fid(run: RunResult) -> float | None:
@@ -175,6 +190,9 @@ def run_row(run: RunResult) -> dict[str, Any]:
         "bound_note": invalid_reason(run),
         "fid": measured_fid(run), "fid_in_report": (None if measured_fid(run) is None
                                                     else run.fid_left_out is None),
+        # on the same features as fid (fid_in_report says for both)
+        "fid_draws": (run.metric("fid_draws").get("fid")
+                      if run.metric("fid_draws").get("available") else None),
         "effective_beta": effective_beta(run),
         "mutual_info_nats": mutual_info(run), "marginal_kl_nats": marginal_kl(run),
         "mi_saturated": mi_saturated(run) if run.metric("mi").get("available") else None,
@@ -198,6 +216,8 @@ __all__ = [
     "discrete_bound_se",
     "effective_beta",
     "fid",
+    "fid_draws",
+    "fid_draws_se",
     "fid_features",
     "fid_se",
     "headline_bound",

@@ -84,8 +84,11 @@ def reevaluate_runs(store: RunStore, specs: Sequence[RunSpec],
             outcome.skipped.append(spec.run_id)
             continue
         if not checkpoint.is_file():
+            had = _evaluated(folder, names)
+            kept = (f"its evaluation of {', '.join(had)}" if had else
+                    f"its evaluation, which has no {', '.join(names)}")
             log(f"  kept  {spec.run_id}: no checkpoint here (a record of a run trained "
-                f"elsewhere); it keeps its evaluation of {', '.join(names)}")
+                f"elsewhere); it keeps {kept}")
             outcome.kept.append(spec.run_id)
             continue
         try:
@@ -112,6 +115,15 @@ def reevaluate_runs(store: RunStore, specs: Sequence[RunSpec],
         log(f"  done  re-evaluation of {spec.run_id} ({', '.join(names)}) in {seconds:.0f} s")
         outcome.done.append(spec.run_id)
     return outcome
+
+
+def _evaluated(folder: Path, names: Sequence[str]) -> list[str]:
+    """Which of metrics ``names`` the run's ``eval.json`` holds (none if it is unreadable)."""
+    try:
+        metrics = json.loads((folder / "eval.json").read_text()).get("metrics", {})
+    except (OSError, ValueError, AttributeError):
+        return []
+    return [name for name in names if name in metrics]
 
 
 def _add_seconds(folder: Path, seconds: float) -> None:

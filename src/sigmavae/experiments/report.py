@@ -15,13 +15,18 @@ from .heads import HEAVY_HEADS
 from .stats import fmt_number, most_common
 
 
+def table_cell(text: object) -> str:
+    """``text`` as one markdown table cell: a ``|`` in it (``p(x|z)``) escaped, so that it
+    shows as itself instead of ending the cell."""
+    return str(text).replace("|", "\\|")
+
+
 def markdown_table(rows: Sequence[dict[str, str]]) -> list[str]:
     if not rows:
         return ["(no finished runs)"]
     keys = list(rows[0])
-    lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
-    lines += ["| " + " | ".join(str(r.get(k, "")).replace("|", "/") for k in keys) + " |"
-              for r in rows]
+    lines = ["| " + " | ".join(table_cell(k) for k in keys) + " |", "|" + "---|" * len(keys)]
+    lines += ["| " + " | ".join(table_cell(r.get(k, "")) for k in keys) + " |" for r in rows]
     return lines
 
 
@@ -33,7 +38,7 @@ def verdict_table(verdicts: Sequence[Verdict], with_experiment: bool = False) ->
     for v in verdicts:
         cells = [v.claim.experiment] if with_experiment else []
         cells += [v.claim.text, f"**{v.status}**", v.budget or "-", v.evidence, v.claim.rule]
-        lines.append("| " + " | ".join(c.replace("|", "/") for c in cells) + " |")
+        lines.append("| " + " | ".join(table_cell(c) for c in cells) + " |")
     return lines
 
 

@@ -45,7 +45,7 @@ from ..run.lock import RunLock, RunLockedError
 from .presets import ExperimentError, cache_dir
 
 #: Metrics every run is evaluated with (the union of what the experiments read).
-EVAL_METRICS = ("elbo", "discretized", "mi", "fid")
+EVAL_METRICS = ("elbo", "discretized", "mi", "fid", "fid_draws")
 
 
 @dataclass(frozen=True)
@@ -280,16 +280,27 @@ class RunStore:
             running: dict[Future[float], tuple[RunSpec, str]] = {}
             while (to_train or to_evaluate or running) and not (stopped and not running):
                 while len(running) < jobs and (to_evaluate or to_train) and not stopped:
-                    if to_evaluate:
-                        spec = to_evaluate.popleft()
+                    queue, what = ((to_evaluate, "evaluation") if to_evaluate
+                                   else (to_train, "training"))
+                    spec = queue.popleft()
+                    # another process (an experiment sharing this runs folder) may have
+                    # finished the run since the queue was made: not done twice, so that its
+                    # evaluation (with metrics evaluated again since) is not overwritten
+                    now = self.status(spec)
+                    if now == "evaluated":
+                        self.log(f"  skip  {spec.run_id}: evaluated meanwhile by another "
+                                 "process")
+                        continue
+                    if what == "training" and now == "trained":
+                        to_evaluate.append(spec)
+                        continue
+                    if what == "evaluation":
                         evaluation = Evaluation.of(spec, settings(spec))
                         job = pool.submit(run_job, str(self.folder(spec)), evaluation)
-                        running[job] = (spec, "evaluation")
                     else:
-                        spec = to_train.popleft()
                         self.write_config(spec)
                         job = pool.submit(run_job, str(self.folder(spec)), None)
-                        running[job] = (spec, "training")
+                    running[job] = (spec, what)
                     self.log(f"  start {running[job][1]} of {spec.run_id} ({spec.label}, "
                              f"seed {spec.seed})")
                 finished, _ = wait(running, return_when=FIRST_COMPLETED)

@@ -32,12 +32,14 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
 import torch
 from torch import nn
 
+from ..likelihoods import LikelihoodInputError
 from ..messages import first_line
 from ..objective import (
     ConditionalModel,
@@ -313,12 +315,17 @@ def bootstrap_stderr(real: torch.Tensor, fake: torch.Tensor, resamples: int,
 @torch.no_grad()
 def prior_samples(model: Model, n: int, seed: int = 0, batch_size: int = 256,
                   device: torch.device | None = None,
-                  context: torch.Tensor | None = None) -> torch.Tensor:
+                  context: torch.Tensor | None = None,
+                  draw_seed: int | None = None) -> torch.Tensor:
     """Decoder means of ``n`` prior draws (noise ``(n, latent_dim)`` from a CPU generator seeded
     with ``seed``, through ``model.generate``), images in [0, 1] ``(n, *data_shape)`` on the CPU
     (the model runs in its precision: float64 for a ``.double()`` model). A conditional sequence
     model continues the ``n`` sequences of ``context`` (uint8 ``(n, T, C, H, W)``) and gives its
-    predicted frames ``(n, T_model - context_frames, C, H, W)``."""
+    predicted frames ``(n, T_model - context_frames, C, H, W)``.
+
+    With ``draw_seed``: one draw ``x ~ p(x|z)`` at each of the same prior draws instead of the
+    decoder mean (the global random state seeded with ``draw_seed`` inside, restored after).
+    """
     device = device or model_device(model)
     z = torch.randn(n, model.latent_dim, generator=torch.Generator().manual_seed(seed))
     dtype = compute_dtype(model)
@@ -327,7 +334,10 @@ def prior_samples(model: Model, n: int, seed: int = 0, batch_size: int = 256,
         raise ValueError(f"prior samples of a model given {given} context frames need {n} "
                          "context sequences")
     out = []
-    with eval_mode(model):
+    devices = [device] if device.type == "cuda" else []
+    with eval_mode(model), torch.random.fork_rng(devices=devices, enabled=draw_seed is not None):
+        if draw_seed is not None:
+            torch.manual_seed(draw_seed)
         for start in range(0, n, batch_size):
             noise = z[start:start + batch_size].to(device, dtype)
             if given and context is not None:
@@ -335,19 +345,28 @@ def prior_samples(model: Model, n: int, seed: int = 0, batch_size: int = 256,
                 params = cast(ConditionalModel, model).generate(noise, frames)
             else:
                 params = model.generate(noise)
-            out.append(images_from_params(model, params).cpu())
+            out.append(images_from_params(model, params, draw=draw_seed is not None).cpu())
     return torch.cat(out)
 
 
-def markdown_rows(result: dict) -> list[tuple[str, str, str]]:
-    stderr = result.get("fid_bootstrap_stderr")
-    value = fmt(result["fid"], 2) + ("" if stderr is None else f" ± {fmt(stderr, 2)}")
-    error = ("" if stderr is None else
-             f"; ± bootstrap SE over the samples and test images "
-             f"({result['bootstrap_resamples']} resamples; not the spread between trainings)")
-    return [("FID", value,
-             f"{result['features']}; N = {result['num_real']} prior samples (decoder means) vs "
-             f"test images; biased upwards for small N{error}")]
+def _markdown_rows(title: str, shown: str) -> Callable[[dict], list[tuple[str, str, str]]]:
+    """The report's table row of an FID result, ``shown`` saying what a prior sample is."""
+
+    def rows(result: dict) -> list[tuple[str, str, str]]:
+        stderr = result.get("fid_bootstrap_stderr")
+        value = fmt(result["fid"], 2) + ("" if stderr is None else f" ± {fmt(stderr, 2)}")
+        error = ("" if stderr is None else
+                 f"; ± bootstrap SE over the samples and test images "
+                 f"({result['bootstrap_resamples']} resamples; not the spread between trainings)")
+        return [(title, value,
+                 f"{result['features']}; N = {result['num_real']} prior samples ({shown}) vs "
+                 f"test images; biased upwards for small N{error}")]
+
+    return rows
+
+
+#: The report rows of ``fid`` (decoder means).
+markdown_rows = _markdown_rows("FID", "decoder means")
 
 
 @register_metric("fid", "Frechet distance of prior samples to the test images (Inception or "
@@ -364,6 +383,21 @@ def markdown_rows(result: dict) -> list[tuple[str, str, str]]:
                                   metavar="PATH_OR_NAME"),
                  ])
 def run(ctx: EvalContext) -> dict:
+    return _frechet(ctx, draws=False)
+
+
+@register_metric("fid_draws", "FID of one draw x ~ p(x|z) at each prior sample instead of its "
+                 "decoder mean (reads the fid_* options)", title="FID of draws from p(x|z)",
+                 rows=_markdown_rows("FID of draws from p(x|z)", "one draw x ~ p(x|z) each"))
+def run_draws(ctx: EvalContext) -> dict:
+    """``fid`` of draws from the decoder at the same prior latents: what a multimodal decoder
+    (a mixture, a categorical) gives, which its mean averages away; a continuous head adds its
+    noise. A head whose sigma is fitted to each data image (per-image optimal sigma) has no
+    draw at a prior sample: not available, with that reason."""
+    return _frechet(ctx, draws=True)
+
+
+def _frechet(ctx: EvalContext, draws: bool) -> dict:
     n = min(int(ctx.option("fid_samples")), ctx.images.shape[0])
     if n < 2:
         raise ValueError("FID needs at least 2 images")
@@ -376,9 +410,14 @@ def run(ctx: EvalContext) -> dict:
     given = context_frames(ctx.model)
     frames = ctx.model.data_shape[0] if given else None
     real = to_rgb(per_frame(ctx.model, ctx.images[:n, given:frames] if given else ctx.images[:n]))
-    fake = to_rgb(per_frame(ctx.model, prior_samples(
-        ctx.model, n, stream_seed(ctx.seed, "fid_prior"), ctx.batch_size, ctx.device,
-        context=ctx.images[:n] if given else None)))
+    try:  # draws at the same latents as the means (paired), their noise a stream of its own
+        fake = to_rgb(per_frame(ctx.model, prior_samples(
+            ctx.model, n, stream_seed(ctx.seed, "fid_prior"), ctx.batch_size, ctx.device,
+            context=ctx.images[:n] if given else None,
+            draw_seed=stream_seed(ctx.seed, "fid_draws") if draws else None)))
+    except LikelihoodInputError as err:  # a sigma that needs the data (per-image scope)
+        raise MetricUnavailable(f"no draw from p(x|z) at a prior sample: {first_line(err)}") \
+            from None
     if not getattr(metric, "used_custom_model", False):  # Inception: uint8 0..255
         real = torch.round(real * 255).to(torch.uint8)
         fake = torch.round(fake * 255).to(torch.uint8)
@@ -388,9 +427,14 @@ def run(ctx: EvalContext) -> dict:
     resamples = int(ctx.option("fid_bootstrap"))
     stderr = bootstrap_stderr(real_features, fake_features, resamples,
                               stream_seed(ctx.seed, "fid_bootstrap"))
+    if given:
+        samples = (f"predicted frames sampled after each test sequence's {given} context "
+                   "frames vs those sequences' own frames"
+                   + (" (one draw from p(x|z) per frame)" if draws else ""))
+    else:
+        samples = (("one draw x ~ p(x|z) at each" if draws else "decoder means of")
+                   + " z ~ N(0, I) vs the first N test images")
     return {"available": True, "fid": value, "features": desc, "num_real": n, "num_fake": n,
             "fid_bootstrap_stderr": stderr, "bootstrap_resamples": resamples,
             "units": "squared feature distance; comparable only for the same extractor and N",
-            "samples": (f"predicted frames sampled after each test sequence's {given} context "
-                        "frames vs those sequences' own frames" if given else
-                        "decoder means of z ~ N(0, I) vs the first N test images")}
+            "samples": samples}

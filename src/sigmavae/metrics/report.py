@@ -396,7 +396,7 @@ def _evaluate_checkpoint(
     from .fid import check_fid_features
 
     model, config = load_model(checkpoint)  # a checkpoint, a run folder or an export folder
-    if "fid" in names:  # a named extractor that cannot work: fail now, not after the others
+    if {"fid", "fid_draws"} & set(names):  # an extractor that cannot work: fail now, not later
         check_fid_features(options["fid_features"], cast(Model, model).data_shape)
     if "fvd" in names:
         from .fvd import check_fvd_features
