@@ -153,3 +153,23 @@ def test_a_run_another_process_finished_meanwhile_is_not_run_again(tmp_path):
               for line in lines if line.startswith("  start")]
     assert starts == [f"start training {first.run_id}",
                       f"start evaluation {trained_elsewhere.run_id}"]
+
+
+def test_an_evaluation_holds_its_runs_lock(tmp_path, monkeypatch):
+    """While a run is evaluated its lock is held, so a second experiment on the same runs
+    folder leaves it to this one instead of evaluating it as well."""
+    folder = tmp_path / "run"
+    folder.mkdir()
+    seen: list[str] = []
+
+    def evaluate(self, checkpoint, out):
+        with pytest.raises(RunLockedError):
+            RunLock(folder).check_free()
+        seen.append("locked")
+        raise RuntimeError("stop here")
+
+    monkeypatch.setattr(runs.Evaluation, "run", evaluate)
+    with pytest.raises(ExperimentError, match="evaluation failed"):
+        run_job(str(folder), runs.Evaluation(("elbo",), {}))
+    assert seen == ["locked"]
+    RunLock(folder).check_free()  # given back after it

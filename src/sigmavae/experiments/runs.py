@@ -440,15 +440,22 @@ def _train(folder: Path) -> int:
 
 
 def _evaluate(folder: Path, evaluation: Evaluation) -> int:
-    """Evaluate the run of ``folder``: 0, or ``128 + signal`` after a stop (nothing written),
-    as ``sigmavae eval`` exits."""
+    """Evaluate the run of ``folder`` under its lock: 0, or ``128 + signal`` after a stop
+    (nothing written), as ``sigmavae eval`` exits.
+
+    Raises:
+        RunLockedError: another process holds the run (nothing was done).
+    """
     from ..run.stopping import StopRequested
 
-    try:
-        result = evaluation.run(folder / "checkpoints" / "last.ckpt", folder / "eval.json")
-    except StopRequested as stop:
-        print(f"sigmavae eval: {stop}; nothing written", file=sys.stderr)
-        return 128 + stop.signum
+    # held while it evaluates, as training holds it: a second experiment on this runs folder
+    # leaves the run to this one (RunLockedError, see run_job) instead of evaluating it too
+    with RunLock(folder):
+        try:
+            result = evaluation.run(folder / "checkpoints" / "last.ckpt", folder / "eval.json")
+        except StopRequested as stop:
+            print(f"sigmavae eval: {stop}; nothing written", file=sys.stderr)
+            return 128 + stop.signum
     print(result.markdown)
     print(f"wrote {', '.join(str(p) for p in result.files)}")
     return 0
