@@ -131,6 +131,21 @@ def test_a_one_seed_fid_carries_its_bootstrap_error_and_can_decide(tmp_path):
     assert (mixed.mean, mixed.stderr, mixed.n) == (50.0, 0.3, 1)
 
 
+def test_a_mean_fid_over_seeds_carries_at_least_their_bootstrap_error(tmp_path):
+    """Two seeds' FIDs 0.06 apart, each with a bootstrap SE of 0.57: the row's SE is the
+    runs' own, not the 0.03 of their spread; a row whose seeds spread more keeps the spread."""
+    store = RunStore(tmp_path, log=lambda m: None)
+    specs = [_store_run(store, "bitwise", 0, "cifar", 51.54, "A", fid_se=0.57),
+             _store_run(store, "bitwise", 1, "cifar", 51.60, "A", fid_se=0.57),
+             *(_store_run(store, "gaussian", s, "cifar", 56.0 + s, "A", fid_se=0.3)
+               for s in range(3))]
+    results = Results(store, specs)
+    bitwise, gaussian = results.estimate("bitwise", fid), results.estimate("gaussian", fid)
+    assert bitwise.stderr == pytest.approx(0.57 / math.sqrt(2)) and bitwise.floored
+    assert results.fid_cell("bitwise") == "51.6 ± 0.4 (SE: the runs' own)"
+    assert gaussian.stderr == pytest.approx(math.sqrt(1 / 3)) and not gaussian.floored
+
+
 def test_the_fid_of_draws_follows_its_runs_fid_extractor_and_bootstrap_error(tmp_path):
     """``fid_draws`` is read where measured, left out with the run's FID when that is on
     another extractor, and a one-seed row carries its bootstrap SE; runs.csv keeps the value."""

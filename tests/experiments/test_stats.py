@@ -21,8 +21,10 @@ from sigmavae.experiments.stats import (
     estimate,
     estimate_bounds,
     fmt_bounds,
+    fmt_estimate,
     less_than,
     prediction_interval,
+    with_sampling_floor,
 )
 
 
@@ -119,3 +121,32 @@ def test_the_prediction_interval_holds_one_more_seed_95_times_in_100():
     assert in_range / len(draws) == pytest.approx(0.5, abs=0.01)  # what the range would give
     with pytest.raises(ValueError, match="2 or more seeds"):
         prediction_interval(estimate([1.0]))
+
+
+def test_a_mean_over_seeds_carries_at_least_the_runs_own_sampling_error():
+    # two seeds 0.06 apart (SE over seeds 0.03), each with a bootstrap SE of 0.57: the mean's
+    # error is at least sqrt(0.57^2 + 0.57^2) / 2 = 0.403, and the cell says whose it is
+    floored = with_sampling_floor(estimate([51.54, 51.60]), [0.57, 0.57])
+    assert floored.stderr == pytest.approx(math.sqrt(2 * 0.57**2) / 2) and floored.floored
+    assert (floored.mean, floored.n) == (pytest.approx(51.57), 2)
+    assert fmt_estimate(floored) == "51.6 ± 0.4 (SE: the runs' own)"
+    spread = estimate([40.0, 50.0])  # seeds far apart: their spread is the larger error
+    assert with_sampling_floor(spread, [0.5, 0.5]) == spread
+    assert with_sampling_floor(estimate([1.0, 2.0]), [0.5, None]) == estimate([1.0, 2.0])
+    one = Estimate(50.0, 0.3, 1, "samples")  # one seed: its own error already
+    assert with_sampling_floor(one, [0.3]) == one and with_sampling_floor(None, []) is None
+
+
+def test_the_floor_restores_the_two_se_coverage_that_two_seeds_lose():
+    """Runs with no seed-to-seed spread at all, each measured with sampling noise of SD 1:
+    the mean of 2 runs is within 2 of its SEs of the truth ~95% of the time with the floor
+    (the floor is the exact SE here), but only ~70% with the 2-seed spread alone (Student's t
+    with 1 degree of freedom: P(|t| < 2) = 0.70)."""
+    rng = np.random.default_rng(0)
+    values = rng.normal(0.0, 1.0, size=(4000, 2))
+    spread = [estimate(v) for v in values]
+    floored = [with_sampling_floor(e, [1.0, 1.0]) for e in spread]
+    def covered(ests):
+        return float(np.mean([abs(e.mean) <= 2 * e.stderr for e in ests]))
+    assert covered(spread) == pytest.approx(0.705, abs=0.03)
+    assert covered(floored) >= 0.95

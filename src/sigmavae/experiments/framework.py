@@ -18,7 +18,15 @@ from typing import Any
 from ..registry import Registry
 from . import claims
 from .heads import HEAVY_HEADS, HeadRow
-from .measures import TEST_STDERR, fid, fid_features, measured_fid, run_row, seed_or_test_estimate
+from .measures import (
+    SAMPLING_FLOOR,
+    TEST_STDERR,
+    fid,
+    fid_features,
+    measured_fid,
+    run_row,
+    seed_or_test_estimate,
+)
 from .presets import DataChoice, Preset
 from .published import published
 from .runs import RunResult, RunSpec, RunStore
@@ -30,6 +38,7 @@ from .stats import (
     fmt_estimate,
     fmt_number,
     most_common,
+    with_sampling_floor,
 )
 
 
@@ -132,12 +141,16 @@ class Results:
         no bound, an FID on another extractor), where ``value`` has a standard error within
         the run (:data:`TEST_STDERR`: over the test images; FID's over the samples and test
         images), gets that one (which leaves out the seed-to-seed spread; the tables say what
-        it is over)."""
+        it is over). A mean of FIDs over seeds carries at least the runs' own bootstrap error
+        (:data:`SAMPLING_FLOOR`, :func:`.stats.with_sampling_floor`)."""
         runs = [r for r in self.runs(row) if value(r) is not None]
         one = TEST_STDERR.get(value)
         if len(runs) == 1 and one is not None:
             return seed_or_test_estimate(runs, value, one.stderr, one.over)
-        return estimate(value(r) for r in runs)
+        over_seeds = estimate(value(r) for r in runs)
+        if one is not None and value in SAMPLING_FLOOR:
+            return with_sampling_floor(over_seeds, (one.stderr(r) for r in runs))
+        return over_seeds
 
     def bounds(self, row: str, value: Callable[[RunResult], tuple[float | None, float | None]]
                ) -> Bounds | None:

@@ -102,6 +102,12 @@ TEST_STDERR: dict[Callable[[RunResult], float | None], OneSeedError] = {
     fid: OneSeedError(fid_se, "samples and test images, bootstrap"),
     fid_draws: OneSeedError(fid_draws_se, "samples and test images, bootstrap")}
 
+#: per-run values whose within-run error is a floor for the error of a mean over seeds: each
+#: run's FID has its own prior samples, so its bootstrap error is part of what a mean over seeds
+#: carries, however close two or three seeds happen to fall (a bound's error over the test
+#: images is not: the same test images for every run, shared by every comparison)
+SAMPLING_FLOOR = frozenset({fid, fid_draws})
+
 
 def measured_fid(run: RunResult) -> float | None:
     """The FID the run's evaluation measured, on whatever features (:func:`fid_features`)."""
@@ -207,6 +213,7 @@ def run_row(run: RunResult) -> dict[str, Any]:
 
 
 __all__ = [
+    "SAMPLING_FLOOR",
     "TEST_STDERR",
     "OneSeedError",
     "continuous_bound",

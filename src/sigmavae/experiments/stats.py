@@ -24,6 +24,8 @@ class Estimate:
     n: int
     #: what the error of a single seed (``n == 1``) is over, e.g. "test images"
     over: str = "test images"
+    #: the error is the runs' own (:func:`with_sampling_floor`), larger than the seeds' spread
+    floored: bool = False
 
     @property
     def sd(self) -> float | None:
@@ -45,6 +47,23 @@ def estimate(values: Iterable[float | None]) -> Estimate | None:
         return Estimate(mean, None, 1)
     var = sum((x - mean) ** 2 for x in xs) / (n - 1)
     return Estimate(mean, math.sqrt(var / n), n)
+
+
+def with_sampling_floor(est: Estimate | None, stderrs: Iterable[float | None]
+                        ) -> Estimate | None:
+    """``est`` (a mean over ``n`` seeds) with its standard error raised to at least the error
+    of the runs' own sampling, ``sqrt(sum(se_i^2)) / n``, where the runs' values carry
+    independent sampling errors ``se_i`` (an FID of each run's own prior samples): two or three
+    seeds can fall closer together than their own sampling error by chance, and their spread
+    would then understate the error of the mean. Unchanged for one seed, or where a run's
+    error is unknown."""
+    ses = [float(se) for se in stderrs if se is not None]
+    if est is None or est.n < 2 or len(ses) != est.n:
+        return est
+    floor = math.sqrt(sum(se**2 for se in ses)) / est.n
+    if est.stderr is not None and est.stderr >= floor:
+        return est
+    return Estimate(est.mean, floor, est.n, est.over, floored=True)
 
 
 def prediction_interval(est: Estimate, level: float = 0.95) -> tuple[float, float]:
@@ -81,6 +100,8 @@ def fmt_estimate(est: Estimate | None) -> str:
         return f"{fmt_number(est.mean)} (1 seed)"
     if est.n == 1:  # an error over test examples, not over seeds
         return f"{fmt_number(est.mean)} ± {fmt_number(est.stderr, 2)} (1 seed; SE over {est.over})"
+    if est.floored:
+        return f"{fmt_number(est.mean)} ± {fmt_number(est.stderr, 2)} (SE: the runs' own)"
     return f"{fmt_number(est.mean)} ± {fmt_number(est.stderr, 2)}"
 
 
