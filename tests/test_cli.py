@@ -22,6 +22,10 @@ def test_train_then_sample_then_eval(tmp_path, capsys):
     ckpt = out / "checkpoints" / "last.ckpt"
     assert main(["sample", str(ckpt), "--n", "16", "--out", str(tmp_path / "s.png")]) == 0
     assert (tmp_path / "s.png").is_file()
+    assert main(["sample", str(ckpt), "--n", "16", "--draws", "--out",
+                 str(tmp_path / "d.png")]) == 0
+    assert "16 samples (one draw from p(x|z) at each prior draw)" in capsys.readouterr().out
+    assert (tmp_path / "d.png").read_bytes() != (tmp_path / "s.png").read_bytes()
     assert main(["eval", str(ckpt), "--limit", "40", "--out", str(tmp_path / "r.json")]) == 0
     printed = capsys.readouterr().out
     assert "nats/image" in printed and "bits/dim" in printed and "[0, 1]" in printed
@@ -171,3 +175,17 @@ def test_a_reader_that_leaves_early_gets_no_error(tmp_path):
                           timeout=120)
     assert done.stdout.count("\n") == 2
     assert "error" not in done.stderr.lower(), done.stderr
+
+
+def test_draws_of_a_sigma_fitted_to_each_image_are_refused(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--data", "frey", "--train-subset", "64", "--val-subset", "16",
+                 "--epochs", "1", "--batch-size", "64", "--likelihood",
+                 "optimal_sigma_per_image", "--out", str(out), "--no-progress"]) == 0
+    assert main(["sample", str(out), "--n", "4", "--out", str(tmp_path / "m.png")]) == 0
+    capsys.readouterr()
+    assert main(["sample", str(out), "--draws", "--out", str(tmp_path / "d.png")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("sigmavae sample: error: --draws: the checkpoint's decoder has no "
+                          "p(x|z) at a prior sample (") and "Traceback" not in err
+    assert not (tmp_path / "d.png").exists()

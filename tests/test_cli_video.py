@@ -69,6 +69,11 @@ def test_svg_trains_evaluates_and_samples_from_the_command_line(tmp_path, mnist_
         assert image.size == (4 * 66 + 2, 2 * 3 * 66 + 2)  # truth + 2 samples per sequence
     with Image.open(gif) as image:
         assert image.n_frames == 4
+    # its continuations are decoder means only: --draws is refused, nothing written
+    assert main(["sample", str(ckpt), "--draws", "--out", str(tmp_path / "draws.png")]) == 2
+    assert "--draws: a video model's continuations are its decoder means" in \
+        capsys.readouterr().err
+    assert not (tmp_path / "draws.png").exists()
 
 
 def test_the_original_objective_reports_the_fixed_sigma_bound(tmp_path, mnist_test_root):

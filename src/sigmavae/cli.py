@@ -223,12 +223,22 @@ def _sample(args: argparse.Namespace) -> int:
     model, config = load_model(args.checkpoint)  # or a run folder, or an export folder
     given = objective.context_frames(cast(objective.Model, model))
     if given:
+        if args.draws:
+            raise UsageError("--draws: a video model's continuations are its decoder means; "
+                             "drop --draws")
         return _sample_video(args, model, config, given)
     if args.gif is not None:
         raise UsageError("--gif: the checkpoint's model is not a conditional sequence model "
                          "(no context frames to continue); drop --gif")
-    path = save_sample_grid(model, Path(args.out), n=args.n, seed=args.seed)
-    print(f"wrote {args.n} samples (decoder means of prior draws) to {path}")
+    try:
+        path = save_sample_grid(model, Path(args.out), n=args.n, seed=args.seed,
+                                draw=args.draws)
+    except likelihoods.LikelihoodInputError as err:  # a sigma fitted to each data image
+        raise UsageError(f"--draws: the checkpoint's decoder has no p(x|z) at a prior sample "
+                         f"({first_line(err)}); drop --draws for its means") from None
+    what = ("one draw from p(x|z) at each prior draw" if args.draws
+            else "decoder means of prior draws")
+    print(f"wrote {args.n} samples ({what}) to {path}")
     return 0
 
 
@@ -378,6 +388,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--n", type=int, default=64,
                    help="images in the grid (video models: test sequences continued)")
     s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--draws", action="store_true",
+                   help="one draw x ~ p(x|z) at each prior sample instead of the decoder's "
+                        "mean (what the fid_draws metric scores; not for video models)")
     s.add_argument("--out", default="samples.png")
     s.add_argument("--gif", default=None,
                    help="video models: also write an animated GIF of the predictions here")

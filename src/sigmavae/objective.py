@@ -603,13 +603,19 @@ def _context_input(model: Model, n: int, context: torch.Tensor | None) -> torch.
 
 @torch.no_grad()
 def sample(model: Model, n: int, generator: torch.Generator | None = None,
-           context: torch.Tensor | None = None) -> torch.Tensor:
+           context: torch.Tensor | None = None, draw: bool = False) -> torch.Tensor:
     """Means of ``p(x|z)`` for ``n`` prior draws (noise ``N(0, I)`` of size ``latent_dim``, drawn
-    on the model's device with ``generator``), images in [0, 1], ``(n, *data_shape)``.
+    on the model's device with ``generator``), images in [0, 1], ``(n, *data_shape)``; with
+    ``draw``, one draw ``x ~ p(x|z)`` at each instead (from the global random state, see
+    :func:`images_from_params`).
 
     A conditional sequence model (``context_frames > 0``) needs ``context``: ``(n, T, C, H, W)``
     sequences (uint8 or floats in [0, 1]) whose first ``context_frames`` frames it is given; it
     returns the predicted frames ``(n, T_model - context_frames, C, H, W)``.
+
+    Raises:
+        LikelihoodInputError: ``draw`` with a head whose scale needs the data (per-image
+            optimal sigma has no ``p(x|z)`` at a prior sample).
     """
     noise = torch.randn(n, model.latent_dim, generator=generator, device=model_device(model))
     noise = noise.to(compute_dtype(model))
@@ -618,7 +624,7 @@ def sample(model: Model, n: int, generator: torch.Generator | None = None,
         params = model.generate(noise)
     else:  # context_frames > 0: a conditional model, whose generate takes the context
         params = cast(ConditionalModel, model).generate(noise, given)
-    return images_from_params(model, params)
+    return images_from_params(model, params, draw=draw)
 
 
 @torch.no_grad()

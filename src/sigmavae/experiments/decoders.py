@@ -73,7 +73,8 @@ class Decoders(Experiment):
                 "paper FID": paper_cell(table_no, head.row, dataset, "fid"),
             })
         figs = figures.prior_sample_figures(
-            ctx.store, [(h.label, results.runs(h.row)) for h in rows], ctx.out / "samples.png")
+            ctx.store, [(h.label, results.runs(h.row)) for h in rows], ctx.out / "samples.png",
+            draws=ctx.out / "samples-draws.png")
         pair = figures.sample_panels(
             ctx.store, [(OPTIMAL.label, results.runs(OPTIMAL.row)),
                         ("Gaussian VAE (unit variance)", results.runs("gaussian"))],

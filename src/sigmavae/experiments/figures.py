@@ -245,32 +245,51 @@ def variance_plot(results: Results, path: Path) -> Path | None:
     return _save(fig, path)
 
 
-def _samples_png(run: RunResult, n: int, seed: int = 0) -> Path | None:
-    """``sigmavae sample`` of the run's checkpoint (written once into the run folder)."""
-    path = run.folder / f"samples-{n}.png"
+def _samples_png(run: RunResult, n: int, seed: int = 0, draws: bool = False) -> Path | None:
+    """``sigmavae sample [--draws]`` of the run's checkpoint, written once into the run folder
+    (``samples-{n}.png``, ``samples-draws-{n}.png``: a record keeps them); None where it has
+    neither the PNG nor a checkpoint to make it from, or the sampling failed (no draw at a prior
+    sample)."""
+    path = run.folder / f"samples-{'draws-' if draws else ''}{n}.png"
     if not path.is_file():
         ckpt = run.folder / "checkpoints" / "last.ckpt"
+        if not ckpt.is_file():
+            return None
         code = subprocess.call([sys.executable, "-m", "sigmavae", "sample", str(ckpt),
-                                "--n", str(n), "--seed", str(seed), "--out", str(path)],
+                                "--n", str(n), "--seed", str(seed), "--out", str(path),
+                                *(["--draws"] if draws else [])],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         if code != 0 or not path.is_file():
             return None
     return path
 
 
-def sample_panels(store: RunStore, panels: Sequence[tuple[str, list[RunResult]]],
-                  path: Path, columns: int = 4) -> Path | None:
-    """One panel per decoder (its seed-0 run's prior samples), titled with its name."""
+def sample_panel_images(panels: Sequence[tuple[str, list[RunResult]]], draws: bool = False
+                        ) -> list[tuple[str, np.ndarray]]:
+    """Per decoder ``(label, runs)``, the prior samples of its lowest seed that has them
+    (decoder means, or with ``draws`` one draw from ``p(x|z)`` each, only from runs whose FID
+    of draws was measured; made from the checkpoint where not yet written) as an RGB array,
+    titled with its label (and the seed where not 0); a decoder with none is left out."""
     from PIL import Image
 
     images = []
     for label, runs in panels:
-        if not runs:
-            continue
-        run = min(runs, key=lambda r: r.spec.seed)
-        png = _samples_png(run, GRID * GRID)
-        if png is not None:
-            images.append((label, np.asarray(Image.open(png).convert("RGB"))))
+        for run in sorted(runs, key=lambda r: r.spec.seed):
+            if draws and not run.metric("fid_draws").get("available"):
+                continue  # no FID of draws: not measured, or no draw at a prior sample
+            png = _samples_png(run, GRID * GRID, draws=draws)
+            if png is not None:
+                title = label if run.spec.seed == 0 else f"{label} (seed {run.spec.seed})"
+                images.append((title, np.asarray(Image.open(png).convert("RGB"))))
+                break
+    return images
+
+
+def sample_panels(store: RunStore, panels: Sequence[tuple[str, list[RunResult]]],
+                  path: Path, columns: int = 4, draws: bool = False) -> Path | None:
+    """One panel per decoder (:func:`sample_panel_images`) in a figure at ``path``; None where
+    no decoder has samples."""
+    images = sample_panel_images(panels, draws)
     if not images:
         return None
     columns = min(columns, len(images))
@@ -290,14 +309,22 @@ def sample_panels(store: RunStore, panels: Sequence[tuple[str, list[RunResult]]]
 
 
 def prior_sample_figures(store: RunStore, panels: Sequence[tuple[str, list[RunResult]]],
-                         path: Path) -> list[tuple[str, Path]]:
+                         path: Path, draws: Path | None = None) -> list[tuple[str, Path]]:
     """A report's figure of prior samples, one panel per decoder (:func:`sample_panels`), with
-    its caption; empty where no run has samples."""
+    its caption; with ``draws``, a second figure there of one draw from ``p(x|z)`` at each of
+    the same prior latents; empty where no run has samples."""
+    figs = []
     grid = sample_panels(store, panels, path)
-    if grid is None:
-        return []
-    return [("Prior samples (decoder means, seed-0 run of each decoder), upscaled with nearest "
-             "neighbour", grid)]
+    if grid is not None:
+        figs.append(("Prior samples (decoder means, seed-0 run of each decoder), upscaled with "
+                     "nearest neighbour", grid))
+    grid = None if draws is None else sample_panels(store, panels, draws, draws=True)
+    if grid is not None:
+        figs.append(("The same prior latents, each shown as one draw x ~ p(x|z) instead of the "
+                     "decoder's mean (what the FID of draws scores), from the lowest seed whose "
+                     "FID of draws was measured (named where not 0), upscaled with nearest "
+                     "neighbour", grid))
+    return figs
 
 
 def stacked_images(panels: Sequence[tuple[str, Path]], path: Path,
@@ -349,5 +376,5 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
-__all__ = ["beta_sweep_plot", "estimate", "mi_plot", "prior_sample_figures", "sample_panels",
-           "stacked_images", "variance_plot"]
+__all__ = ["beta_sweep_plot", "estimate", "mi_plot", "prior_sample_figures",
+           "sample_panel_images", "sample_panels", "stacked_images", "variance_plot"]

@@ -336,8 +336,8 @@ class RunStore:
 #: figures' inputs included (an image run's prior samples, a video run's prediction strip, see
 #: ``video.prediction_strip``), so that a report rebuilt from records shows them too.
 RECORD_FILES = ("final.json", "steps.csv", "epochs.csv", "samples-16.png",
-                "prediction-strip-3x2.png", "train_seconds.txt", "eval_seconds.txt",
-                "wall_seconds.txt")
+                "samples-draws-16.png", "prediction-strip-3x2.png", "train_seconds.txt",
+                "eval_seconds.txt", "wall_seconds.txt")
 
 
 def write_atomic(path: Path, data: bytes) -> None:

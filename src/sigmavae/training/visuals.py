@@ -41,9 +41,9 @@ def save_grid(grid: torch.Tensor, path: Path) -> Path:
 
 
 def save_sample_grid(model: nn.Module, path: Path, n: int = 64, seed: int = 0,
-                     context: torch.Tensor | None = None) -> Path:
+                     context: torch.Tensor | None = None, draw: bool = False) -> Path:
     """:func:`sample_grid` written to ``path``."""
-    return save_grid(sample_grid(model, n, seed, context), path)
+    return save_grid(sample_grid(model, n, seed, context, draw=draw), path)
 
 
 def save_reconstruction_grid(model: nn.Module, images: torch.Tensor, path: Path) -> Path:
@@ -53,13 +53,16 @@ def save_reconstruction_grid(model: nn.Module, images: torch.Tensor, path: Path)
 
 @torch.no_grad()
 def sample_grid(model: nn.Module, n: int = 64, seed: int = 0,
-                context: torch.Tensor | None = None) -> torch.Tensor:
+                context: torch.Tensor | None = None, draw: bool = False) -> torch.Tensor:
     """Decoder means of ``n`` prior samples (fixed seed: comparable across epochs), as one
     float ``(3, H, W)`` image in [0, 1] (``ceil(sqrt(n))`` a row, 1-pixel padding); a sequence
     model's samples are rows of frames. A conditional sequence model continues the first ``n``
     sequences of ``context`` (uint8 ``(N, T, C, H, W)``): each row is their given frames, then
-    the sampled ones."""
-    g = torch.Generator(device=next(model.parameters()).device).manual_seed(seed)
+    the sampled ones. With ``draw``: one draw ``x ~ p(x|z)`` at each of the same prior samples
+    instead of the mean (its noise seeded with ``seed`` too; the global random state is left
+    as it was)."""
+    device = next(model.parameters()).device
+    g = torch.Generator(device=device).manual_seed(seed)
     spec = cast(objective.Model, model)
     given = objective.context_frames(spec)
     if given and context is not None:
@@ -68,7 +71,12 @@ def sample_grid(model: nn.Module, n: int = 64, seed: int = 0,
     was_training = model.training
     model.eval()
     try:
-        images = objective.sample(spec, n, generator=g, context=context if given else None)
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else [],
+                                   enabled=draw):
+            if draw:
+                torch.manual_seed(seed)
+            images = objective.sample(spec, n, generator=g, context=context if given else None,
+                                      draw=draw)
     finally:
         model.train(was_training)
     images = images.float().cpu()
