@@ -19,7 +19,6 @@ from ..registry import Registry
 from . import claims
 from .heads import HEAVY_HEADS, HeadRow
 from .measures import (
-    SAMPLING_FLOOR,
     TEST_STDERR,
     fid,
     fid_features,
@@ -142,13 +141,13 @@ class Results:
         the run (:data:`TEST_STDERR`: over the test images; FID's over the samples and test
         images), gets that one (which leaves out the seed-to-seed spread; the tables say what
         it is over). A mean of FIDs over seeds carries at least the runs' own bootstrap error
-        (:data:`SAMPLING_FLOOR`, :func:`.stats.with_sampling_floor`)."""
+        (:attr:`.measures.OneSeedError.floors_mean`, :func:`.stats.with_sampling_floor`)."""
         runs = [r for r in self.runs(row) if value(r) is not None]
         one = TEST_STDERR.get(value)
         if len(runs) == 1 and one is not None:
             return seed_or_test_estimate(runs, value, one.stderr, one.over)
         over_seeds = estimate(value(r) for r in runs)
-        if one is not None and value in SAMPLING_FLOOR:
+        if one is not None and one.floors_mean:
             return with_sampling_floor(over_seeds, (one.stderr(r) for r in runs))
         return over_seeds
 

@@ -87,10 +87,16 @@ def fid_draws_se(run: RunResult) -> float | None:
 
 
 class OneSeedError(NamedTuple):
-    """A per-run value's standard error within one run, and what it is over."""
+    """A per-run value's standard error within one run, and what it is over.
+
+    ``floors_mean``: the error is each run's own sampling (an FID of the run's own prior
+    samples), so it is a floor for the error of a mean over seeds however close two or three
+    seeds happen to fall (:func:`.stats.with_sampling_floor`); not so for a bound's error over
+    the test images, the same images for every run, shared by every comparison."""
 
     stderr: Callable[[RunResult], float | None]
     over: str
+    floors_mean: bool = False
 
 
 #: the within-run standard error of each per-run value that has one (see Results.estimate):
@@ -99,14 +105,9 @@ TEST_STDERR: dict[Callable[[RunResult], float | None], OneSeedError] = {
     continuous_bound: OneSeedError(continuous_bound_se, "test images"),
     headline_bound: OneSeedError(continuous_bound_se, "test images"),
     discrete_bound: OneSeedError(discrete_bound_se, "test images"),
-    fid: OneSeedError(fid_se, "samples and test images, bootstrap"),
-    fid_draws: OneSeedError(fid_draws_se, "samples and test images, bootstrap")}
-
-#: per-run values whose within-run error is a floor for the error of a mean over seeds: each
-#: run's FID has its own prior samples, so its bootstrap error is part of what a mean over seeds
-#: carries, however close two or three seeds happen to fall (a bound's error over the test
-#: images is not: the same test images for every run, shared by every comparison)
-SAMPLING_FLOOR = frozenset({fid, fid_draws})
+    fid: OneSeedError(fid_se, "samples and test images, bootstrap", floors_mean=True),
+    fid_draws: OneSeedError(fid_draws_se, "samples and test images, bootstrap",
+                            floors_mean=True)}
 
 
 def measured_fid(run: RunResult) -> float | None:
@@ -213,7 +214,6 @@ def run_row(run: RunResult) -> dict[str, Any]:
 
 
 __all__ = [
-    "SAMPLING_FLOOR",
     "TEST_STDERR",
     "OneSeedError",
     "continuous_bound",
