@@ -43,7 +43,7 @@ def test_each_decoder_shows_its_lowest_seed_with_samples(tmp_path):
     draws = sample_panel_images(panels, draws=True)
     assert [(title, int(image[0, 0, 0])) for title, image in draws] == [
         ("Student-t VAE (seed 1)", 30)]  # seed 0 has no FID of draws, per image no draw
-    figs = prior_sample_figures(store, panels, tmp_path / "m.png", draws=tmp_path / "d.png")
+    figs = prior_sample_figures(panels, tmp_path / "m.png", draws=tmp_path / "d.png")
     assert [path.name for _, path in figs] == ["m.png", "d.png"]
     assert "one draw x ~ p(x|z)" in figs[1][0] and (tmp_path / "d.png").stat().st_size > 1000
 

@@ -73,10 +73,10 @@ class Decoders(Experiment):
                 "paper FID": paper_cell(table_no, head.row, dataset, "fid"),
             })
         figs = figures.prior_sample_figures(
-            ctx.store, [(h.label, results.runs(h.row)) for h in rows], ctx.out / "samples.png",
+            [(h.label, results.runs(h.row)) for h in rows], ctx.out / "samples.png",
             draws=ctx.out / "samples-draws.png")
         pair = figures.sample_panels(
-            ctx.store, [(OPTIMAL.label, results.runs(OPTIMAL.row)),
+            [(OPTIMAL.label, results.runs(OPTIMAL.row)),
                         ("Gaussian VAE (unit variance)", results.runs("gaussian"))],
             ctx.out / "sigma-vae-vs-gaussian.png")
         if pair:

@@ -51,7 +51,7 @@ class Discretized(Experiment):
                 "paper FID": paper_cell(4, head.row, dataset, "fid"),
             })
         figs = figures.prior_sample_figures(
-            ctx.store, [(h.label, results.runs(h.row)) for h in DISCRETIZED_ROWS],
+            [(h.label, results.runs(h.row)) for h in DISCRETIZED_ROWS],
             ctx.out / "samples.png")
         return Section(table, csv_rows(results), figs, [self._close(results),
                                                          self._categorical(results)])

@@ -17,7 +17,7 @@ import numpy as np
 from .framework import Results
 from .heads import LEARNED, OPTIMAL, SWEEP_BETAS, beta_row
 from .measures import effective_beta, fid, headline_bound, marginal_kl_bounds, mutual_info_bounds
-from .runs import RunResult, RunStore
+from .runs import RunResult
 from .stats import estimate
 
 #: Sample grid of each panel: GRID x GRID prior samples.
@@ -285,8 +285,8 @@ def sample_panel_images(panels: Sequence[tuple[str, list[RunResult]]], draws: bo
     return images
 
 
-def sample_panels(store: RunStore, panels: Sequence[tuple[str, list[RunResult]]],
-                  path: Path, columns: int = 4, draws: bool = False) -> Path | None:
+def sample_panels(panels: Sequence[tuple[str, list[RunResult]]], path: Path,
+                  columns: int = 4, draws: bool = False) -> Path | None:
     """One panel per decoder (:func:`sample_panel_images`) in a figure at ``path``; None where
     no decoder has samples."""
     images = sample_panel_images(panels, draws)
@@ -308,17 +308,17 @@ def sample_panels(store: RunStore, panels: Sequence[tuple[str, list[RunResult]]]
     return _save(fig, path)
 
 
-def prior_sample_figures(store: RunStore, panels: Sequence[tuple[str, list[RunResult]]],
-                         path: Path, draws: Path | None = None) -> list[tuple[str, Path]]:
+def prior_sample_figures(panels: Sequence[tuple[str, list[RunResult]]], path: Path,
+                         draws: Path | None = None) -> list[tuple[str, Path]]:
     """A report's figure of prior samples, one panel per decoder (:func:`sample_panels`), with
     its caption; with ``draws``, a second figure there of one draw from ``p(x|z)`` at each of
     the same prior latents; empty where no run has samples."""
     figs = []
-    grid = sample_panels(store, panels, path)
+    grid = sample_panels(panels, path)
     if grid is not None:
         figs.append(("Prior samples (decoder means, seed-0 run of each decoder), upscaled with "
                      "nearest neighbour", grid))
-    grid = None if draws is None else sample_panels(store, panels, draws, draws=True)
+    grid = None if draws is None else sample_panels(panels, draws, draws=True)
     if grid is not None:
         figs.append(("The same prior latents, each shown as one draw x ~ p(x|z) instead of the "
                      "decoder's mean (what the FID of draws scores), from the lowest seed whose "
