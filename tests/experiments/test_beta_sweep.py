@@ -132,37 +132,40 @@ def test_the_float32_run_is_held_against_one_more_seeds_interval(tmp_path, float
     assert "FID: n/a" in note  # no FID in these runs: said, not compared
 
 
-#: FIDs by row near the paper's Table 1 (the sigma-VAE's the lowest; beta = 0.03 not in it)
+#: FIDs by row near the paper's Table 2 (SVHN): the shared sigma-VAE's (Table 1's sigma-VAE FID)
+#: the lowest, the optimal one's just below the best beta's; beta = 0.03 is not in the paper
 TABLE1_FIDS = {"beta_vae_0.001": 44.5, "beta_vae_0.01": 27.9, "beta_vae_0.03": 25.0,
                "beta_vae_0.1": 28.3, "beta_vae_1": 70.4, "beta_vae_10": 219.3,
-               "learned_sigma": 23.0, "optimal_sigma": 22.0}
+               "learned_sigma": 22.0, "optimal_sigma": 24.8}
 
 
-def test_the_optimal_sigma_vae_must_have_a_lower_fid_than_every_beta(tmp_path):
+def test_the_shared_sigma_vae_must_have_a_lower_fid_than_every_beta(tmp_path):
     ctx = _context(tmp_path, (0.03,))
     status, evidence = _verdicts(ctx, _write_runs(ctx, fids=TABLE1_FIDS))[
-        "optimal-samples-beat-sweep"]
+        "sigma-samples-beat-sweep"]
     assert status == REPRODUCED
-    assert evidence.startswith("optimal sigma 22.1 ± 0.12 (SE: the runs' own) (FID, "
-                               "substitute features) vs beta 0.001: 44.6")
-    assert evidence.endswith("on the paper's decade grid alone the optimal sigma-VAE beats "
-                             "every one")
+    assert evidence.startswith("shared sigma-VAE (learned sigma) 22.1 ± 0.12 (SE: the runs' "
+                               "own) (FID, substitute features) vs beta 0.001: 44.6")
+    # the optimal sigma-VAE (24.9) is within the noise of beta = 0.03 (25.1): shown, not required
+    assert ("on the paper's decade grid alone the shared sigma-VAE (learned sigma) beats every "
+            "one; optimal sigma-VAE (shown, not required): 24.9 ± 0.12 (SE: the runs' own), "
+            "is undecided") in evidence
 
 
 def test_a_beta_with_sharper_samples_reverses_the_fid_verdict(tmp_path):
-    # beta = 0.001's FID below the optimal sigma-VAE's beyond 2 SE: not reproduced, on the
+    # beta = 0.001's FID below the shared sigma-VAE's beyond 2 SE: not reproduced, on the
     # decade grid too; one beta within the noise of it alone would leave it inconclusive
     ctx = _context(tmp_path, (0.03,))
     fids = {**TABLE1_FIDS, "beta_vae_0.001": 15.0}
-    status, evidence = _verdicts(ctx, _write_runs(ctx, fids=fids))["optimal-samples-beat-sweep"]
+    status, evidence = _verdicts(ctx, _write_runs(ctx, fids=fids))["sigma-samples-beat-sweep"]
     assert status == NOT_REPRODUCED
-    assert evidence.endswith("does not beat every one")
+    assert "alone the shared sigma-VAE (learned sigma) does not beat every one" in evidence
     close = {**TABLE1_FIDS, "beta_vae_0.03": 22.2}
     assert _verdicts(ctx, _write_runs(replace(ctx, store=RunStore(tmp_path / "other")),
-                                      fids=close))["optimal-samples-beat-sweep"][0] == INCONCLUSIVE
+                                      fids=close))["sigma-samples-beat-sweep"][0] == INCONCLUSIVE
 
 
 def test_without_fids_the_fid_verdict_is_not_decided(tmp_path):
     ctx = _context(tmp_path, ())
-    status, _ = _verdicts(ctx, _write_runs(ctx))["optimal-samples-beat-sweep"]
+    status, _ = _verdicts(ctx, _write_runs(ctx))["sigma-samples-beat-sweep"]
     assert status == INCONCLUSIVE

@@ -35,12 +35,12 @@ CLAIMS: tuple[Claim, ...] = (
           "The optimal sigma-VAE beats every beta of the beta-VAE sweep on the bound (Table 1).",
           "test -ELBO of optimal sigma < that of each beta of the sweep (the paper's "
           "{0.001, 0.01, 0.1, 1, 10} and any the preset adds), each beyond 2 SE"),
-    Claim("optimal-samples-beat-sweep", "beta-sweep",
-          "The optimal sigma-VAE has better samples (FID) than every beta of the beta-VAE sweep "
+    Claim("sigma-samples-beat-sweep", "beta-sweep",
+          "The sigma-VAE has better samples (FID) than every beta of the beta-VAE sweep "
           "(Table 1; Sec. 5.1: 'improving ... the visual quality').",
-          "FID of optimal sigma < that of each beta of the sweep (the paper's "
-          "{0.001, 0.01, 0.1, 1, 10} and any the preset adds), each beyond 2 SE",
-          uses_fid=True),
+          "FID of the shared (learned) sigma-VAE, whose FID Table 1 prints, < that of each beta "
+          "of the sweep (the paper's {0.001, 0.01, 0.1, 1, 10} and any the preset adds), each "
+          "beyond 2 SE (the optimal sigma-VAE's is shown, not required)", uses_fid=True),
     Claim("sigma-near-tuned-beta", "beta-sweep",
           "Learning the variance gives a beta close to the best manually tuned one (Table 1).",
           "the effective beta 2 sigma^2 of the learned (shared) sigma-VAE lies within half a "
