@@ -3,6 +3,8 @@ and data set: bound, FID and sample grids."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from . import figures
 from .framework import (
     Context,
@@ -15,9 +17,9 @@ from .framework import (
     paper_dataset,
     register_experiment,
 )
-from .heads import DECODER_ROWS, LEARNED, OPTIMAL, HeadRow, is_continuous
+from .heads import DECODER_ROWS, LEARNED, OPTIMAL, PER_IMAGE, HeadRow, is_continuous
 from .measures import discrete_bound, fid, fid_draws, headline_bound, invalid_reason
-from .runs import RunSpec
+from .runs import RunResult, RunSpec
 from .stats import all_of, fmt_estimate, less_than
 from .sweep import best_beta
 
@@ -83,7 +85,11 @@ class Decoders(Experiment):
             figs.append(("The optimal sigma-VAE against the unit-variance Gaussian VAE "
                          "(the paper's Figures 2, 5, 6, 8)", pair))
         verdicts = [self._gaussian_worst(results, rows), self._per_pixel(results),
-                    self._mixture_best(results)]
+                    self._mixture_best(results),
+                    self._pair("optimal-bound-beats-learned", results, OPTIMAL, LEARNED,
+                               headline_bound, "neg_log_p", " nats/image", table_no, dataset),
+                    self._pair("per-image-better-samples", results, PER_IMAGE, OPTIMAL, fid,
+                               "fid", " (FID)", table_no, dataset)]
         return Section(table, csv_rows(results), figs, verdicts,
                        notes=[f"The beta-VAE row uses {why}.", DRAWS_NOTE,
                               f"Published numbers: Table {table_no}, {dataset or 'no matching'} "
@@ -122,6 +128,19 @@ class Decoders(Experiment):
         return self.verdict("mixture-best-discrete", all_of(comparisons),
                             f"logistic mixture {fmt_estimate(mix)} nats/image vs "
                             + "; ".join(parts))
+
+    def _pair(self, claim_id: str, results: Results, better: HeadRow, than: HeadRow,
+              value: Callable[[RunResult], float | None], metric: str, unit: str,
+              table_no: int, dataset: str | None) -> Verdict:
+        """Whether ``better``'s ``value`` (lower is better) is below ``than``'s beyond 2 SE,
+        with what the paper prints for the two on this data set's column beside it."""
+        mine, theirs = results.estimate(better.row, value), results.estimate(than.row, value)
+        paper = (f"; the paper, Table {table_no} ({dataset}): "
+                 f"{paper_cell(table_no, better.row, dataset, metric)} vs "
+                 f"{paper_cell(table_no, than.row, dataset, metric)}") if dataset else ""
+        return self.verdict(claim_id, all_of([less_than(mine, theirs)]),
+                            f"{better.label} {fmt_estimate(mine)}{unit} vs {than.label} "
+                            f"{fmt_estimate(theirs)}" + paper)
 
 
 def _draws_aside(results: Results, others: list[HeadRow]) -> str:
