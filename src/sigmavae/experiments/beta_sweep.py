@@ -171,12 +171,12 @@ class BetaSweep(SweepExperiment):
         """Whether the sigma-VAE ``head``'s ``value`` (lower is better: the test bound, FID) is
         below every beta-VAE's of the sweep, with the paper's decade grid's own answer where the
         preset adds betas; ``shown``: another sigma-VAE's answer beside it, not required."""
+        sweep = {b: results.estimate(beta_row(b).row, value) for b in betas}
 
         def answer(row: HeadRow) -> tuple[Estimate | None, str, str | None]:
             """The row's estimate, its verdict over ``betas``, and the decade grid's."""
             own = results.estimate(row.row, value)
-            comparisons = {b: less_than(own, results.estimate(beta_row(b).row, value))
-                           for b in betas}
+            comparisons = {b: less_than(own, other) for b, other in sweep.items()}
             decades = (all_of(comparisons[b] for b in SWEEP_BETAS)
                        if set(betas) != set(SWEEP_BETAS) else None)
             return own, all_of(comparisons.values()), decades
@@ -184,8 +184,7 @@ class BetaSweep(SweepExperiment):
         phrase = {REPRODUCED: "beats every one", NOT_REPRODUCED: "does not beat every one",
                   INCONCLUSIVE: "is undecided"}
         own, status, decades = answer(head)
-        parts = [f"beta {b:g}: {fmt_estimate(results.estimate(beta_row(b).row, value))}"
-                 for b in betas]
+        parts = [f"beta {b:g}: {fmt_estimate(other)}" for b, other in sweep.items()]
         if decades is not None:  # what the paper's decade grid alone would say
             parts.append(f"on the paper's decade grid alone the {head.label} "
                          f"{phrase.get(decades, 'is not run')}")

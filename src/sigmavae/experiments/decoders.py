@@ -79,7 +79,7 @@ class Decoders(Experiment):
             draws=ctx.out / "samples-draws.png")
         pair = figures.sample_panels(
             [(OPTIMAL.label, results.runs(OPTIMAL.row)),
-                        ("Gaussian VAE (unit variance)", results.runs("gaussian"))],
+             ("Gaussian VAE (unit variance)", results.runs("gaussian"))],
             ctx.out / "sigma-vae-vs-gaussian.png")
         if pair:
             figs.append(("The optimal sigma-VAE against the unit-variance Gaussian VAE "
